@@ -1,0 +1,5 @@
+import sys
+
+from crm360.cli import main
+
+sys.exit(main())

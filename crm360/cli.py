@@ -1,0 +1,189 @@
+"""crm360 command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from crm360.settings import WAREHOUSE_URL_ENV, get_settings
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _manifest(landing: Path) -> dict:
+    path = landing / "manifest.json"
+    if not path.exists():
+        raise SystemExit(f"no generated data in {landing} (run `crm360 generate` first)")
+    return json.loads(path.read_text())
+
+
+def _default_as_of(landing: Path) -> date:
+    """The day after the newest drop: tiers as of the morning after."""
+    return date.fromisoformat(_manifest(landing)["end_date"]) + timedelta(days=1)
+
+
+def cmd_generate(args) -> int:
+    from crm360.generate import GeneratorConfig, generate
+
+    settings = get_settings()
+    landing = Path(args.landing or settings.landing_dir)
+    if landing.exists() and args.replace:
+        shutil.rmtree(landing)
+    cfg = GeneratorConfig.preset(args.preset, seed=args.seed, end_date=args.end_date)
+    started = time.perf_counter()
+    _, manifest = generate(landing, cfg)
+    print(f"generated preset {args.preset} (seed {cfg.seed}) into {landing} "
+          f"in {time.perf_counter() - started:.1f}s")
+    print(json.dumps(manifest, indent=2))
+    return 0
+
+
+def cmd_warehouse(args) -> int:
+    from crm360 import warehouse
+
+    settings = get_settings()
+    if args.action == "stop":
+        if settings.warehouse_url:
+            print(f"{WAREHOUSE_URL_ENV} is set: crm360 does not manage that server")
+            return 0
+        print("stopped" if warehouse.stop_embedded(settings) else "not running")
+        return 0
+    wh = warehouse.get_warehouse(settings)
+    if args.action == "url":
+        print(wh.conninfo)
+    elif args.action == "psql":
+        print(wh.psql_command())
+    else:
+        print(f"ready: {wh.describe()}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from crm360 import pipeline, report
+    from crm360.warehouse import get_warehouse
+
+    settings = get_settings()
+    as_of = args.as_of or _default_as_of(settings.landing_dir)
+    run_id = args.run_id or f"cli_{as_of.isoformat()}"
+    wh = get_warehouse(settings)
+    summary = pipeline.run_all(as_of, run_id, wh, settings=settings)
+    print(report.render(summary, wh))
+    return 0
+
+
+def cmd_airflow_run(args) -> int:
+    from crm360 import airflow_local
+
+    settings = get_settings()
+    logical = args.date or _default_as_of(settings.landing_dir)
+    started = time.perf_counter()
+    print(f"running DAG {airflow_local.DAG_ID} for {logical} through Airflow "
+          f"(AIRFLOW_HOME={settings.airflow_home}) ...", flush=True)
+    log_file = airflow_local.dags_test(logical, settings)
+    print(f"DAG run succeeded in {time.perf_counter() - started:.0f}s; Airflow log: {log_file}")
+    return cmd_show(args)
+
+
+def cmd_show(args) -> int:
+    from crm360 import pipeline, report
+    from crm360.warehouse import get_warehouse
+
+    settings = get_settings()
+    latest = settings.reports_dir / "latest.json"
+    if not latest.exists():
+        print("no run yet: run `crm360 demo` or `crm360 run`")
+        return 1
+    data = json.loads(latest.read_text())
+    summary = pipeline.RunSummary(**data)
+    print()
+    print(report.render(summary, get_warehouse(settings, prepare=False)))
+    print(f"\nRun report: {latest}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Generate the preset's data (if not there yet), run the DAG through Airflow, show it."""
+    settings = get_settings()
+    started = time.perf_counter()
+    manifest_path = settings.landing_dir / "manifest.json"
+    if not manifest_path.exists():
+        cmd_generate(argparse.Namespace(landing=None, replace=False, preset=args.preset,
+                                        seed=args.seed, end_date=None))
+    args.date = None
+    rc = cmd_airflow_run(args)
+    print(f"\ncrm360 demo finished in {time.perf_counter() - started:.0f}s")
+    return rc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crm360",
+        description="Customer-360 warehouse pipeline: load sales, service and web records into "
+                    "PostgreSQL, resolve identities, build the customer 360 and pyramid marts.",
+        epilog=f"Warehouse: set {WAREHOUSE_URL_ENV} to use a PostgreSQL server; unset, crm360 "
+               "runs an embedded one under .crm360/pgdata.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="write synthetic source drops (deterministic by seed)")
+    p.add_argument("--preset", default="small", help="data size: tiny, small (default)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
+    p.add_argument("--end-date", type=_date, default=None, help="last day of history")
+    p.add_argument("--landing", default=None, help="output folder (default: landing/)")
+    p.add_argument("--replace", action="store_true", help="delete the folder first")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("warehouse", help="start, stop or locate the warehouse")
+    p.add_argument("action", choices=["start", "stop", "url", "psql"])
+    p.set_defaults(func=cmd_warehouse)
+
+    p = sub.add_parser("run", help="run the whole pipeline in this process (no Airflow)")
+    p.add_argument("--as-of", type=_date, default=None, help="tier date (default: day after data)")
+    p.add_argument("--run-id", default=None)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("airflow-run", help="run the DAG through Airflow (`airflow dags test`)")
+    p.add_argument("--date", type=_date, default=None, help="logical date (default: day after data)")
+    p.set_defaults(func=cmd_airflow_run)
+
+    p = sub.add_parser("demo", help="generate data, run the DAG through Airflow, show the result")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("show", help="print what the latest run built")
+    p.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from crm360.airflow_local import AirflowRunError
+    from crm360.dbt import DbtError
+    from crm360.gates import GateFailed
+    from crm360.ingest import IngestError
+    from crm360.warehouse import WarehouseError
+
+    try:
+        return args.func(args)
+    except (IngestError, GateFailed, DbtError, WarehouseError, AirflowRunError, ValueError) as exc:
+        print(f"crm360 {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Run dbt against the warehouse as a subprocess (dbt keeps global state; a
+separate process per invocation keeps Airflow workers and tests clean)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from crm360.settings import Settings, get_settings
+from crm360.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+class DbtError(RuntimeError):
+    """dbt exited with an error; the message carries the failing nodes."""
+
+
+@dataclass
+class DbtResult:
+    args: list[str]
+    returncode: int
+    output: str
+    results: list[dict]
+
+    def failures(self) -> list[dict]:
+        return [r for r in self.results if r.get("status") in ("error", "fail", "runtime error")]
+
+
+def dbt_executable() -> str:
+    local = Path(sys.executable).with_name("dbt")
+    return str(local) if local.exists() else (shutil.which("dbt") or "dbt")
+
+
+def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
+            settings: Settings | None = None, check: bool = True) -> DbtResult:
+    settings = settings or get_settings()
+    settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
+    settings.dbt_log_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [dbt_executable(), *args,
+           "--project-dir", str(settings.dbt_project_dir),
+           "--profiles-dir", str(settings.dbt_project_dir),
+           "--target-path", str(settings.dbt_target_dir)]
+    if dbt_vars:
+        cmd += ["--vars", json.dumps(dbt_vars)]
+    env = {**os.environ, **wh.dbt_env(),
+           "DBT_LOG_PATH": str(settings.dbt_log_dir),
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+           "DBT_USE_COLORS": "false"}
+    log.info("running %s", " ".join(cmd[:3]))
+    proc = subprocess.run(cmd, env=env, cwd=settings.dbt_project_dir, capture_output=True,
+                          text=True, check=False)
+    output = proc.stdout + proc.stderr
+    for line in output.splitlines():
+        log.info("dbt | %s", line)
+    results = _read_run_results(settings.dbt_target_dir)
+    result = DbtResult(args=args, returncode=proc.returncode, output=output, results=results)
+    if check and proc.returncode != 0:
+        failed = result.failures()
+        names = ", ".join(f"{r['unique_id']} ({r['status']})" for r in failed[:20])
+        tail = "\n".join(output.splitlines()[-25:])
+        raise DbtError(f"dbt {args[0]} failed (exit {proc.returncode})"
+                       + (f": {names}" if names else "") + f"\n{tail}")
+    return result
+
+
+def _read_run_results(target: Path) -> list[dict]:
+    path = target / "run_results.json"
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return []
+    return [{"unique_id": r.get("unique_id"), "status": r.get("status"),
+             "message": r.get("message"), "failures": r.get("failures"),
+             "execution_time": r.get("execution_time")} for r in data.get("results", [])]

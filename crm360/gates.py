@@ -1,0 +1,185 @@
+"""Data-quality gates: Great Expectations suites from ``expectations/`` run as SQL
+in the warehouse. A gate with any failed expectation raises ``GateFailed``, which
+fails the run before anything downstream happens."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from psycopg.types.json import Jsonb
+
+from crm360.settings import Settings, get_settings
+from crm360.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+STAGES = ("raw", "marts")
+
+GATE_DDL = """
+create table if not exists audit.gate_results (
+    run_id text not null,
+    stage text not null,
+    suite text not null,
+    expectation text not null,
+    column_name text,
+    success boolean not null,
+    unexpected_count bigint,
+    observed_value text,
+    sample jsonb,
+    checked_at timestamptz not null
+)
+"""
+
+
+class GateFailed(RuntimeError):
+    """At least one expectation failed; the message names each failed check."""
+
+    def __init__(self, stage: str, failures: list[CheckResult]):
+        self.stage = stage
+        self.failures = failures
+        lines = [f"{stage} gate failed: {len(failures)} check(s) did not pass"]
+        for f in failures:
+            lines.append(f"  - {f.describe()}")
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    stage: str
+    query: str
+    expectations: list[dict]
+    path: Path
+
+
+@dataclass
+class CheckResult:
+    suite: str
+    expectation: str
+    column: str | None
+    success: bool
+    unexpected_count: int | None
+    observed_value: str | None
+    sample: list
+
+    def describe(self) -> str:
+        where = f"{self.suite}.{self.column}" if self.column else self.suite
+        detail = []
+        if self.unexpected_count:
+            detail.append(f"{self.unexpected_count} unexpected")
+        if self.observed_value not in (None, "None"):
+            detail.append(f"observed {self.observed_value}")
+        if self.sample:
+            detail.append(f"e.g. {self.sample[:5]}")
+        return f"{where}: {self.expectation}" + (f" ({'; '.join(detail)})" if detail else "")
+
+
+def load_suites(stage: str, directory: Path | None = None) -> list[Suite]:
+    if stage not in STAGES:
+        raise ValueError(f"unknown gate stage {stage!r}; expected one of {STAGES}")
+    directory = directory or get_settings().expectations_dir
+    suites = []
+    for path in sorted(directory.rglob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path.name}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        meta = (data.get("meta") or {}).get("crm360") or {}
+        if meta.get("stage") != stage:
+            continue
+        if not meta.get("query") or not data.get("expectations"):
+            raise ValueError(f"{path.name}: a suite needs meta.crm360.query and expectations")
+        suites.append(Suite(data["name"], stage, meta["query"], data["expectations"], path))
+    return suites
+
+
+def _context():
+    """An ephemeral GX context: suites live in this repo, results in the warehouse."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    try:  # progress bars garble Airflow task logs
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+    return context
+
+
+def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None = None,
+             settings: Settings | None = None, raise_on_failure: bool = True) -> list[CheckResult]:
+    """Validate every suite of ``stage``. For ``raw``, only rows of ``batch_ids``."""
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    settings = settings or get_settings()
+    suites = load_suites(stage, settings.expectations_dir)
+    context = _context()
+    datasource = context.data_sources.add_sql(name="warehouse", connection_string=wh.sqlalchemy_url())
+    results: list[CheckResult] = []
+    for suite_def in suites:
+        query = suite_def.query
+        if stage == "raw":
+            if not batch_ids:
+                log.info("gate %s: no new batch for %s, skipped", stage, suite_def.name)
+                continue
+            quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in batch_ids)
+            query = f"select * from ({query}) as checked where _batch_id in ({quoted})"
+        asset = datasource.add_query_asset(name=suite_def.name, query=query)
+        batch = asset.add_batch_definition_whole_table("whole")
+        suite = context.suites.add(gx.ExpectationSuite(name=suite_def.name))
+        for exp in suite_def.expectations:
+            config = ExpectationConfiguration(type=exp["type"], kwargs=exp.get("kwargs", {}))
+            suite.add_expectation(config.to_domain_obj())
+        validation = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{stage}:{suite_def.name}", data=batch, suite=suite)
+        )
+        outcome = validation.run(result_format={"result_format": "SUMMARY",
+                                                "partial_unexpected_count": 10})
+        for item in outcome.results:
+            res = item.result or {}
+            results.append(CheckResult(
+                suite=suite_def.name,
+                expectation=item.expectation_config.type,
+                column=item.expectation_config.kwargs.get("column"),
+                success=bool(item.success),
+                unexpected_count=res.get("unexpected_count"),
+                observed_value=None if res.get("observed_value") is None
+                else str(res.get("observed_value")),
+                sample=[_plain(v) for v in (res.get("partial_unexpected_list") or [])],
+            ))
+    record_results(wh, stage, run_id, results)
+    failures = [r for r in results if not r.success]
+    log.info("gate %s: %d checks, %d failed", stage, len(results), len(failures))
+    if failures and raise_on_failure:
+        raise GateFailed(stage, failures)
+    return results
+
+
+def _plain(value):
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def record_results(wh: Warehouse, stage: str, run_id: str, results: list[CheckResult]) -> None:
+    now = datetime.now(UTC)
+    with wh.connect() as conn:
+        conn.execute(GATE_DDL)
+        # re-running a gate for the same run replaces its earlier verdict
+        conn.execute("delete from audit.gate_results where run_id = %s and stage = %s",
+                     (run_id, stage))
+        with conn.cursor() as cur:
+            cur.executemany(
+                """insert into audit.gate_results (run_id, stage, suite, expectation, column_name,
+                       success, unexpected_count, observed_value, sample, checked_at)
+                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                [(run_id, stage, r.suite, r.expectation, r.column, r.success, r.unexpected_count,
+                  r.observed_value, Jsonb(r.sample), now) for r in results],
+            )
+        conn.commit()

@@ -1,0 +1,162 @@
+"""The pipeline's steps, callable from Airflow tasks, the CLI and tests alike.
+
+    prepare -> ingest (per source) -> raw gate -> dbt build -> marts gate -> summarize
+
+Each step is idempotent for a given run id: re-running it leaves the warehouse
+as one run would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from crm360 import dbt, gates, ingest
+from crm360.settings import Settings, get_settings
+from crm360.warehouse import Warehouse, from_url, get_warehouse
+
+log = logging.getLogger(__name__)
+
+MARTS = ("customer_360", "customer_pyramid", "customer_pyramid_summary", "customer_identifiers")
+
+RUNS_DDL = """
+create table if not exists audit.pipeline_runs (
+    run_id text primary key,
+    as_of_date date not null,
+    status text not null,
+    summary jsonb,
+    updated_at timestamptz not null
+)
+"""
+
+
+def safe_run_id(run_id: str) -> str:
+    """Airflow run ids contain ':' and '+'; keep batch ids readable and safe."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")[:120]
+
+
+def resolve_warehouse(url: str | None = None, settings: Settings | None = None) -> Warehouse:
+    if url:
+        wh = from_url(url)
+        wh.ensure_schemas()
+        return wh
+    return get_warehouse(settings)
+
+
+def prepare(wh: Warehouse) -> None:
+    wh.ensure_schemas()
+    ingest.prepare_raw(wh)
+    with wh.connect() as conn:
+        conn.execute(RUNS_DDL)
+        conn.execute(gates.GATE_DDL)
+        conn.commit()
+
+
+def ingest_source(wh: Warehouse, source: str, run_id: str, landing: Path | None = None,
+                  settings: Settings | None = None) -> dict:
+    settings = settings or get_settings()
+    batch_id = f"{safe_run_id(run_id)}:{source}"
+    result = ingest.load_source(wh, landing or settings.landing_dir, source, batch_id)
+    return result.as_dict()
+
+
+def gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None = None,
+         settings: Settings | None = None) -> dict:
+    results = gates.run_gate(wh, stage, safe_run_id(run_id), batch_ids, settings=settings)
+    return {"stage": stage, "checks": len(results), "failed": sum(not r.success for r in results)}
+
+
+def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> dict:
+    result = dbt.run_dbt(wh, ["build"], {"as_of_date": as_of.isoformat()}, settings=settings)
+    statuses: dict[str, int] = {}
+    for r in result.results:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    return {"nodes": len(result.results), "statuses": statuses}
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    as_of_date: str
+    mart_rows: dict[str, int] = field(default_factory=dict)
+    pyramid: list[dict] = field(default_factory=list)
+    gates: list[dict] = field(default_factory=list)
+    loads: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"run_id": self.run_id, "as_of_date": self.as_of_date, "mart_rows": self.mart_rows,
+                "pyramid": self.pyramid, "gates": self.gates, "loads": self.loads}
+
+
+def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
+              settings: Settings | None = None) -> RunSummary:
+    """Collect what the run built, record it in audit.pipeline_runs and a JSON report."""
+    settings = settings or get_settings()
+    rid = safe_run_id(run_id)
+    summary = RunSummary(run_id=rid, as_of_date=as_of.isoformat())
+    with wh.connect() as conn:
+        for mart in MARTS:
+            summary.mart_rows[mart] = conn.execute(
+                f"select count(*) from marts.{mart}"  # noqa: S608 - fixed names
+            ).fetchone()[0]
+        cur = conn.execute(
+            """select pyramid, tier, customers, revenue_eur, share_of_customers, share_of_revenue
+               from marts.customer_pyramid_summary order by pyramid, tier_order""")
+        cols = [c.name for c in cur.description]
+        summary.pyramid = [_jsonable(dict(zip(cols, row, strict=True))) for row in cur.fetchall()]
+        cur = conn.execute(
+            """select stage, suite, count(*) as checks, count(*) filter (where not success) as failed
+               from audit.gate_results where run_id = %s group by stage, suite
+               order by stage desc, suite""", (rid,))
+        cols = [c.name for c in cur.description]
+        summary.gates = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        cur = conn.execute(
+            """select source, count(*) as files, sum(row_count)::bigint as rows from audit.load_files
+               group by source order by source""")
+        cols = [c.name for c in cur.description]
+        summary.loads = [_jsonable(dict(zip(cols, row, strict=True))) for row in cur.fetchall()]
+        conn.execute(RUNS_DDL)
+        conn.execute(
+            """insert into audit.pipeline_runs (run_id, as_of_date, status, summary, updated_at)
+               values (%s, %s, %s, %s, %s)
+               on conflict (run_id) do update set as_of_date = excluded.as_of_date,
+                   status = excluded.status, summary = excluded.summary,
+                   updated_at = excluded.updated_at""",
+            (rid, as_of, status, json.dumps(summary.as_dict()), datetime.now(UTC)))
+        conn.commit()
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    report = settings.reports_dir / f"run_{rid}.json"
+    report.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+    (settings.reports_dir / "latest.json").write_text(report.read_text(), encoding="utf-8")
+    return summary
+
+
+def _jsonable(row: dict) -> dict:
+    out = {}
+    for k, v in row.items():
+        if hasattr(v, "is_finite"):  # Decimal
+            out[k] = float(v)
+        elif isinstance(v, (date, datetime)):
+            out[k] = v.isoformat()
+        else:
+            out[k] = v
+    return out
+
+
+def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path | None = None,
+            settings: Settings | None = None) -> RunSummary:
+    """The whole pipeline in one process (what the Airflow DAG does task by task)."""
+    settings = settings or get_settings()
+    wh = wh or get_warehouse(settings)
+    prepare(wh)
+    batch_ids = []
+    for source in ingest.SOURCES:
+        batch_ids.append(ingest_source(wh, source, run_id, landing, settings)["batch_id"])
+    gate(wh, "raw", run_id, batch_ids, settings)
+    transform(wh, as_of, settings)
+    gate(wh, "marts", run_id, settings=settings)
+    return summarize(wh, run_id, as_of, settings=settings)

@@ -1,0 +1,54 @@
+"""Human-readable account of what a run built."""
+
+from __future__ import annotations
+
+from crm360.pipeline import RunSummary
+from crm360.warehouse import Warehouse
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    if not rows:
+        return "  (none)"
+    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  " + "  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append("  " + "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w)
+                                      for v, w in zip(row, widths, strict=True)))
+    return "\n".join(lines)
+
+
+def _numeric(value: str) -> bool:
+    return value.replace(".", "", 1).replace("-", "", 1).replace(",", "").isdigit()
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value >= 1 or value == 0 else f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def render(summary: RunSummary, wh: Warehouse) -> str:
+    out = [f"crm360 run {summary.run_id} (as of {summary.as_of_date})", ""]
+    out.append("Loaded into raw (all runs):")
+    out.append(_table(summary.loads, ["source", "files", "rows"]))
+    out.append("")
+    out.append("Rows per mart:")
+    out.append(_table([{"mart": f"marts.{k}", "rows": v} for k, v in summary.mart_rows.items()],
+                      ["mart", "rows"]))
+    out.append("")
+    out.append("Customer pyramid:")
+    out.append(_table(summary.pyramid, ["pyramid", "tier", "customers", "revenue_eur",
+                                        "share_of_customers", "share_of_revenue"]))
+    out.append("")
+    out.append("Quality gates:")
+    gate_rows = [{**g, "result": "PASS" if not g["failed"] else "FAIL"} for g in summary.gates]
+    out.append(_table(gate_rows, ["stage", "suite", "checks", "failed", "result"]))
+    out.append("")
+    out.append(f"Warehouse: {wh.describe()}")
+    out.append("Query it:")
+    out.append(f"  {wh.psql_command()} -c 'select * from marts.customer_pyramid_summary'")
+    return "\n".join(out)

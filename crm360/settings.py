@@ -1,0 +1,72 @@
+"""Where things live. Every path and endpoint comes from here, overridable by env vars.
+
+CRM360_WAREHOUSE_URL  PostgreSQL URL of the warehouse; unset means the embedded server.
+CRM360_PROJECT_DIR    the repository root (dbt project, expectations, dags); default: auto.
+CRM360_HOME           local state: embedded database, Airflow home, reports; default .crm360/
+CRM360_LANDING_DIR    where source systems drop their exports; default landing/
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+WAREHOUSE_URL_ENV = "CRM360_WAREHOUSE_URL"
+
+
+def _default_project_dir() -> Path:
+    # crm360/settings.py -> repository root
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path
+    home: Path
+    landing_dir: Path
+    warehouse_url: str | None
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return self.project_dir / "dbt_project"
+
+    @property
+    def expectations_dir(self) -> Path:
+        return self.project_dir / "expectations"
+
+    @property
+    def dags_dir(self) -> Path:
+        return self.project_dir / "dags"
+
+    @property
+    def plugins_dir(self) -> Path:
+        return self.project_dir / "plugins"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        return self.home / "dbt" / "target"
+
+    @property
+    def dbt_log_dir(self) -> Path:
+        return self.home / "dbt" / "logs"
+
+
+def get_settings() -> Settings:
+    project = Path(os.environ.get("CRM360_PROJECT_DIR") or _default_project_dir()).resolve()
+    home = Path(os.environ.get("CRM360_HOME") or project / ".crm360").resolve()
+    landing = Path(os.environ.get("CRM360_LANDING_DIR") or project / "landing").resolve()
+    url = os.environ.get(WAREHOUSE_URL_ENV) or None
+    return Settings(project_dir=project, home=home, landing_dir=landing, warehouse_url=url)

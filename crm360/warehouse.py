@@ -1,0 +1,180 @@
+"""The PostgreSQL warehouse: which server, how to reach it, and its schemas.
+
+With no ``CRM360_WAREHOUSE_URL`` set, crm360 runs its own PostgreSQL from the
+``pgserver`` package, keeping its data under ``CRM360_HOME/pgdata``. The server
+is left running between commands (several Airflow task processes share it) and
+is stopped with ``crm360 warehouse stop``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from crm360.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "crm360"
+SCHEMAS = ("raw", "staging", "intermediate", "marts", "audit")
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be reached or prepared."""
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Connection parameters of one PostgreSQL database (libpq keywords)."""
+
+    params: dict
+    embedded: bool = False
+
+    @property
+    def conninfo(self) -> str:
+        return make_conninfo(**self.params)
+
+    @property
+    def host(self) -> str:
+        return str(self.params.get("host") or "localhost")
+
+    @property
+    def port(self) -> int:
+        return int(self.params.get("port") or 5432)
+
+    @property
+    def user(self) -> str:
+        return str(self.params.get("user") or "postgres")
+
+    @property
+    def password(self) -> str:
+        return str(self.params.get("password") or "")
+
+    @property
+    def dbname(self) -> str:
+        return str(self.params.get("dbname") or self.user)
+
+    @property
+    def is_socket(self) -> bool:
+        return self.host.startswith("/")
+
+    def sqlalchemy_url(self) -> str:
+        """A SQLAlchemy URL (psycopg2 driver) for tools such as Great Expectations."""
+        from sqlalchemy.engine import URL
+
+        query = {"host": self.host} if self.is_socket else {}
+        url = URL.create(
+            "postgresql+psycopg2",
+            username=self.user,
+            password=self.password or None,
+            host=None if self.is_socket else self.host,
+            port=None if self.is_socket else self.port,
+            database=self.dbname,
+            query=query,
+        )
+        return url.render_as_string(hide_password=False)
+
+    def dbt_env(self) -> dict[str, str]:
+        """Env vars read by dbt_project/profiles.yml."""
+        return {
+            "CRM360_PG_HOST": self.host,
+            "CRM360_PG_PORT": str(self.port),
+            "CRM360_PG_USER": self.user,
+            "CRM360_PG_PASSWORD": self.password,
+            "CRM360_PG_DATABASE": self.dbname,
+        }
+
+    def psql_command(self) -> str:
+        return f"psql '{self.conninfo}'"
+
+    @contextmanager
+    def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        try:
+            conn = psycopg.connect(self.conninfo, autocommit=autocommit)
+        except psycopg.OperationalError as exc:
+            raise WarehouseError(f"cannot connect to the warehouse ({self.describe()}): {exc}") from exc
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def describe(self) -> str:
+        where = f"socket {self.host}" if self.is_socket else f"{self.host}:{self.port}"
+        kind = "embedded" if self.embedded else "configured"
+        return f"{kind} PostgreSQL, database {self.dbname} at {where}"
+
+    def ensure_schemas(self) -> None:
+        with self.connect(autocommit=True) as conn:
+            for schema in SCHEMAS:
+                conn.execute(
+                    sql.SQL("create schema if not exists {}").format(sql.Identifier(schema))
+                )
+
+    def with_database(self, dbname: str) -> Warehouse:
+        return Warehouse(params={**self.params, "dbname": dbname}, embedded=self.embedded)
+
+
+def from_url(url: str, embedded: bool = False) -> Warehouse:
+    params = {k: v for k, v in conninfo_to_dict(url).items() if v not in (None, "")}
+    return Warehouse(params=params, embedded=embedded)
+
+
+def ensure_database(server: Warehouse, dbname: str) -> Warehouse:
+    """Create ``dbname`` on the server of ``server`` if missing; return a handle to it."""
+    maintenance = server.with_database("postgres")
+    with maintenance.connect(autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+    return server.with_database(dbname)
+
+
+def drop_database(server: Warehouse, dbname: str) -> None:
+    with server.with_database("postgres").connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname)))
+
+
+def start_embedded(settings: Settings) -> Warehouse:
+    """Start (or attach to) the embedded PostgreSQL and return its crm360 database."""
+    try:
+        import pgserver
+    except ImportError as exc:  # pragma: no cover - dependency is pinned
+        raise WarehouseError("the embedded warehouse needs the 'pgserver' package") from exc
+    settings.pgdata_dir.parent.mkdir(parents=True, exist_ok=True)
+    # pgserver asks platformdirs for a runtime dir, which warns when XDG_RUNTIME_DIR is unset
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    # cleanup_mode=None: keep the server up after this process exits, so Airflow
+    # task processes and the CLI share one server; `crm360 warehouse stop` ends it.
+    server = pgserver.get_server(settings.pgdata_dir, cleanup_mode=None)
+    base = from_url(server.get_uri(), embedded=True)
+    return ensure_database(base, EMBEDDED_DATABASE)
+
+
+def stop_embedded(settings: Settings) -> bool:
+    """Stop the embedded server if it runs. Returns whether one was stopped."""
+    if not (settings.pgdata_dir / "postmaster.pid").exists():
+        return False
+    import pgserver
+
+    server = pgserver.get_server(settings.pgdata_dir, cleanup_mode="stop")
+    server.cleanup()
+    return True
+
+
+def get_warehouse(settings: Settings | None = None, prepare: bool = True) -> Warehouse:
+    """The warehouse named by CRM360_WAREHOUSE_URL, or the embedded one."""
+    settings = settings or get_settings()
+    if settings.warehouse_url:
+        wh = from_url(settings.warehouse_url)
+    else:
+        wh = start_embedded(settings)
+    if prepare:
+        wh.ensure_schemas()
+    return wh

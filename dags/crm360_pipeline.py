@@ -1,0 +1,95 @@
+"""
+### crm360 pipeline
+
+Daily: load new source drops into `raw`, gate them, build the dbt project,
+gate the marts, record a run summary. Tiers are computed as of the data
+interval's end. Every task is idempotent; a failed quality gate fails the run
+at once (no retry: bad data does not get better by waiting).
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+SOURCES = ("sales", "service", "web")
+
+
+def _warehouse():
+    from crm360.pipeline import resolve_warehouse
+    from crm360_warehouse_hook import Crm360WarehouseHook
+
+    return resolve_warehouse(Crm360WarehouseHook().get_url())
+
+
+def _gate(stage: str, run_id: str, batch_ids: list[str] | None = None) -> dict:
+    from airflow.sdk.exceptions import AirflowFailException
+    from crm360 import pipeline
+    from crm360.gates import GateFailed
+
+    try:
+        return pipeline.gate(_warehouse(), stage, run_id, batch_ids)
+    except GateFailed as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+@dag(
+    dag_id="crm360_pipeline",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["crm360", "warehouse"],
+    default_args={"owner": "data-engineering", "retries": 2,
+                  "retry_delay": pendulum.duration(seconds=30)},
+    doc_md=__doc__,
+)
+def crm360_pipeline():
+    @task
+    def prepare_warehouse() -> None:
+        """Create schemas, raw tables and audit tables if missing."""
+        from crm360 import pipeline
+
+        pipeline.prepare(_warehouse())
+
+    @task
+    def ingest(source: str, run_id: str | None = None) -> str:
+        """COPY the source's new or changed files into raw; returns the batch id."""
+        from crm360 import pipeline
+
+        return pipeline.ingest_source(_warehouse(), source, run_id)["batch_id"]
+
+    @task
+    def gate_raw(batch_ids: list[str], run_id: str | None = None) -> dict:
+        """Great Expectations suites on the batches just loaded."""
+        return _gate("raw", run_id, list(batch_ids))
+
+    @task
+    def dbt_build(data_interval_end=None) -> dict:
+        """dbt build (models and their tests) as of the data interval's end."""
+        from crm360 import pipeline
+
+        return pipeline.transform(_warehouse(), data_interval_end.date())
+
+    @task
+    def gate_marts(run_id: str | None = None) -> dict:
+        """Great Expectations suites on the built marts."""
+        return _gate("marts", run_id)
+
+    @task
+    def summarize(run_id: str | None = None, data_interval_end=None) -> dict:
+        """Record rows per mart, the pyramid and gate results; log the report."""
+        from crm360 import pipeline, report
+
+        wh = _warehouse()
+        summary = pipeline.summarize(wh, run_id, data_interval_end.date())
+        print(report.render(summary, wh))
+        return summary.mart_rows
+
+    ready = prepare_warehouse()
+    batches = [ingest.override(task_id=f"ingest_{s}")(source=s) for s in SOURCES]
+    ready >> batches
+    gate_raw(batches) >> dbt_build() >> gate_marts() >> summarize()
+
+
+crm360_pipeline()

@@ -1,0 +1,17 @@
+{#- One row per customer: its tier in the activity and revenue pyramids. -#}
+with tiers as (
+    select * from {{ ref('int_customers_tiered') }}
+),
+
+final as (
+    select
+        customer_key,
+        as_of_date,
+        activity_tier,
+        revenue_tier,
+        revenue_rank,
+        revenue_eur
+    from tiers
+)
+
+select * from final

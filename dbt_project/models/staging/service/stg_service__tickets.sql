@@ -1,0 +1,50 @@
+with source as (
+    select * from {{ source('service', 'service_tickets') }}
+),
+
+renamed as (
+    select
+        record ->> 'id' as ticket_id,
+        lower(record ->> 'type') as ticket_type,
+        lower(record ->> 'status') as ticket_status,
+        lower(record ->> 'channel') as contact_channel,
+        cast(record ->> 'created_at' as timestamptz) as created_at,
+        cast(nullif(record ->> 'solved_at', '') as timestamptz) as solved_at,
+        {{ normalize_email("record -> 'requester' ->> 'email'") }} as requester_email,
+        nullif(trim(record -> 'requester' ->> 'name'), '') as requester_name,
+        nullif(trim(record ->> 'customer_ref'), '') as customer_id,
+        cast(nullif(record ->> 'satisfaction', '') as smallint) as satisfaction_score,
+        _loaded_at,
+        _source_file,
+        _record_number
+    from source
+),
+
+latest as (
+    select
+        *,
+        row_number() over (
+            partition by ticket_id order by _loaded_at desc, _source_file desc, _record_number desc
+        ) as version_rank
+    from renamed
+),
+
+final as (
+    select
+        ticket_id,
+        ticket_type,
+        ticket_status,
+        contact_channel,
+        created_at,
+        solved_at,
+        requester_email,
+        requester_name,
+        customer_id,
+        satisfaction_score,
+        ticket_type = 'complaint' as is_complaint,
+        ticket_status <> 'solved' as is_open
+    from latest
+    where version_rank = 1
+)
+
+select * from final

@@ -1,0 +1,30 @@
+-- Every shop customer and every staged e-mail and visitor id appear in exactly one
+-- customer_360 row, and the pyramids count every customer once.
+with expected as (
+    select 'shop customers' as what, count(*) as n from {{ ref('stg_sales__customers') }}
+    union all
+    select 'visitors', count(distinct visitor_id) from {{ ref('stg_web__events') }}
+),
+
+reported as (
+    select 'shop customers' as what, count(shop_customer_id) as n from {{ ref('customer_360') }}
+    union all
+    select 'visitors', sum(visitor_count) from {{ ref('customer_360') }}
+),
+
+pyramids as (
+    select pyramid, sum(customers) as n from {{ ref('customer_pyramid_summary') }} group by pyramid
+),
+
+mismatches as (
+    select expected.what, expected.n as expected_n, reported.n as reported_n
+    from expected
+    inner join reported on expected.what = reported.what
+    where expected.n <> reported.n
+    union all
+    select 'pyramid ' || pyramids.pyramid, (select count(*) from {{ ref('customer_360') }}), pyramids.n
+    from pyramids
+    where pyramids.n <> (select count(*) from {{ ref('customer_360') }})
+)
+
+select * from mismatches
