@@ -36,6 +36,10 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "CRM360_HOME": str(settings.home),
         "CRM360_LANDING_DIR": str(settings.landing_dir),
     })
+    if settings.warehouse_url:
+        env["CRM360_WAREHOUSE_URL"] = settings.warehouse_url
+    else:
+        env.pop("CRM360_WAREHOUSE_URL", None)
     # the plugins folder holds the warehouse hook the DAG imports
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(settings.plugins_dir), env.get("PYTHONPATH", "")) if p)

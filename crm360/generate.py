@@ -21,14 +21,14 @@ import math
 import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 DEFAULT_END_DATE = date(2026, 10, 31)
 
 PRESETS = {
     # name: (customers, days of history, products, prospects, anonymous visitors)
-    "tiny": dict(customers=200, days=60, products=40, prospects=60, anonymous_visitors=150),
+    "tiny": dict(customers=200, days=120, products=40, prospects=60, anonymous_visitors=150),
     "small": dict(customers=2_000, days=180, products=200, prospects=600, anonymous_visitors=1_500),
 }
 
@@ -39,7 +39,7 @@ LAST_NAMES = ["Schmidt", "Meyer", "Novak", "Rossi", "Dubois", "Jansen", "Kowalsk
               "Silva", "Horvat", "Nielsen", "Weber", "Costa", "Müller", "Larsen", "Garcia"]
 COUNTRIES = [("DE", "Berlin", "+49"), ("FR", "Paris", "+33"), ("NL", "Utrecht", "+31"),
              ("AT", "Wien", "+43"), ("IT", "Milano", "+39"), ("PL", "Kraków", "+48")]
-OFFSETS = [timezone.utc, timezone(timedelta(hours=1)), timezone(timedelta(hours=2))]
+OFFSETS = [UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=2))]
 PAGES = ["/", "/catalog", "/product", "/cart", "/help", "/blog", "/offers"]
 
 CUSTOMER_COLUMNS = ["customer_id", "first_name", "last_name", "email", "phone", "city",
@@ -101,7 +101,7 @@ class World:
         out: dict[str, date] = {}
         for o in self.orders:
             if o.status == "completed":
-                d = o.ordered_at.astimezone(timezone.utc).date()
+                d = o.ordered_at.astimezone(UTC).date()
                 if o.customer_id not in out or d > out[o.customer_id]:
                     out[o.customer_id] = d
         return out
@@ -147,7 +147,7 @@ class GeneratorConfig:
 
 def _ts(rng: random.Random, day: date, hour_lo: int = 7, hour_hi: int = 23) -> datetime:
     """A moment on ``day`` (UTC), expressed in one of several local offsets."""
-    moment = datetime.combine(day, time(0), tzinfo=timezone.utc) + timedelta(
+    moment = datetime.combine(day, time(0), tzinfo=UTC) + timedelta(
         seconds=rng.randrange(hour_lo * 3600, hour_hi * 3600)
     )
     return moment.astimezone(rng.choice(OFFSETS))
@@ -239,7 +239,7 @@ def build_world(cfg: GeneratorConfig) -> World:
 
     for cust in world.customers:
         if rng.random() < 0.25:
-            first_day = max(cust.created_at.astimezone(timezone.utc).date(), start)
+            first_day = max(cust.created_at.astimezone(UTC).date(), start)
             for _ in range(1 + _poisson(rng, 0.5)):
                 day = first_day + timedelta(days=rng.randrange((end - first_day).days + 1))
                 ref = cust.customer_id if rng.random() < 0.5 else None
@@ -270,7 +270,7 @@ def build_world(cfg: GeneratorConfig) -> World:
 
     for cust in world.customers:
         if rng.random() < 0.6:
-            first_day = max(cust.created_at.astimezone(timezone.utc).date(), start)
+            first_day = max(cust.created_at.astimezone(UTC).date(), start)
             sessions = 1 + _poisson(rng, 2 + cust.weight / 4)
             visitor = new_visitor()
             for _ in range(sessions):
@@ -335,7 +335,7 @@ def write_world(world: World, landing: Path) -> dict:
 
     def day_of(moment: datetime) -> date:
         # the drop of the UTC day it happened on, within the generated history
-        return min(max(moment.astimezone(timezone.utc).date(), start), world.end_date)
+        return min(max(moment.astimezone(UTC).date(), start), world.end_date)
 
     customers_by_day: dict[date, list] = defaultdict(list)
     for c in world.customers:
@@ -392,7 +392,7 @@ def write_world(world: World, landing: Path) -> dict:
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
 

@@ -21,6 +21,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from crm360.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+# pgserver logs at exit, after test runners and CLIs have closed their streams
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 EMBEDDED_DATABASE = "crm360"
 SCHEMAS = ("raw", "staging", "intermediate", "marts", "audit")

@@ -16,20 +16,23 @@ SOURCES = ("sales", "service", "web")
 
 
 def _warehouse():
-    from crm360.pipeline import resolve_warehouse
     from crm360_warehouse_hook import Crm360WarehouseHook
+
+    from crm360.pipeline import resolve_warehouse
 
     return resolve_warehouse(Crm360WarehouseHook().get_url())
 
 
-def _gate(stage: str, run_id: str, batch_ids: list[str] | None = None) -> dict:
+def _no_retry(step, *args):
+    """Bad data and failed gates do not improve by waiting: fail without retrying."""
     from airflow.sdk.exceptions import AirflowFailException
-    from crm360 import pipeline
+
     from crm360.gates import GateFailed
+    from crm360.ingest import IngestError
 
     try:
-        return pipeline.gate(_warehouse(), stage, run_id, batch_ids)
-    except GateFailed as exc:
+        return step(_warehouse(), *args)
+    except (GateFailed, IngestError) as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
@@ -57,12 +60,14 @@ def crm360_pipeline():
         """COPY the source's new or changed files into raw; returns the batch id."""
         from crm360 import pipeline
 
-        return pipeline.ingest_source(_warehouse(), source, run_id)["batch_id"]
+        return _no_retry(pipeline.ingest_source, source, run_id)["batch_id"]
 
     @task
     def gate_raw(batch_ids: list[str], run_id: str | None = None) -> dict:
         """Great Expectations suites on the batches just loaded."""
-        return _gate("raw", run_id, list(batch_ids))
+        from crm360 import pipeline
+
+        return _no_retry(pipeline.gate, "raw", run_id, list(batch_ids))
 
     @task
     def dbt_build(data_interval_end=None) -> dict:
@@ -74,7 +79,9 @@ def crm360_pipeline():
     @task
     def gate_marts(run_id: str | None = None) -> dict:
         """Great Expectations suites on the built marts."""
-        return _gate("marts", run_id)
+        from crm360 import pipeline
+
+        return _no_retry(pipeline.gate, "marts", run_id)
 
     @task
     def summarize(run_id: str | None = None, data_interval_end=None) -> dict:

@@ -1,0 +1,93 @@
+"""Shared fixtures: real PostgreSQL servers and isolated crm360 settings.
+
+Two servers are exercised:
+- ``embedded``: a pgserver instance started for the session in a temp folder;
+- ``server``: the PostgreSQL at CRM360_TEST_PG_URL (default: 127.0.0.1:5432 as
+  postgres). Tests on it are skipped if it cannot be reached, unless
+  CRM360_REQUIRE_SERVER=1 (CI sets it), where an unreachable server fails.
+Every test module gets fresh databases, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+# Airflow reads its home at import: never touch a developer's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="crm360_airflow_home_"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+import psycopg
+import pytest
+
+from crm360 import warehouse
+from crm360.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+# Airflow puts the plugins folder on sys.path; so do the tests.
+sys.path.insert(0, str(REPO / "plugins"))
+SERVER_URL = os.environ.get("CRM360_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def make_settings(home: Path, landing: Path, url: str | None = None) -> Settings:
+    return Settings(project_dir=REPO, home=home, landing_dir=landing, warehouse_url=url)
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("crm360_home")
+
+
+@pytest.fixture(scope="session")
+def embedded_server(session_home):
+    """The embedded server crm360 starts when no URL is configured."""
+    settings = make_settings(session_home, session_home / "landing")
+    wh = warehouse.start_embedded(settings)
+    yield wh
+    warehouse.stop_embedded(settings)
+
+
+@pytest.fixture(scope="session")
+def external_server():
+    try:
+        with psycopg.connect(SERVER_URL, connect_timeout=3):
+            pass
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CRM360_REQUIRE_SERVER") == "1":
+            pytest.fail(f"PostgreSQL at {SERVER_URL} is required but unreachable: {exc}")
+        pytest.skip(f"no PostgreSQL at {SERVER_URL}: {exc}")
+    return warehouse.from_url(SERVER_URL)
+
+
+@pytest.fixture(params=["embedded", "server"])
+def server(request) -> warehouse.Warehouse:
+    """Each of the two servers in turn."""
+    if request.param == "embedded":
+        return request.getfixturevalue("embedded_server")
+    return request.getfixturevalue("external_server")
+
+
+@pytest.fixture
+def fresh_db(request):
+    """A factory: a new empty database on the given server, dropped after the test."""
+    created: list[tuple[warehouse.Warehouse, str]] = []
+
+    def make(server_wh: warehouse.Warehouse) -> warehouse.Warehouse:
+        name = f"crm360_test_{uuid.uuid4().hex[:10]}"
+        wh = warehouse.ensure_database(server_wh, name)
+        created.append((server_wh, name))
+        wh.ensure_schemas()
+        return wh
+
+    yield make
+    for server_wh, name in created:
+        warehouse.drop_database(server_wh, name)
+
+
+@pytest.fixture
+def db(embedded_server, fresh_db) -> warehouse.Warehouse:
+    """A fresh database on the embedded server (for tests that need one server only)."""
+    return fresh_db(embedded_server)

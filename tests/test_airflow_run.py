@@ -1,0 +1,79 @@
+"""The DAG run for real by the Airflow CLI (`airflow dags test`), on a local
+SQLite metadata database and the embedded warehouse, as `crm360 demo` does."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from conftest import make_settings
+
+from crm360 import airflow_local, warehouse
+from crm360.generate import GeneratorConfig, generate
+
+pytestmark = [pytest.mark.airflow, pytest.mark.e2e]
+
+
+@pytest.fixture
+def airflow_project(tmp_path, monkeypatch):
+    monkeypatch.delenv("CRM360_WAREHOUSE_URL", raising=False)
+    monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    settings = make_settings(tmp_path / "home", tmp_path / "landing")
+    world, manifest = generate(settings.landing_dir, GeneratorConfig.preset("tiny", seed=5))
+    yield settings, world, manifest
+    warehouse.stop_embedded(settings)
+
+
+def test_dag_builds_the_marts_through_airflow(airflow_project):
+    settings, world, manifest = airflow_project
+    logical = world.end_date + timedelta(days=1)
+    log_file = airflow_local.dags_test(logical, settings)
+    assert "state=success" in log_file.read_text()
+    wh = warehouse.get_warehouse(settings, prepare=False)
+    with wh.connect() as conn:
+        people, revenue = conn.execute(
+            "select count(*), sum(revenue_eur)::text from marts.customer_360"
+        ).fetchone()
+        [as_of] = conn.execute("select distinct as_of_date from marts.customer_pyramid").fetchone()
+        status = conn.execute("select status from audit.pipeline_runs").fetchall()
+    assert people == manifest["people"] and revenue == manifest["revenue"]
+    assert as_of == logical  # tiers are computed as of the run's data interval end
+    assert status == [("success",)]
+    report = json.loads((settings.reports_dir / "latest.json").read_text())
+    assert report["mart_rows"]["customer_360"] == manifest["people"]
+
+
+def test_unreadable_file_fails_ingest_without_retries(airflow_project):
+    settings, world, _ = airflow_project
+    orders = sorted(settings.landing_dir.glob("sales/*/orders.csv"))[-1]
+    with open(orders, "a", encoding="utf-8") as fh:
+        fh.write('O_BAD,C0000001,"never closed\n')
+    with pytest.raises(airflow_local.AirflowRunError, match="did not succeed"):
+        airflow_local.dags_test(world.end_date + timedelta(days=1), settings)
+    text = (
+        settings.airflow_home
+        / f"dags_test_crm360_pipeline_{world.end_date + timedelta(days=1)}.log"
+    ).read_text()
+    assert (
+        f"{orders.relative_to(settings.landing_dir).as_posix()}: the database rejected the file"
+        in text
+    )
+    assert "up_for_retry" not in text
+
+
+def test_failed_gate_fails_the_dag_before_dbt(airflow_project):
+    settings, world, _ = airflow_project
+    orders = sorted(settings.landing_dir.glob("sales/*/orders.csv"))[-1]
+    with open(orders, "a", encoding="utf-8") as fh:
+        fh.write("O_BAD,C0000001,2026-10-01T10:00:00+00:00,teleported,EUR,\n")
+    with pytest.raises(airflow_local.AirflowRunError, match="did not succeed"):
+        airflow_local.dags_test(world.end_date + timedelta(days=1), settings)
+    wh = warehouse.get_warehouse(settings, prepare=False)
+    with wh.connect() as conn:
+        marts = conn.execute(
+            "select count(*) from information_schema.tables where table_schema = 'marts'"
+        ).fetchone()[0]
+        failed = conn.execute(
+            "select suite, column_name from audit.gate_results where not success"
+        ).fetchall()
+    assert marts == 0, "dbt must not run after a failed raw gate"
+    assert failed == [("raw_sales_orders", "status")]

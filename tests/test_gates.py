@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from crm360 import gates, ingest
+from crm360.gates import GateFailed, load_suites
+
+
+def _orders_drop(root, rows):
+    day = root / "sales" / "2026-01-01"
+    day.mkdir(parents=True, exist_ok=True)
+    lines = ["order_id,customer_id,ordered_at,status,currency,updated_at"]
+    lines += [",".join(r) for r in rows]
+    (day / "orders.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_suites_in_repo_are_well_formed():
+    raw, marts = load_suites("raw"), load_suites("marts")
+    assert {s.name for s in raw} >= {"raw_sales_orders", "raw_web_events", "raw_service_tickets"}
+    assert {s.name for s in marts} >= {"marts_customer_360", "marts_customer_pyramid_summary"}
+    for suite in raw:
+        assert "_batch_id" in suite.query, f"{suite.path.name} must expose _batch_id"
+
+
+def test_raw_gate_blocks_a_bad_batch_and_names_the_check(db, tmp_path):
+    _orders_drop(
+        tmp_path,
+        [
+            ("O1", "C1", "2026-01-01T10:00:00+00:00", "completed", "EUR", ""),
+            ("O2", "C1", "yesterday", "shipped", "EUR", ""),
+        ],
+    )
+    ingest.load_source(db, tmp_path, "sales", "run1:sales")
+    with pytest.raises(GateFailed) as failure:
+        gates.run_gate(db, "raw", "run1", ["run1:sales"])
+    message = str(failure.value)
+    assert "raw_sales_orders.status: expect_column_values_to_be_in_set" in message
+    assert "shipped" in message
+    assert "raw_sales_orders.ordered_at: expect_column_values_to_match_regex" in message
+    with db.connect() as conn:
+        failed = conn.execute(
+            "select suite, column_name, unexpected_count, sample from audit.gate_results "
+            "where run_id = 'run1' and not success order by column_name"
+        ).fetchall()
+    assert [(s, c, n) for s, c, n, _ in failed] == [
+        ("raw_sales_orders", "ordered_at", 1),
+        ("raw_sales_orders", "status", 1),
+    ]
+    assert failed[1][3] == ["shipped"]
+
+
+def test_raw_gate_checks_only_the_batches_given(db, tmp_path):
+    _orders_drop(tmp_path, [("O2", "C1", "yesterday", "shipped", "EUR", "")])
+    ingest.load_source(db, tmp_path, "sales", "old:sales")
+    # a later, clean batch passes even though an older one in raw is bad
+    results = gates.run_gate(db, "raw", "run2", ["some-other-batch"])
+    assert all(r.success for r in results)
+
+
+def test_gate_rerun_replaces_its_verdict(db, tmp_path):
+    _orders_drop(tmp_path, [("O1", "C1", "2026-01-01T10:00:00+00:00", "completed", "EUR", "")])
+    ingest.load_source(db, tmp_path, "sales", "r:sales")
+    gates.run_gate(db, "raw", "r", ["r:sales"])
+    gates.run_gate(db, "raw", "r", ["r:sales"])
+    with db.connect() as conn:
+        n = conn.execute("select count(*) from audit.gate_results where run_id = 'r'").fetchone()[0]
+    assert n == sum(len(s.expectations) for s in load_suites("raw"))
+
+
+def test_a_suite_without_query_is_rejected(tmp_path):
+    (tmp_path / "bad.json").write_text(
+        json.dumps({"name": "bad", "meta": {"crm360": {"stage": "raw"}}, "expectations": []})
+    )
+    with pytest.raises(ValueError, match="bad.json: a suite needs"):
+        load_suites("raw", tmp_path)
