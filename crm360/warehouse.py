@@ -143,15 +143,20 @@ def drop_database(server: Warehouse, dbname: str) -> None:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname)))
 
 
-def start_embedded(settings: Settings) -> Warehouse:
-    """Start (or attach to) the embedded PostgreSQL and return its crm360 database."""
+def _pgserver():
+    # pgserver asks platformdirs for a runtime dir, which warns when XDG_RUNTIME_DIR is unset
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
         import pgserver
     except ImportError as exc:  # pragma: no cover - dependency is pinned
         raise WarehouseError("the embedded warehouse needs the 'pgserver' package") from exc
+    return pgserver
+
+
+def start_embedded(settings: Settings) -> Warehouse:
+    """Start (or attach to) the embedded PostgreSQL and return its crm360 database."""
+    pgserver = _pgserver()
     settings.pgdata_dir.parent.mkdir(parents=True, exist_ok=True)
-    # pgserver asks platformdirs for a runtime dir, which warns when XDG_RUNTIME_DIR is unset
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     # cleanup_mode=None: keep the server up after this process exits, so Airflow
     # task processes and the CLI share one server; `crm360 warehouse stop` ends it.
     server = pgserver.get_server(settings.pgdata_dir, cleanup_mode=None)
@@ -163,9 +168,7 @@ def stop_embedded(settings: Settings) -> bool:
     """Stop the embedded server if it runs. Returns whether one was stopped."""
     if not (settings.pgdata_dir / "postmaster.pid").exists():
         return False
-    import pgserver
-
-    server = pgserver.get_server(settings.pgdata_dir, cleanup_mode="stop")
+    server = _pgserver().get_server(settings.pgdata_dir, cleanup_mode="stop")
     server.cleanup()
     return True
 
