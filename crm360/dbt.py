@@ -39,7 +39,8 @@ def dbt_executable() -> str:
 
 
 def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
-            settings: Settings | None = None, check: bool = True) -> DbtResult:
+            settings: Settings | None = None, check: bool = True,
+            extra_env: dict[str, str] | None = None) -> DbtResult:
     settings = settings or get_settings()
     settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
     settings.dbt_log_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +53,7 @@ def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
     env = {**os.environ, **wh.dbt_env(),
            "DBT_LOG_PATH": str(settings.dbt_log_dir),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-           "DBT_USE_COLORS": "false"}
+           "DBT_USE_COLORS": "false", **(extra_env or {})}
     log.info("running %s", " ".join(cmd[:3]))
     proc = subprocess.run(cmd, env=env, cwd=settings.dbt_project_dir, capture_output=True,
                           text=True, check=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import string
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -117,8 +118,10 @@ def _context():
 
 
 def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None = None,
-             settings: Settings | None = None, raise_on_failure: bool = True) -> list[CheckResult]:
-    """Validate every suite of ``stage``. For ``raw``, only rows of ``batch_ids``."""
+             settings: Settings | None = None, raise_on_failure: bool = True,
+             marts_schema: str = "marts") -> list[CheckResult]:
+    """Validate every suite of ``stage``. For ``raw``, only rows of ``batch_ids``;
+    for ``marts``, the tables in ``marts_schema`` (the unpublished build)."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -128,7 +131,7 @@ def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None
     datasource = context.data_sources.add_sql(name="warehouse", connection_string=wh.sqlalchemy_url())
     results: list[CheckResult] = []
     for suite_def in suites:
-        query = suite_def.query
+        query = string.Template(suite_def.query).substitute(marts=marts_schema)
         if stage == "raw":
             if not batch_ids:
                 log.info("gate %s: no new batch for %s, skipped", stage, suite_def.name)

@@ -1,6 +1,9 @@
 """The pipeline's steps, callable from Airflow tasks, the CLI and tests alike.
 
-    prepare -> ingest (per source) -> raw gate -> dbt build -> marts gate -> summarize
+    prepare -> ingest (per source) -> raw gate -> dbt build -> marts gate -> publish -> summarize
+
+dbt builds the marts into a schema readers cannot see; only when the marts gate
+passes are they published (see crm360.publish).
 
 Each step is idempotent for a given run id: re-running it leaves the warehouse
 as one run would.
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from crm360 import dbt, gates, ingest
+from crm360 import dbt, gates, ingest, publish
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse, from_url, get_warehouse
 
@@ -66,16 +69,26 @@ def ingest_source(wh: Warehouse, source: str, run_id: str, landing: Path | None 
 
 def gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None = None,
          settings: Settings | None = None) -> dict:
-    results = gates.run_gate(wh, stage, safe_run_id(run_id), batch_ids, settings=settings)
+    """Run a gate; the marts gate checks the unpublished build schema."""
+    results = gates.run_gate(wh, stage, safe_run_id(run_id), batch_ids, settings=settings,
+                             marts_schema=publish.BUILD)
     return {"stage": stage, "checks": len(results), "failed": sum(not r.success for r in results)}
 
 
 def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> dict:
-    result = dbt.run_dbt(wh, ["build"], {"as_of_date": as_of.isoformat()}, settings=settings)
+    """dbt build (models, then their tests) with the marts going to the build schema."""
+    publish.reset_build(wh)
+    result = dbt.run_dbt(wh, ["build"], {"as_of_date": as_of.isoformat()}, settings=settings,
+                         extra_env={"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD})
     statuses: dict[str, int] = {}
     for r in result.results:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
     return {"nodes": len(result.results), "statuses": statuses}
+
+
+def publish_marts(wh: Warehouse, run_id: str) -> dict:
+    """Swap the gated build in as the marts BI reads."""
+    return {"published": publish.publish(wh, safe_run_id(run_id))}
 
 
 @dataclass
@@ -159,4 +172,5 @@ def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path
     gate(wh, "raw", run_id, batch_ids, settings)
     transform(wh, as_of, settings)
     gate(wh, "marts", run_id, settings=settings)
+    publish_marts(wh, run_id)
     return summarize(wh, run_id, as_of, settings=settings)

@@ -1,8 +1,9 @@
 """
 ### crm360 pipeline
 
-Daily: load new source drops into `raw`, gate them, build the dbt project,
-gate the marts, record a run summary. Tiers are computed as of the data
+Daily: load new source drops into `raw`, gate them, build the dbt project into
+a schema readers cannot see, gate it, publish it as `marts` in one transaction,
+record a run summary. Tiers are computed as of the data
 interval's end. Every task is idempotent; a failed quality gate fails the run
 at once (no retry: bad data does not get better by waiting).
 """
@@ -10,7 +11,7 @@ at once (no retry: bad data does not get better by waiting).
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import dag, get_current_context, task
 
 SOURCES = ("sales", "service", "web")
 
@@ -84,6 +85,13 @@ def crm360_pipeline():
         return _no_retry(pipeline.gate, "marts", run_id)
 
     @task
+    def publish() -> dict:
+        """Swap the gated marts in for readers, in one transaction."""
+        from crm360 import pipeline
+
+        return pipeline.publish_marts(_warehouse(), get_current_context()["run_id"])
+
+    @task
     def summarize(run_id: str | None = None, data_interval_end=None) -> dict:
         """Record rows per mart, the pyramid and gate results; log the report."""
         from crm360 import pipeline, report
@@ -96,7 +104,7 @@ def crm360_pipeline():
     ready = prepare_warehouse()
     batches = [ingest.override(task_id=f"ingest_{s}")(source=s) for s in SOURCES]
     ready >> batches
-    gate_raw(batches) >> dbt_build() >> gate_marts() >> summarize()
+    gate_raw(batches) >> dbt_build() >> gate_marts() >> publish() >> summarize()
 
 
 crm360_pipeline()

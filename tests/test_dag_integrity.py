@@ -37,13 +37,15 @@ def test_pipeline_order(dagbag):
         "gate_raw",
         "dbt_build",
         "gate_marts",
+        "publish",
         "summarize",
     }
     assert dag.task_dict["prepare_warehouse"].downstream_task_ids == ingest
     assert dag.task_dict["gate_raw"].upstream_task_ids == ingest
     assert dag.task_dict["dbt_build"].upstream_task_ids == {"gate_raw"}
     assert dag.task_dict["gate_marts"].upstream_task_ids == {"dbt_build"}
-    assert dag.task_dict["summarize"].upstream_task_ids == {"gate_marts"}
+    assert dag.task_dict["publish"].upstream_task_ids == {"gate_marts"}
+    assert dag.task_dict["summarize"].upstream_task_ids == {"publish"}
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
