@@ -57,6 +57,7 @@ class Suite:
     query: str
     expectations: list[dict]
     path: Path
+    key: tuple[str, ...] = ()
 
 
 @dataclass
@@ -96,7 +97,8 @@ def load_suites(stage: str, directory: Path | None = None) -> list[Suite]:
             continue
         if not meta.get("query") or not data.get("expectations"):
             raise ValueError(f"{path.name}: a suite needs meta.crm360.query and expectations")
-        suites.append(Suite(data["name"], stage, meta["query"], data["expectations"], path))
+        suites.append(Suite(data["name"], stage, meta["query"], data["expectations"], path,
+                            tuple(meta.get("key") or ())))
     return suites
 
 
@@ -119,9 +121,13 @@ def _context():
 
 def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None = None,
              settings: Settings | None = None, raise_on_failure: bool = True,
-             marts_schema: str = "marts") -> list[CheckResult]:
-    """Validate every suite of ``stage``. For ``raw``, only rows of ``batch_ids``;
-    for ``marts``, the tables in ``marts_schema`` (the unpublished build)."""
+             params: dict[str, str] | None = None) -> list[CheckResult]:
+    """Validate every suite of ``stage``. For ``raw``, only rows of ``batch_ids``.
+
+    ``params`` fill the ``${name}`` placeholders of the suites' queries: ``as_of``
+    (the run date), ``marts`` (the schema under audit) and what
+    ``query_params`` computes.
+    """
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -131,7 +137,9 @@ def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None
     datasource = context.data_sources.add_sql(name="warehouse", connection_string=wh.sqlalchemy_url())
     results: list[CheckResult] = []
     for suite_def in suites:
-        query = string.Template(suite_def.query).substitute(marts=marts_schema)
+        query = string.Template(suite_def.query).safe_substitute(params or {})
+        if not query.lstrip().lower().startswith("select "):  # GX query assets must start with SELECT
+            query = f"select * from ({query}) as suite_query"
         if stage == "raw":
             if not batch_ids:
                 log.info("gate %s: no new batch for %s, skipped", stage, suite_def.name)
@@ -147,8 +155,10 @@ def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{stage}:{suite_def.name}", data=batch, suite=suite)
         )
-        outcome = validation.run(result_format={"result_format": "SUMMARY",
-                                                "partial_unexpected_count": 10})
+        result_format = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
+        if suite_def.key:  # sample offending rows by key, not just values
+            result_format["unexpected_index_column_names"] = list(suite_def.key)
+        outcome = validation.run(result_format=result_format)
         for item in outcome.results:
             res = item.result or {}
             results.append(CheckResult(
@@ -159,7 +169,7 @@ def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None
                 unexpected_count=res.get("unexpected_count"),
                 observed_value=None if res.get("observed_value") is None
                 else str(res.get("observed_value")),
-                sample=[_plain(v) for v in (res.get("partial_unexpected_list") or [])],
+                sample=_sample(res),
             ))
     record_results(wh, stage, run_id, results)
     failures = [r for r in results if not r.success]
@@ -167,6 +177,13 @@ def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None
     if failures and raise_on_failure:
         raise GateFailed(stage, failures)
     return results
+
+
+def _sample(result: dict) -> list:
+    rows = result.get("partial_unexpected_index_list")
+    if rows:
+        return [{k: _plain(v) for k, v in row.items()} for row in rows if isinstance(row, dict)]
+    return [_plain(v) for v in (result.get("partial_unexpected_list") or [])]
 
 
 def _plain(value):

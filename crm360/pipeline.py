@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+
+import yaml
 
 from crm360 import dbt, gates, ingest, publish
 from crm360.settings import Settings, get_settings
@@ -67,12 +70,45 @@ def ingest_source(wh: Warehouse, source: str, run_id: str, landing: Path | None 
     return result.as_dict()
 
 
+def dbt_vars(settings: Settings | None = None) -> dict:
+    """The project's configuration: the vars in dbt_project.yml."""
+    settings = settings or get_settings()
+    project = yaml.safe_load((settings.dbt_project_dir / "dbt_project.yml").read_text(encoding="utf-8"))
+    return project.get("vars") or {}
+
+
+def gate_params(wh: Warehouse, stage: str, as_of: date, settings: Settings | None = None) -> dict[str, str]:
+    """Values for the ${placeholders} in the suites' queries."""
+    params = {"as_of": as_of.isoformat(), "marts": publish.BUILD}
+    bounds, lower = [], 0.0
+    for tier in dbt_vars(settings)["revenue_tiers"]:
+        upper = round(lower + float(tier["share"]), 6)
+        bounds.append(f"('{tier['tier']}', {lower}, {upper})")
+        lower = upper
+    params["revenue_tier_bounds"] = ", ".join(bounds)
+    if stage == "marts":
+        pairs = []
+        with wh.connect() as conn:
+            for mart in MARTS:
+                build = conn.execute(f"select count(*) from {publish.BUILD}.{mart}").fetchone()[0]  # noqa: S608
+                exists = conn.execute("select to_regclass(%s)", (f"{publish.PUBLISHED}.{mart}",)).fetchone()[0]
+                published = (conn.execute(f"select count(*) from {publish.PUBLISHED}.{mart}").fetchone()[0]  # noqa: S608
+                             if exists else None)
+                pairs.append(f"('{mart}', {build}, {'null::bigint' if published is None else published})")
+        params["row_count_pairs"] = ", ".join(pairs)
+    return params
+
+
 def gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None = None,
-         settings: Settings | None = None) -> dict:
+         settings: Settings | None = None, as_of: date | None = None) -> dict:
     """Run a gate; the marts gate checks the unpublished build schema."""
+    if as_of is None:
+        raise ValueError("a gate needs the run's as-of date")
+    started = time.perf_counter()
     results = gates.run_gate(wh, stage, safe_run_id(run_id), batch_ids, settings=settings,
-                             marts_schema=publish.BUILD)
-    return {"stage": stage, "checks": len(results), "failed": sum(not r.success for r in results)}
+                             params=gate_params(wh, stage, as_of, settings))
+    return {"stage": stage, "checks": len(results), "failed": sum(not r.success for r in results),
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
 def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> dict:
@@ -169,8 +205,8 @@ def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path
     batch_ids = []
     for source in ingest.SOURCES:
         batch_ids.append(ingest_source(wh, source, run_id, landing, settings)["batch_id"])
-    gate(wh, "raw", run_id, batch_ids, settings)
+    gate(wh, "raw", run_id, batch_ids, settings, as_of)
     transform(wh, as_of, settings)
-    gate(wh, "marts", run_id, settings=settings)
+    gate(wh, "marts", run_id, settings=settings, as_of=as_of)
     publish_marts(wh, run_id)
     return summarize(wh, run_id, as_of, settings=settings)

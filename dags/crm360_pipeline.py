@@ -64,11 +64,11 @@ def crm360_pipeline():
         return _no_retry(pipeline.ingest_source, source, run_id)["batch_id"]
 
     @task
-    def gate_raw(batch_ids: list[str], run_id: str | None = None) -> dict:
+    def gate_raw(batch_ids: list[str], run_id: str | None = None, data_interval_end=None) -> dict:
         """Great Expectations suites on the batches just loaded."""
         from crm360 import pipeline
 
-        return _no_retry(pipeline.gate, "raw", run_id, list(batch_ids))
+        return _no_retry(pipeline.gate, "raw", run_id, list(batch_ids), None, data_interval_end.date())
 
     @task
     def dbt_build(data_interval_end=None) -> dict:
@@ -78,11 +78,11 @@ def crm360_pipeline():
         return pipeline.transform(_warehouse(), data_interval_end.date())
 
     @task
-    def gate_marts(run_id: str | None = None) -> dict:
-        """Great Expectations suites on the built marts."""
+    def gate_marts(run_id: str | None = None, data_interval_end=None) -> dict:
+        """Great Expectations suites on the built, not yet published marts."""
         from crm360 import pipeline
 
-        return _no_retry(pipeline.gate, "marts", run_id)
+        return _no_retry(pipeline.gate, "marts", run_id, None, None, data_interval_end.date())
 
     @task
     def publish() -> dict:

@@ -5,6 +5,8 @@ import pytest
 from crm360 import gates, ingest
 from crm360.gates import GateFailed, load_suites
 
+PARAMS = {"as_of": "2026-01-02", "marts": "marts"}
+
 
 def _orders_drop(root, rows):
     day = root / "sales" / "2026-01-01"
@@ -32,7 +34,7 @@ def test_raw_gate_blocks_a_bad_batch_and_names_the_check(db, tmp_path):
     )
     ingest.load_source(db, tmp_path, "sales", "run1:sales")
     with pytest.raises(GateFailed) as failure:
-        gates.run_gate(db, "raw", "run1", ["run1:sales"])
+        gates.run_gate(db, "raw", "run1", ["run1:sales"], params=PARAMS)
     message = str(failure.value)
     assert "raw_sales_orders.status: expect_column_values_to_be_in_set" in message
     assert "shipped" in message
@@ -46,22 +48,23 @@ def test_raw_gate_blocks_a_bad_batch_and_names_the_check(db, tmp_path):
         ("raw_sales_orders", "ordered_at", 1),
         ("raw_sales_orders", "status", 1),
     ]
-    assert failed[1][3] == ["shipped"]
+    # the sample names the offending rows by their key, not just the bad values
+    assert failed[1][3] == [{"order_id": "O2", "_source_file": "sales/2026-01-01/orders.csv", "status": "shipped"}]
 
 
 def test_raw_gate_checks_only_the_batches_given(db, tmp_path):
     _orders_drop(tmp_path, [("O2", "C1", "yesterday", "shipped", "EUR", "")])
     ingest.load_source(db, tmp_path, "sales", "old:sales")
     # a later, clean batch passes even though an older one in raw is bad
-    results = gates.run_gate(db, "raw", "run2", ["some-other-batch"])
+    results = gates.run_gate(db, "raw", "run2", ["some-other-batch"], params=PARAMS)
     assert all(r.success for r in results)
 
 
 def test_gate_rerun_replaces_its_verdict(db, tmp_path):
     _orders_drop(tmp_path, [("O1", "C1", "2026-01-01T10:00:00+00:00", "completed", "EUR", "")])
     ingest.load_source(db, tmp_path, "sales", "r:sales")
-    gates.run_gate(db, "raw", "r", ["r:sales"])
-    gates.run_gate(db, "raw", "r", ["r:sales"])
+    gates.run_gate(db, "raw", "r", ["r:sales"], params=PARAMS)
+    gates.run_gate(db, "raw", "r", ["r:sales"], params=PARAMS)
     with db.connect() as conn:
         n = conn.execute("select count(*) from audit.gate_results where run_id = 'r'").fetchone()[0]
     assert n == sum(len(s.expectations) for s in load_suites("raw"))

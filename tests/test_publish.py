@@ -97,14 +97,14 @@ def test_failed_marts_gate_keeps_yesterdays_marts(published, tmp_path):
         "order_id,customer_id,ordered_at,status,currency,updated_at\n"
         f"O_HUGE,C0000001,{as_of}T09:00:00+00:00,completed,EUR,\n")
     (day / "order_lines.csv").write_text(
-        "order_id,line_number,product_id,quantity,unit_price\nO_HUGE,1,P00001,9999,99999999.00\n")
+        "order_id,line_number,product_id,quantity,unit_price\nO_HUGE,1,P00001,9999,99999.00\n")
 
     with pytest.raises(GateFailed, match=r"marts_customer_360.revenue_eur: expect_column_values_to_be_between"):
         pipeline.run_all(as_of, "bad", wh, landing=bad_landing, settings=settings)
 
     assert _one(wh, CHECKSUM) == before, "published marts changed after a failed gate"
     sample = _one(wh, "select sample from audit.gate_results where run_id = 'bad' and not success")[0]
-    assert sample and float(sample[0]) > 10_000_000
+    assert len(sample) == 1 and float(sample[0]["revenue_eur"]) > 10_000_000 and sample[0]["customer_key"]
     # the rejected build is kept for inspection, unpublished
     assert _one(wh, f"select count(*) from {publish.BUILD}.customer_360 where revenue_eur > 1e7")[0] == 1
 
