@@ -301,3 +301,25 @@ def _copy_json(conn: psycopg.Connection, table: JsonTable, path: Path, rel: str,
             copy.write_row((number, text))
             rows += 1
     return rows
+
+
+def unload_batches(wh: Warehouse, batch_ids: list[str]) -> dict[str, int]:
+    """Remove every row and ledger entry of ``batch_ids`` (a run whose raw gate failed).
+
+    The files become unloaded again, so the next run retries them: a rejected
+    batch can neither reach the marts later nor be silently skipped.
+    """
+    removed: dict[str, int] = {}
+    if not batch_ids:
+        return removed
+    with wh.connect() as conn, conn.transaction():
+        for source in SOURCES.values():
+            for table in source.tables:
+                cur = conn.execute(
+                    sql.SQL("delete from {} where _batch_id = any(%s)").format(sql.Identifier("raw", table.table)),
+                    (batch_ids,))
+                if cur.rowcount:
+                    removed[table.table] = cur.rowcount
+        conn.execute("delete from audit.load_files where batch_id = any(%s)", (batch_ids,))
+    log.warning("unloaded rejected batches %s: %s", batch_ids, removed)
+    return removed

@@ -105,8 +105,13 @@ def gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None = N
     if as_of is None:
         raise ValueError("a gate needs the run's as-of date")
     started = time.perf_counter()
-    results = gates.run_gate(wh, stage, safe_run_id(run_id), batch_ids, settings=settings,
-                             params=gate_params(wh, stage, as_of, settings))
+    try:
+        results = gates.run_gate(wh, stage, safe_run_id(run_id), batch_ids, settings=settings,
+                                 params=gate_params(wh, stage, as_of, settings))
+    except gates.GateFailed:
+        if stage == "raw":  # take the rejected batches back out of raw; their files are retried next run
+            ingest.unload_batches(wh, batch_ids or [])
+        raise
     return {"stage": stage, "checks": len(results), "failed": sum(not r.success for r in results),
             "seconds": round(time.perf_counter() - started, 2)}
 

@@ -91,3 +91,30 @@ def fresh_db(request):
 def db(embedded_server, fresh_db) -> warehouse.Warehouse:
     """A fresh database on the embedded server (for tests that need one server only)."""
     return fresh_db(embedded_server)
+
+
+MARTS_CHECKSUM = """
+    select count(*), md5(string_agg(customer_key || ':' || revenue_eur || ':' || activity_tier, ','
+                                    order by customer_key))
+    from marts.customer_360
+"""
+
+
+@pytest.fixture(scope="module")
+def published(embedded_server, tmp_path_factory):
+    """A fresh database with one successful run published: (warehouse, settings, landing, as_of)."""
+    from datetime import timedelta
+
+    from crm360 import pipeline
+    from crm360.generate import GeneratorConfig, generate
+
+    root = tmp_path_factory.mktemp("published")
+    landing = root / "landing"
+    world, _ = generate(landing, GeneratorConfig.preset("tiny", seed=3))
+    name = f"crm360_test_{uuid.uuid4().hex[:10]}"
+    wh = warehouse.ensure_database(embedded_server, name)
+    settings = make_settings(root / "home", landing)
+    as_of = world.end_date + timedelta(days=1)
+    pipeline.run_all(as_of, "first", wh, landing=landing, settings=settings)
+    yield wh, settings, landing, as_of
+    warehouse.drop_database(embedded_server, name)

@@ -3,40 +3,15 @@
 import shutil
 import threading
 import time
-import uuid
-from datetime import timedelta
 
 import psycopg
 import pytest
-from conftest import make_settings
+from conftest import MARTS_CHECKSUM
 
-from crm360 import pipeline, publish, warehouse
+from crm360 import pipeline, publish
 from crm360.gates import GateFailed
-from crm360.generate import GeneratorConfig, generate
 
 pytestmark = pytest.mark.e2e
-
-CHECKSUM = """
-    select count(*), md5(string_agg(customer_key || ':' || revenue_eur || ':' || activity_tier, ','
-                                    order by customer_key))
-    from marts.customer_360
-"""
-
-
-@pytest.fixture(scope="module")
-def published(embedded_server, tmp_path_factory):
-    """A database with one successful run published, and its landing folder."""
-    root = tmp_path_factory.mktemp("wap")
-    landing = root / "landing"
-    world, _ = generate(landing, GeneratorConfig.preset("tiny", seed=3))
-    name = f"crm360_test_{uuid.uuid4().hex[:10]}"
-    wh = warehouse.ensure_database(embedded_server, name)
-    settings = make_settings(root / "home", landing)
-    as_of = world.end_date + timedelta(days=1)
-    pipeline.run_all(as_of, "first", wh, landing=landing, settings=settings)
-    yield wh, settings, landing, as_of
-    warehouse.drop_database(embedded_server, name)
-
 
 def _one(wh, query):
     with wh.connect() as conn:
@@ -86,7 +61,7 @@ def test_readers_see_no_error_during_build_and_publish(published):
 
 def test_failed_marts_gate_keeps_yesterdays_marts(published, tmp_path):
     wh, settings, landing, as_of = published
-    before = _one(wh, CHECKSUM)
+    before = _one(wh, MARTS_CHECKSUM)
     # a new day: an order line so large the revenue bound in the marts suite fails,
     # though every raw check and dbt test passes
     bad_landing = tmp_path / "landing"
@@ -102,7 +77,7 @@ def test_failed_marts_gate_keeps_yesterdays_marts(published, tmp_path):
     with pytest.raises(GateFailed, match=r"marts_customer_360.revenue_eur: expect_column_values_to_be_between"):
         pipeline.run_all(as_of, "bad", wh, landing=bad_landing, settings=settings)
 
-    assert _one(wh, CHECKSUM) == before, "published marts changed after a failed gate"
+    assert _one(wh, MARTS_CHECKSUM) == before, "published marts changed after a failed gate"
     sample = _one(wh, "select sample from audit.gate_results where run_id = 'bad' and not success")[0]
     assert len(sample) == 1 and float(sample[0]["revenue_eur"]) > 10_000_000 and sample[0]["customer_key"]
     # the rejected build is kept for inspection, unpublished
