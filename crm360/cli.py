@@ -79,6 +79,7 @@ def cmd_run(args) -> int:
     wh = get_warehouse(settings)
     summary = pipeline.run_all(as_of, run_id, wh, settings=settings)
     print(report.render(summary, wh))
+    print(f"\nRun health report: {summary.report}")
     return 0
 
 
@@ -108,7 +109,8 @@ def cmd_show(args) -> int:
     summary = pipeline.RunSummary(**data)
     print()
     print(report.render(summary, get_warehouse(settings, prepare=False)))
-    print(f"\nRun report: {latest}")
+    print(f"\nRun health report: {summary.report or settings.reports_dir / 'latest.html'}")
+    print(f"Run summary (JSON): {latest}")
     return 0
 
 
@@ -174,14 +176,19 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from crm360.airflow_local import AirflowRunError
     from crm360.dbt import DbtError
+    from crm360.freshness import StaleSources
     from crm360.gates import GateFailed
     from crm360.ingest import IngestError
+    from crm360.publish import PublishError
     from crm360.warehouse import WarehouseError
 
     try:
         return args.func(args)
-    except (IngestError, GateFailed, DbtError, WarehouseError, AirflowRunError, ValueError) as exc:
+    except (IngestError, GateFailed, DbtError, WarehouseError, AirflowRunError, StaleSources,
+            PublishError, ValueError) as exc:
         print(f"crm360 {args.command}: error: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", []):
+            print(note, file=sys.stderr)
         return 1
 
 

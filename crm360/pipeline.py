@@ -1,6 +1,7 @@
 """The pipeline's steps, callable from Airflow tasks, the CLI and tests alike.
 
-    prepare -> ingest (per source) -> raw gate -> dbt build -> marts gate -> publish -> summarize
+    prepare -> ingest (per source) -> raw gate -> source freshness -> dbt build -> marts gate
+            -> publish -> summarize
 
 dbt builds the marts into a schema readers cannot see; only when the marts gate
 passes are they published (see crm360.publish).
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from crm360 import dbt, gates, ingest, publish
+from crm360 import dbt, freshness, gates, health, ingest, publish
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse, from_url, get_warehouse
 
@@ -32,7 +33,7 @@ MARTS = ("customer_360", "customer_pyramid", "customer_pyramid_summary", "custom
 RUNS_DDL = """
 create table if not exists audit.pipeline_runs (
     run_id text primary key,
-    as_of_date date not null,
+    as_of_date date,
     status text not null,
     summary jsonb,
     updated_at timestamptz not null
@@ -58,6 +59,7 @@ def prepare(wh: Warehouse) -> None:
     ingest.prepare_raw(wh)
     with wh.connect() as conn:
         conn.execute(RUNS_DDL)
+        conn.execute("alter table audit.pipeline_runs alter column as_of_date drop not null")
         conn.execute(gates.GATE_DDL)
         conn.commit()
 
@@ -127,6 +129,30 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
     return {"nodes": len(result.results), "statuses": statuses}
 
 
+def check_freshness(wh: Warehouse, run_id: str, settings: Settings | None = None) -> dict:
+    """dbt source freshness; stops the run only if freshness_action is 'fail'."""
+    action = dbt_vars(settings).get("freshness_action", "warn")
+    results = freshness.check(wh, safe_run_id(run_id), action=action, settings=settings)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return {"action": action, "statuses": counts}
+
+
+def record_status(wh: Warehouse, run_id: str, as_of: date | None, status: str, message: str | None = None,
+                  summary: dict | None = None) -> None:
+    with wh.connect() as conn:
+        conn.execute(RUNS_DDL)
+        conn.execute(
+            """insert into audit.pipeline_runs (run_id, as_of_date, status, summary, updated_at)
+               values (%s, %s, %s, %s, %s)
+               on conflict (run_id) do update set as_of_date = excluded.as_of_date,
+                   status = excluded.status, summary = excluded.summary,
+                   updated_at = excluded.updated_at""",
+            (run_id, as_of, status, json.dumps(summary or {"message": message}), datetime.now(UTC)))
+        conn.commit()
+
+
 def publish_marts(wh: Warehouse, run_id: str) -> dict:
     """Swap the gated build in as the marts BI reads."""
     return {"published": publish.publish(wh, safe_run_id(run_id))}
@@ -140,10 +166,11 @@ class RunSummary:
     pyramid: list[dict] = field(default_factory=list)
     gates: list[dict] = field(default_factory=list)
     loads: list[dict] = field(default_factory=list)
+    report: str | None = None
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "as_of_date": self.as_of_date, "mart_rows": self.mart_rows,
-                "pyramid": self.pyramid, "gates": self.gates, "loads": self.loads}
+                "pyramid": self.pyramid, "gates": self.gates, "loads": self.loads, "report": self.report}
 
 
 def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
@@ -173,15 +200,8 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
                group by source order by source""")
         cols = [c.name for c in cur.description]
         summary.loads = [_jsonable(dict(zip(cols, row, strict=True))) for row in cur.fetchall()]
-        conn.execute(RUNS_DDL)
-        conn.execute(
-            """insert into audit.pipeline_runs (run_id, as_of_date, status, summary, updated_at)
-               values (%s, %s, %s, %s, %s)
-               on conflict (run_id) do update set as_of_date = excluded.as_of_date,
-                   status = excluded.status, summary = excluded.summary,
-                   updated_at = excluded.updated_at""",
-            (rid, as_of, status, json.dumps(summary.as_dict()), datetime.now(UTC)))
-        conn.commit()
+    summary.report = str(health.record(wh, rid, as_of, status, settings=settings))
+    record_status(wh, rid, as_of, status, summary=summary.as_dict())
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     report = settings.reports_dir / f"run_{rid}.json"
     report.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
@@ -207,11 +227,19 @@ def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path
     settings = settings or get_settings()
     wh = wh or get_warehouse(settings)
     prepare(wh)
-    batch_ids = []
-    for source in ingest.SOURCES:
-        batch_ids.append(ingest_source(wh, source, run_id, landing, settings)["batch_id"])
-    gate(wh, "raw", run_id, batch_ids, settings, as_of)
-    transform(wh, as_of, settings)
-    gate(wh, "marts", run_id, settings=settings, as_of=as_of)
-    publish_marts(wh, run_id)
+    try:
+        batch_ids = []
+        for source in ingest.SOURCES:
+            batch_ids.append(ingest_source(wh, source, run_id, landing, settings)["batch_id"])
+        gate(wh, "raw", run_id, batch_ids, settings, as_of)
+        check_freshness(wh, run_id, settings)
+        transform(wh, as_of, settings)
+        gate(wh, "marts", run_id, settings=settings, as_of=as_of)
+        publish_marts(wh, run_id)
+    except Exception as exc:
+        rid = safe_run_id(run_id)
+        record_status(wh, rid, as_of, "failed", str(exc))
+        report = health.record(wh, rid, as_of, "failed", str(exc), settings=settings)
+        exc.add_note(f"run health report: {report}")
+        raise
     return summarize(wh, run_id, as_of, settings=settings)

@@ -1,0 +1,45 @@
+"""Glue between Airflow tasks and the crm360 package, kept out of the DAG files.
+
+Nothing heavy is imported at module level: DAG files import this at parse time.
+"""
+
+from __future__ import annotations
+
+
+def warehouse():
+    """The warehouse named by the Airflow connection crm360_warehouse, else crm360's default."""
+    from crm360_warehouse_hook import Crm360WarehouseHook
+
+    from crm360.pipeline import resolve_warehouse
+
+    return resolve_warehouse(Crm360WarehouseHook().get_url())
+
+
+def run_step(step_name: str, *args):
+    """Run ``crm360.pipeline.<step_name>(warehouse, *args)``.
+
+    Bad data, failed gates and (when configured to fail) stale sources do not
+    improve by waiting: they fail the task at once, without retries.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from crm360 import pipeline
+    from crm360.freshness import StaleSources
+    from crm360.gates import GateFailed
+    from crm360.ingest import IngestError
+
+    step = getattr(pipeline, step_name)
+    try:
+        return step(warehouse(), *args)
+    except (GateFailed, IngestError, StaleSources) as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def on_failure(context) -> None:
+    """on_failure_callback: record the failed run, write its health page, alert."""
+    from crm360 import notify
+
+    ti = context["ti"]
+    end = context.get("data_interval_end")
+    notify.on_failure(ti.dag_id, ti.task_id, context["run_id"], context.get("exception"),
+                      end.date() if end else None)
