@@ -129,10 +129,11 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
     return {"nodes": len(result.results), "statuses": statuses}
 
 
-def check_freshness(wh: Warehouse, run_id: str, settings: Settings | None = None) -> dict:
+def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, settings: Settings | None = None) -> dict:
     """dbt source freshness; stops the run only if freshness_action is 'fail'."""
     action = dbt_vars(settings).get("freshness_action", "warn")
-    results = freshness.check(wh, safe_run_id(run_id), action=action, settings=settings)
+    run_vars = {"as_of_date": as_of.isoformat()} if as_of else None  # as the build: no re-parse
+    results = freshness.check(wh, safe_run_id(run_id), action=action, settings=settings, dbt_vars=run_vars)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -232,7 +233,7 @@ def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path
         for source in ingest.SOURCES:
             batch_ids.append(ingest_source(wh, source, run_id, landing, settings)["batch_id"])
         gate(wh, "raw", run_id, batch_ids, settings, as_of)
-        check_freshness(wh, run_id, settings)
+        check_freshness(wh, run_id, as_of, settings)
         transform(wh, as_of, settings)
         gate(wh, "marts", run_id, settings=settings, as_of=as_of)
         publish_marts(wh, run_id)

@@ -45,9 +45,9 @@ def crm360_pipeline():
         return run_step("gate", "raw", run_id, list(batch_ids), None, data_interval_end.date())
 
     @task
-    def source_freshness(run_id: str | None = None) -> dict:
+    def source_freshness(run_id: str | None = None, data_interval_end=None) -> dict:
         """dbt source freshness per source; fails the run only if configured to."""
-        return run_step("check_freshness", run_id)
+        return run_step("check_freshness", run_id, data_interval_end.date())
 
     @task
     def dbt_build(data_interval_end=None) -> dict:

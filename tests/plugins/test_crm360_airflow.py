@@ -33,5 +33,5 @@ def test_other_errors_stay_retryable(monkeypatch, no_warehouse):
 
 
 def test_steps_get_the_warehouse_first(monkeypatch, no_warehouse):
-    monkeypatch.setattr(pipeline, "check_freshness", lambda wh, run_id: (wh, run_id))
-    assert crm360_airflow.run_step("check_freshness", "r1") == ("wh", "r1")
+    monkeypatch.setattr(pipeline, "check_freshness", lambda wh, run_id, as_of: (wh, run_id, as_of))
+    assert crm360_airflow.run_step("check_freshness", "r1", "2026-11-01") == ("wh", "r1", "2026-11-01")
