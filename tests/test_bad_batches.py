@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from conftest import MARTS_CHECKSUM
 
-from crm360 import pipeline
+from crm360 import ingest, pipeline
+from crm360.dbt import DbtError
 from crm360.gates import GateFailed
 from crm360.ingest import IngestError
 
@@ -70,7 +71,16 @@ def dropped_csv_column(root, as_of):
     return IngestError, r"orders.csv: line 1: required column\(s\) missing: status"
 
 
-CASES = [nulls, empty_strings, conflicting_duplicates, out_of_range_amount, shifted_time_zone,
+def unknown_product(root, as_of):
+    # passes every raw check; the dbt relationships test on order lines stops it
+    day = root / "sales" / as_of.isoformat()
+    _orders(day, f"O_UNK,C0000001,{as_of}T10:00:00+00:00,completed,EUR,")
+    (day / "order_lines.csv").write_text(
+        "order_id,line_number,product_id,quantity,unit_price\nO_UNK,1,P_NOT_IN_CATALOGUE,1,10.00\n")
+    return DbtError, r"relationships_stg_sales__order_lines_product_id"
+
+
+CASES = [unknown_product, nulls, empty_strings, conflicting_duplicates, out_of_range_amount, shifted_time_zone,
          missing_offset, dropped_json_field, dropped_csv_column]
 
 
@@ -99,4 +109,7 @@ def test_bad_batch_is_blocked_before_publication(published, tmp_path, inject):
 
     with wh.connect() as conn:
         assert conn.execute(MARTS_CHECKSUM).fetchone() == before
+    if error is DbtError:  # raw was clean: the batch stays, and fails dbt again until the source is fixed
+        assert _raw_counts(wh) != raw_before
+        ingest.unload_batches(wh, [f"bad_{inject.__name__}:sales"])
     assert _raw_counts(wh) == raw_before, "the rejected batch must not stay in raw"
