@@ -8,6 +8,7 @@ is stopped with ``crm360 warehouse stop``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import warnings
 from collections.abc import Iterator
@@ -165,11 +166,22 @@ def start_embedded(settings: Settings) -> Warehouse:
 
 
 def stop_embedded(settings: Settings) -> bool:
-    """Stop the embedded server if it runs. Returns whether one was stopped."""
+    """Stop the embedded server if it runs. Returns whether one was stopped.
+
+    pg_ctl directly: pgserver's own cleanup only stops the server when the
+    calling process holds its last handle, which is never true for a server
+    shared by the CLI, Airflow task processes and tests.
+    """
     if not (settings.pgdata_dir / "postmaster.pid").exists():
         return False
-    server = _pgserver().get_server(settings.pgdata_dir, cleanup_mode="stop")
-    server.cleanup()
+    pgserver = _pgserver()
+    from pgserver._commands import pg_ctl  # pinned pgserver==0.1.4
+
+    server = pgserver.get_server(settings.pgdata_dir, cleanup_mode=None)
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pgdata_dir, user=server.system_user)
+    # forget this handle: the server is gone, pgserver's exit hook has nothing left to do
+    atexit.unregister(server._cleanup)
+    type(server)._instances.pop(server.pgdata, None)
     return True
 
 
