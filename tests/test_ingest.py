@@ -125,7 +125,92 @@ def test_csv_rejected_by_copy_loads_nothing_of_that_file(db, tmp_path):
         'order_id,customer_id,ordered_at,status\nO1,C1,2026-01-01T10:00:00Z,completed\nO2,C1,"unterminated\n'
     )
     with pytest.raises(
-        ingest.IngestError, match=r"sales/2026-01-01/orders.csv: the database rejected"
+        ingest.IngestError, match=r"sales/2026-01-01/orders.csv: line 3: expected 4 fields, found 3; 1 of 2 records"
     ):
         ingest.load_source(db, tmp_path, "sales", "b1")
     assert _counts(db)["sales_orders"] == 0
+
+
+def _events(n, start=0):
+    return [json.dumps({"event_id": f"e{i}", "visitor_id": "v1", "occurred_at": "2026-01-01T00:00:00Z"})
+            for i in range(start, start + n)]
+
+
+def _quarantine(wh):
+    with wh.connect() as conn:
+        return conn.execute("select source_file, line_number, reason from raw._quarantine "
+                            "order by source_file, line_number").fetchall()
+
+
+def test_a_few_malformed_json_lines_are_quarantined(db, tmp_path):
+    web = tmp_path / "web"
+    web.mkdir()
+    lines = _events(150) + ["{broken", json.dumps({"event_id": "x"})] + _events(150, 150)
+    path = web / "events_2026-01-01.jsonl"
+    path.write_bytes(("\n".join(lines) + "\n").encode() + b'{"event_id": "\xff"}\n')
+    result = ingest.load_source(db, tmp_path, "web", "b1")
+    assert result.rows == {"events": 300} and result.quarantined == {"events": 3}
+    assert _quarantine(db) == [
+        ("web/events_2026-01-01.jsonl", 151, "invalid JSON (Expecting property name enclosed in double quotes)"),
+        ("web/events_2026-01-01.jsonl", 152, "required field(s) missing: visitor_id, occurred_at"),
+        ("web/events_2026-01-01.jsonl", 303, "not valid UTF-8"),
+    ]
+    # the source re-delivers the file: quarantine and rows are replaced, not added to
+    path.write_text("\n".join(_events(300) + ["{broken"]) + "\n")
+    result = ingest.load_source(db, tmp_path, "web", "b2")
+    assert result.rows == {"events": 300} and len(_quarantine(db)) == 1
+    assert _counts(db)["web_events"] == 300
+    ingest.unload_batches(db, ["b2"])
+    assert _quarantine(db) == [] and _counts(db)["web_events"] == 0
+
+
+def test_malformed_csv_rows_are_quarantined_with_their_line(db, tmp_path):
+    day = tmp_path / "sales" / "2026-01-01"
+    day.mkdir(parents=True)
+    good = [f"O{i},C1,2026-01-01T10:00:00Z,completed" for i in range(200)]
+    body = "\n".join(["order_id,customer_id,ordered_at,status", *good[:100], "O_SHORT,C1", *good[100:]])
+    (day / "orders.csv").write_bytes(body.encode() + b"\nO_LATIN1,C\xe9,2026-01-01T10:00:00Z,completed\n")
+    result = ingest.load_source(db, tmp_path, "sales", "b1")
+    assert result.rows == {"orders": 200} and result.quarantined == {"orders": 2}
+    assert _quarantine(db) == [("sales/2026-01-01/orders.csv", 102, "expected 4 fields, found 2"),
+                               ("sales/2026-01-01/orders.csv", 203, "not valid UTF-8")]
+
+
+def test_bad_row_threshold_is_configurable(db, tmp_path, monkeypatch):
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "events_2026-01-01.jsonl").write_text("\n".join(_events(300) + ["{broken"]) + "\n")
+    monkeypatch.setenv("CRM360_MAX_BAD_ROW_FRACTION", "0")
+    with pytest.raises(ingest.IngestError, match=r"line 301: invalid JSON .*1 of 301 records malformed"):
+        ingest.load_source(db, tmp_path, "web", "b1")
+    assert _counts(db)["web_events"] == 0 and _quarantine(db) == []
+    monkeypatch.setenv("CRM360_MAX_BAD_ROW_FRACTION", "lots")
+    with pytest.raises(ingest.IngestError, match="must be a number"):
+        ingest.load_source(db, tmp_path, "web", "b1")
+
+
+def test_new_csv_column_is_kept_and_reported(db, tmp_path):
+    day = tmp_path / "sales" / "2026-01-01"
+    day.mkdir(parents=True)
+    (day / "customers.csv").write_text(
+        "\ufeffcustomer_id,email,created_at,loyalty_tier\nC1,a@example.com,2026-01-01T00:00:00Z,gold\n",
+        encoding="utf-8")
+    result = ingest.load_source(db, tmp_path, "sales", "b1")
+    assert result.drift == ["sales/2026-01-01/customers.csv: loyalty_tier"]
+    with db.connect() as conn:
+        assert conn.execute("select customer_id, loyalty_tier from raw.sales_customers").fetchall() == [("C1", "gold")]
+        assert conn.execute("select table_name, column_name, change from audit.schema_drift").fetchall() == [
+            ("sales_customers", "loyalty_tier", "column added to raw")]
+
+
+def test_new_json_field_is_kept_and_reported(db, tmp_path):
+    web = tmp_path / "web"
+    web.mkdir()
+    event = {"event_id": "e1", "visitor_id": "v1", "occurred_at": "2026-01-01T00:00:00Z", "utm_source": "mail"}
+    (web / "events_2026-01-01.jsonl").write_text(json.dumps(event) + "\n")
+    result = ingest.load_source(db, tmp_path, "web", "b1")
+    assert result.drift == ["web/events_2026-01-01.jsonl: utm_source"]
+    with db.connect() as conn:
+        assert conn.execute("select record->>'utm_source' from raw.web_events").fetchone() == ("mail",)
+        assert conn.execute("select column_name, change from audit.schema_drift").fetchall() == [
+            ("utm_source", "field kept in record")]
