@@ -14,7 +14,6 @@ from crm360.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-DAG_ID = "crm360_pipeline"
 
 
 class AirflowRunError(RuntimeError):
@@ -59,26 +58,35 @@ def _run(args: list[str], env: dict[str, str], log_file: Path) -> subprocess.Com
                               stderr=subprocess.STDOUT, check=False)
 
 
-def dags_test(logical_date: date, settings: Settings | None = None,
-              dag_id: str = DAG_ID) -> Path:
-    """`airflow db migrate` then `airflow dags test`; returns the log file.
+INGEST_DAGS = ("crm360_ingest_sales", "crm360_ingest_service", "crm360_ingest_web")
+TRANSFORM_DAG = "crm360_transform"
+PIPELINE_DAGS = (*INGEST_DAGS, TRANSFORM_DAG)
 
-    Raises AirflowRunError if the DAG run did not succeed.
+
+def dags_test(logical_date: date, settings: Settings | None = None,
+              dag_ids: tuple[str, ...] = PIPELINE_DAGS) -> Path:
+    """`airflow db migrate`, then `airflow dags test` for each DAG in order; returns the log file.
+
+    The ingest DAGs run first, then the transform DAG they would trigger through
+    their Assets (`dags test` runs no scheduler, so the trigger is explicit).
+    Raises AirflowRunError naming the first DAG whose run did not succeed.
     """
     settings = settings or get_settings()
     env = airflow_env(settings)
-    log_file = settings.airflow_home / f"dags_test_{dag_id}_{logical_date.isoformat()}.log"
+    log_file = settings.airflow_home / f"dags_test_{logical_date.isoformat()}.log"
     log_file.write_text("", encoding="utf-8")
     if _run(["db", "migrate"], env, log_file).returncode != 0:
         raise AirflowRunError(f"airflow db migrate failed; see {log_file}")
-    proc = _run(["dags", "test", dag_id, logical_date.isoformat()], env, log_file)
-    text = log_file.read_text(encoding="utf-8", errors="replace")
-    finished = [line for line in text.splitlines() if "DagRun Finished" in line]
-    succeeded = bool(finished) and "state=success" in finished[-1]
-    if proc.returncode != 0 or not succeeded:
-        failed = [line for line in text.splitlines()
-                  if "new_state=failed" in line or "GateFailed" in line or "ERROR" in line]
-        hint = "\n".join(failed[-10:])
-        raise AirflowRunError(f"DAG {dag_id} did not succeed for {logical_date} "
-                              f"(exit {proc.returncode}); see {log_file}\n{hint}")
+    for dag_id in dag_ids:
+        start = len(log_file.read_text(encoding="utf-8", errors="replace"))
+        proc = _run(["dags", "test", dag_id, logical_date.isoformat()], env, log_file)
+        text = log_file.read_text(encoding="utf-8", errors="replace")[start:]
+        finished = [line for line in text.splitlines() if "DagRun Finished" in line]
+        if proc.returncode != 0 or not finished or "state=success" not in finished[-1]:
+            failed = [line for line in text.splitlines()
+                      if "new_state=failed" in line or "Error" in line or "ERROR" in line]
+            hint = "\n".join(failed[-10:])
+            raise AirflowRunError(f"DAG {dag_id} did not succeed for {logical_date} "
+                                  f"(exit {proc.returncode}); see {log_file}\n{hint}")
+        log.info("DAG %s succeeded for %s", dag_id, logical_date)
     return log_file

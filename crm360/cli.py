@@ -83,16 +83,28 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_backfill(args) -> int:
+    from crm360 import pipeline, report
+    from crm360.warehouse import get_warehouse
+
+    settings = get_settings()
+    wh = get_warehouse(settings)
+    summary = pipeline.backfill(args.start, args.end, wh, settings=settings)
+    print(report.render(summary, wh))
+    print(f"\nRun health report: {summary.report}")
+    return 0
+
+
 def cmd_airflow_run(args) -> int:
     from crm360 import airflow_local
 
     settings = get_settings()
     logical = args.date or _default_as_of(settings.landing_dir)
     started = time.perf_counter()
-    print(f"running DAG {airflow_local.DAG_ID} for {logical} through Airflow "
+    print(f"running DAGs {', '.join(airflow_local.PIPELINE_DAGS)} for {logical} through Airflow "
           f"(AIRFLOW_HOME={settings.airflow_home}) ...", flush=True)
     log_file = airflow_local.dags_test(logical, settings)
-    print(f"DAG run succeeded in {time.perf_counter() - started:.0f}s; Airflow log: {log_file}")
+    print(f"DAG runs succeeded in {time.perf_counter() - started:.0f}s; Airflow log: {log_file}")
     return cmd_show(args)
 
 
@@ -115,7 +127,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Generate the preset's data (if not there yet), run the DAG through Airflow, show it."""
+    """Generate the preset's data (if not there yet), run the DAGs through Airflow, show it."""
     settings = get_settings()
     started = time.perf_counter()
     manifest_path = settings.landing_dir / "manifest.json"
@@ -156,11 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", default=None)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("airflow-run", help="run the DAG through Airflow (`airflow dags test`)")
+    p = sub.add_parser("airflow-run", help="run the ingest DAGs, then the transform DAG, through Airflow "
+                                          "(`airflow dags test`)")
     p.add_argument("--date", type=_date, default=None, help="logical date (default: day after data)")
     p.set_defaults(func=cmd_airflow_run)
 
-    p = sub.add_parser("demo", help="generate data, run the DAG through Airflow, show the result")
+    p = sub.add_parser("backfill", help="load history day by day, then build and publish once (no Airflow)")
+    p.add_argument("--from", dest="start", type=_date, required=True, help="first day (as-of date) to load")
+    p.add_argument("--to", dest="end", type=_date, required=True, help="last day (as-of date), inclusive")
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("demo", help="generate data, run the DAGs through Airflow, show the result")
     p.add_argument("--preset", default="small")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_demo)

@@ -28,9 +28,10 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
@@ -224,18 +225,38 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def discover(landing: Path, source: Source) -> Iterator[tuple[CsvTable | JsonTable, Path]]:
-    """Every file of ``source`` under ``landing``, in name (that is, date) order."""
+DATE_IN_PATH = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+
+def file_date(rel: str) -> date | None:
+    """The day a drop belongs to, from its path (sales/2026-10-31/orders.csv, events_2026-10-31.jsonl)."""
+    match = DATE_IN_PATH.search(rel)
+    if not match:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
+def discover(landing: Path, source: Source, until: date | None = None) -> Iterator[tuple[CsvTable | JsonTable, Path]]:
+    """Every file of ``source`` under ``landing`` in name (that is, date) order; with
+    ``until``, only drops dated before it (a run for a data interval ending on
+    ``until`` loads the days up to it; later drops wait for their own run)."""
     base = landing / source.folder
     for table in source.tables:
         for path in sorted(base.glob(table.pattern)):
-            if path.is_file():
-                yield table, path
+            if not path.is_file():
+                continue
+            day = file_date(path.relative_to(landing).as_posix())
+            if until is not None and day is not None and day >= until:
+                continue
+            yield table, path
 
 
 def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
-                loaded_at: datetime | None = None) -> LoadResult:
-    """Load every new or changed file of one source. Safe to re-run."""
+                loaded_at: datetime | None = None, until: date | None = None) -> LoadResult:
+    """Load every new or changed file of one source (dated before ``until``, if given). Safe to re-run."""
     if source_name not in SOURCES:
         raise IngestError(f"unknown source {source_name!r}; known: {', '.join(SOURCES)}")
     source = SOURCES[source_name]
@@ -249,7 +270,7 @@ def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
             "select source_file, sha256 from audit.load_files where source = %s", (source_name,)
         ).fetchall())
         conn.commit()
-        for table, path in discover(landing, source):
+        for table, path in discover(landing, source, until):
             rel = path.relative_to(landing).as_posix()
             digest = sha256_of(path)
             if known.get(rel) == digest:

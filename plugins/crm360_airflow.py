@@ -5,6 +5,34 @@ Nothing heavy is imported at module level: DAG files import this at parse time.
 
 from __future__ import annotations
 
+from datetime import date
+
+SOURCES = ("sales", "service", "web")
+
+
+def raw_asset(source: str):
+    """The Asset a source's gated raw batch updates."""
+    from airflow.sdk import Asset
+
+    return Asset(name=f"crm360_raw_{source}", uri=f"crm360://raw/{source}")
+
+
+def as_of_date(context) -> date:
+    """A transform run's as-of date: the newest 'as_of' in the triggering Asset events,
+    else the data interval's end (manual and test runs), else the logical date."""
+    found = []
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            value = (getattr(event, "extra", None) or {}).get("as_of")
+            if value:
+                found.append(date.fromisoformat(value))
+    if found:
+        return max(found)
+    moment = context.get("data_interval_end") or context.get("logical_date")
+    if moment is None:
+        raise ValueError("cannot tell the as-of date: no asset event, data interval or logical date")
+    return moment.date()
+
 
 def warehouse():
     """The warehouse named by the Airflow connection crm360_warehouse, else crm360's default."""

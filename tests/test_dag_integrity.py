@@ -7,6 +7,7 @@ import pytest
 from conftest import REPO
 
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
+INGEST = ("crm360_ingest_sales", "crm360_ingest_service", "crm360_ingest_web")
 
 
 @pytest.fixture(scope="module")
@@ -18,37 +19,39 @@ def dagbag():
 
 def test_every_dag_file_imports(dagbag):
     assert dagbag.import_errors == {}
-    assert "crm360_pipeline" in dagbag.dags
+    assert set(dagbag.dags) == {*INGEST, "crm360_transform"}
 
 
-def test_dags_have_tags_retries_and_no_catchup(dagbag):
+def test_dags_have_tags_retries_callbacks_and_no_catchup(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.catchup is False, f"{dag_id} catches up"
+        assert dag.max_active_runs == 1, f"{dag_id} may run twice at once"
         for task in dag.tasks:
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
             assert task.on_failure_callback, f"{dag_id}.{task.task_id} has no failure callback"
+            assert task.doc_md or task.doc or getattr(task, "python_callable", None).__doc__
 
 
-def test_pipeline_order(dagbag):
-    dag = dagbag.dags["crm360_pipeline"]
-    ingest = {"ingest_sales", "ingest_service", "ingest_web"}
-    assert set(dag.task_dict) == ingest | {
-        "prepare_warehouse",
-        "gate_raw",
-        "source_freshness",
-        "dbt_build",
-        "gate_marts",
-        "publish",
-        "summarize",
-    }
-    assert dag.task_dict["prepare_warehouse"].downstream_task_ids == ingest
-    assert dag.task_dict["gate_raw"].upstream_task_ids == ingest
-    assert dag.task_dict["source_freshness"].upstream_task_ids == {"gate_raw"}
-    assert dag.task_dict["dbt_build"].upstream_task_ids == {"source_freshness"}
-    assert dag.task_dict["gate_marts"].upstream_task_ids == {"dbt_build"}
-    assert dag.task_dict["publish"].upstream_task_ids == {"gate_marts"}
-    assert dag.task_dict["summarize"].upstream_task_ids == {"publish"}
+def test_ingest_dags_update_their_asset_only_after_the_gate(dagbag):
+    for dag_id in INGEST:
+        dag = dagbag.dags[dag_id]
+        source = dag_id.rsplit("_", 1)[1]
+        assert set(dag.task_dict) == {"prepare_warehouse", "load", "gate_raw"}
+        assert dag.task_dict["gate_raw"].upstream_task_ids == {"load", "prepare_warehouse"}
+        assert [a.uri for a in dag.task_dict["gate_raw"].outlets] == [f"crm360://raw/{source}"]
+        assert not dag.task_dict["load"].outlets
+
+
+def test_transform_runs_on_all_three_assets_in_order(dagbag):
+    dag = dagbag.dags["crm360_transform"]
+    condition = dag.timetable.asset_condition
+    assert type(condition).__name__ == "AssetAll"  # waits for every source, not any one
+    assert {a.uri for a in condition.objects} == {"crm360://raw/sales", "crm360://raw/service", "crm360://raw/web"}
+    chain = ["run_date", "source_freshness", "dbt_build", "gate_marts", "publish", "summarize"]
+    assert set(dag.task_dict) == set(chain)
+    for before, after in zip(chain[1:], chain[2:], strict=False):
+        assert before in dag.task_dict[after].upstream_task_ids
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
@@ -57,15 +60,8 @@ def test_dag_files_are_thin(path: Path):
     source = path.read_text()
     assert len(source.splitlines()) < 100, f"{path.name} is too long for a DAG file"
     tree = ast.parse(source)
-    top_level_imports = [
-        node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
-    ]
+    top_level_imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
     modules = {getattr(n, "module", None) or n.names[0].name for n in top_level_imports}
-    heavy = {
-        m
-        for m in modules
-        if m
-        and m.split(".")[0]
-        in {"crm360", "psycopg", "great_expectations", "dbt", "pandas", "sqlalchemy"}
-    }
+    heavy = {m for m in modules if m and m.split(".")[0] in
+             {"crm360", "psycopg", "great_expectations", "dbt", "pandas", "sqlalchemy"}}
     assert not heavy, f"{path.name} imports {heavy} at parse time"
