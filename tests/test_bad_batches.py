@@ -48,7 +48,7 @@ def out_of_range_amount(root, as_of):
 def shifted_time_zone(root, as_of):
     # local time written with a UTC marker: a late-evening event lands on the next day
     event = {"event_id": "e_shift", "visitor_id": "v-shift", "event_type": "page_view",
-             "occurred_at": f"{as_of + timedelta(days=1)}T01:30:00Z"}
+             "occurred_at": f"{as_of + timedelta(days=2)}T01:30:00Z"}  # after the run's date
     (root / "web" / f"events_{as_of}.jsonl").write_text(json.dumps(event) + "\n")
     return GateFailed, "raw_web_events.is_in_future"
 
@@ -105,11 +105,12 @@ def test_bad_batch_is_blocked_before_publication(published, tmp_path, inject):
     error, message = inject(bad, as_of)
 
     with pytest.raises(error, match=message):
-        pipeline.run_all(as_of, f"bad_{inject.__name__}", wh, landing=bad, settings=settings)
+        # the next day's run: it loads the drops dated before it, the bad one among them
+        pipeline.run_all(as_of + timedelta(days=1), f"bad_{inject.__name__}", wh, landing=bad, settings=settings)
 
     with wh.connect() as conn:
         assert conn.execute(MARTS_CHECKSUM).fetchone() == before
     if error is DbtError:  # raw was clean: the batch stays, and fails dbt again until the source is fixed
         assert _raw_counts(wh) != raw_before
-        ingest.unload_batches(wh, [f"bad_{inject.__name__}:sales"])
+        ingest.unload_batches(wh, [f"bad_{inject.__name__}:{s}" for s in ingest.SOURCES])
     assert _raw_counts(wh) == raw_before, "the rejected batch must not stay in raw"

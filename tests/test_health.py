@@ -3,6 +3,7 @@
 import json
 import shutil
 import threading
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -66,7 +67,7 @@ def test_failed_run_health_names_the_failed_check(published, tmp_path):
     (day / "orders.csv").write_text("order_id,customer_id,ordered_at,status,currency,updated_at\n"
                                     f"O_X,C0000001,{as_of}T08:00:00+00:00,lost_in_space,EUR,\n")
     with pytest.raises(GateFailed) as failure:
-        pipeline.run_all(as_of, "broken", wh, landing=bad, settings=settings)
+        pipeline.run_all(as_of + timedelta(days=1), "broken", wh, landing=bad, settings=settings)
     note = failure.value.__notes__[0]
     assert note.startswith("run health report: ")
     page = open(note.split(": ", 1)[1]).read()

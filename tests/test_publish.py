@@ -3,6 +3,7 @@
 import shutil
 import threading
 import time
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -75,7 +76,7 @@ def test_failed_marts_gate_keeps_yesterdays_marts(published, tmp_path):
         "order_id,line_number,product_id,quantity,unit_price\nO_HUGE,1,P00001,9999,99999.00\n")
 
     with pytest.raises(GateFailed, match=r"marts_customer_360.revenue_eur: expect_column_values_to_be_between"):
-        pipeline.run_all(as_of, "bad", wh, landing=bad_landing, settings=settings)
+        pipeline.run_all(as_of + timedelta(days=1), "bad", wh, landing=bad_landing, settings=settings)
 
     assert _one(wh, MARTS_CHECKSUM) == before, "published marts changed after a failed gate"
     sample = _one(wh, "select sample from audit.gate_results where run_id = 'bad' and not success")[0]
