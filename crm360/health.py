@@ -41,6 +41,35 @@ def _exists(conn, relation: str) -> bool:
     return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
 
 
+GATE_SUMMARY = """
+with this_run as (
+    select run_id, stage, suite, success from audit.gate_results where run_id = %(run_id)s
+),
+latest_raw as (
+    -- raw gates that ran in the ingest DAGs' own runs: the newest verdict per suite
+    select distinct on (suite) run_id, suite, checked_at
+    from audit.gate_results
+    where stage = 'raw' and not exists (select 1 from this_run where this_run.stage = 'raw')
+    order by suite, checked_at desc
+),
+checks as (
+    select run_id, stage, suite, success from this_run
+    union all
+    select g.run_id, g.stage, g.suite, g.success
+    from audit.gate_results as g
+    inner join latest_raw on g.run_id = latest_raw.run_id and g.suite = latest_raw.suite
+        and g.checked_at = latest_raw.checked_at
+)
+select stage, suite, run_id, count(*) as checks, count(*) filter (where not success) as failed
+from checks group by stage, suite, run_id order by stage desc, suite
+"""
+
+
+def gate_summary(conn, run_id: str) -> list[dict]:
+    """Gate results behind a run: its own, plus the latest raw gates of the batches it built on."""
+    return _rows(conn, GATE_SUMMARY, {"run_id": run_id})
+
+
 def collect(wh: Warehouse, run_id: str) -> dict:
     """Everything the health view shows for ``run_id``, read from the warehouse."""
     out: dict = {"layers": [], "gates": [], "failures": [], "freshness": [], "loads": [], "rejected": []}
@@ -54,10 +83,7 @@ def collect(wh: Warehouse, run_id: str) -> dict:
                 sql.Identifier(rel["layer"], rel["relation"]))).fetchone()[0]
             out["layers"].append({**rel, "rows": rows})
         if _exists(conn, "audit.gate_results"):
-            out["gates"] = _rows(conn, """
-                select stage, suite, count(*) as checks, count(*) filter (where not success) as failed
-                from audit.gate_results where run_id = %s group by stage, suite
-                order by stage desc, suite""", (run_id,))
+            out["gates"] = gate_summary(conn, run_id)
             out["failures"] = _rows(conn, """
                 select stage, suite, expectation, column_name, unexpected_count, observed_value, sample::text
                 from audit.gate_results where run_id = %s and not success

@@ -193,12 +193,7 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
                from marts.customer_pyramid_summary order by pyramid, tier_order""")
         cols = [c.name for c in cur.description]
         summary.pyramid = [_jsonable(dict(zip(cols, row, strict=True))) for row in cur.fetchall()]
-        cur = conn.execute(
-            """select stage, suite, count(*) as checks, count(*) filter (where not success) as failed
-               from audit.gate_results where run_id = %s group by stage, suite
-               order by stage desc, suite""", (rid,))
-        cols = [c.name for c in cur.description]
-        summary.gates = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        summary.gates = health.gate_summary(conn, rid)
         cur = conn.execute(
             """select source, count(*) as files, sum(row_count)::bigint as rows from audit.load_files
                group by source order by source""")

@@ -46,7 +46,7 @@ def render(summary: RunSummary, wh: Warehouse) -> str:
     out.append("")
     out.append("Quality gates:")
     gate_rows = [{**g, "result": "PASS" if not g["failed"] else "FAIL"} for g in summary.gates]
-    out.append(_table(gate_rows, ["stage", "suite", "checks", "failed", "result"]))
+    out.append(_table(gate_rows, ["stage", "suite", "checks", "failed", "result", "run_id"]))
     out.append("")
     out.append(f"Warehouse: {wh.describe()}")
     out.append("Query it:")

@@ -43,6 +43,11 @@ def test_dag_builds_the_marts_through_airflow(airflow_project):
     assert status == [("success",)]
     report = json.loads((settings.reports_dir / "latest.json").read_text())
     assert report["mart_rows"]["customer_360"] == manifest["people"]
+    # the transform run's summary shows the raw gates its input passed in the ingest DAGs' runs
+    raw = {g["suite"]: g for g in report["gates"] if g["stage"] == "raw"}
+    assert {"raw_sales_orders", "raw_service_tickets", "raw_web_events"} <= set(raw)
+    assert all(g["failed"] == 0 and g["run_id"] != report["run_id"] for g in raw.values())
+    assert {g["suite"] for g in report["gates"] if g["stage"] == "marts"} >= {"marts_customer_360"}
 
 
 def test_malformed_file_fails_ingest_without_retries(airflow_project):
