@@ -87,6 +87,8 @@ def cmd_backfill(args) -> int:
     from crm360 import pipeline, report
     from crm360.warehouse import get_warehouse
 
+    if args.end < args.start:
+        raise ValueError(f"backfill: end {args.end} is before start {args.start}")
     settings = get_settings()
     wh = get_warehouse(settings)
     summary = pipeline.backfill(args.start, args.end, wh, settings=settings)

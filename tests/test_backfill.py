@@ -73,6 +73,8 @@ def _drop_day(moment, world):
     return min(max(day, world.start_date), world.end_date)
 
 
-def test_backfill_rejects_a_reversed_range(capsys):
+def test_backfill_rejects_a_reversed_range(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM360_HOME", str(tmp_path))  # touch no real state, start no server
     assert cli.main(["backfill", "--from", "2026-11-02", "--to", "2026-11-01"]) == 1
     assert "end 2026-11-01 is before start 2026-11-02" in capsys.readouterr().err
+    assert not (tmp_path / "pgdata").exists()
