@@ -31,7 +31,8 @@ create table if not exists audit.run_health (
 LAYERS = ("raw", "staging", "intermediate", "marts")
 
 
-def _rows(conn, query: str, params=()) -> list[dict]:
+def fetch_dicts(conn, query: str, params=()) -> list[dict]:
+    """Rows of a query as dicts keyed by column name."""
     cur = conn.execute(query, params)
     cols = [c.name for c in cur.description]
     return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
@@ -67,14 +68,14 @@ from checks group by stage, suite, run_id order by stage desc, suite
 
 def gate_summary(conn, run_id: str) -> list[dict]:
     """Gate results behind a run: its own, plus the latest raw gates of the batches it built on."""
-    return _rows(conn, GATE_SUMMARY, {"run_id": run_id})
+    return fetch_dicts(conn, GATE_SUMMARY, {"run_id": run_id})
 
 
 def collect(wh: Warehouse, run_id: str) -> dict:
     """Everything the health view shows for ``run_id``, read from the warehouse."""
     out: dict = {"layers": [], "gates": [], "failures": [], "freshness": [], "loads": [], "rejected": []}
     with wh.connect() as conn:
-        relations = _rows(conn, """
+        relations = fetch_dicts(conn, """
             select table_schema as layer, table_name as relation, table_type
             from information_schema.tables where table_schema = any(%s)
             order by array_position(%s, table_schema::text), table_name""", (list(LAYERS), list(LAYERS)))
@@ -84,21 +85,21 @@ def collect(wh: Warehouse, run_id: str) -> dict:
             out["layers"].append({**rel, "rows": rows})
         if _exists(conn, "audit.gate_results"):
             out["gates"] = gate_summary(conn, run_id)
-            out["failures"] = _rows(conn, """
+            out["failures"] = fetch_dicts(conn, """
                 select stage, suite, expectation, column_name, unexpected_count, observed_value, sample::text
                 from audit.gate_results where run_id = %s and not success
                 order by stage desc, suite, column_name""", (run_id,))
         if _exists(conn, "audit.source_freshness"):
-            out["freshness"] = _rows(conn, """
+            out["freshness"] = fetch_dicts(conn, """
                 select source_name, table_name, status, max_loaded_at, round(age_seconds / 3600, 1) as age_hours
                 from audit.source_freshness where run_id = %s order by source_name, table_name""", (run_id,))
         if _exists(conn, "audit.load_files"):
-            out["loads"] = _rows(conn, """
+            out["loads"] = fetch_dicts(conn, """
                 select source, count(*) as files, sum(row_count)::bigint as rows,
                        count(*) filter (where batch_id like %s) as files_this_run
                 from audit.load_files group by source order by source""", (f"{run_id}:%",))
         if _exists(conn, "raw._quarantine"):
-            out["rejected"] = _rows(conn, """select source_file, count(*) as rows from raw._quarantine
+            out["rejected"] = fetch_dicts(conn, """select source_file, count(*) as rows from raw._quarantine
                                             group by source_file order by source_file""")
     return out
 

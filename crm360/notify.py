@@ -35,14 +35,12 @@ def post_webhook(url: str, payload: dict, timeout: float = 10.0) -> int:
 def on_failure(dag_id: str, task_id: str, run_id: str, error: BaseException | str | None,
                as_of=None, wh=None) -> dict:
     """Record the failure and tell whoever is configured. Never raises."""
-    from crm360 import health, pipeline
+    from crm360 import pipeline
 
     report = None
-    rid = pipeline.safe_run_id(run_id)
     try:
         wh = wh or pipeline.resolve_warehouse(None)
-        pipeline.record_status(wh, rid, as_of, "failed", f"{task_id}: {error}")
-        report = str(health.record(wh, rid, as_of, "failed", f"{task_id}: {error}"))
+        report = str(pipeline.record_failure(wh, run_id, as_of, f"{task_id}: {error}"))
     except Exception:  # noqa: BLE001 - a broken warehouse must not hide the original failure
         log.exception("could not record the failure of %s.%s in the warehouse", dag_id, task_id)
     payload = failure_message(dag_id, task_id, run_id, str(error or ""), report)

@@ -188,17 +188,13 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
             summary.mart_rows[mart] = conn.execute(
                 f"select count(*) from marts.{mart}"  # noqa: S608 - fixed names
             ).fetchone()[0]
-        cur = conn.execute(
-            """select pyramid, tier, customers, revenue_eur, share_of_customers, share_of_revenue
-               from marts.customer_pyramid_summary order by pyramid, tier_order""")
-        cols = [c.name for c in cur.description]
-        summary.pyramid = [_jsonable(dict(zip(cols, row, strict=True))) for row in cur.fetchall()]
+        summary.pyramid = [_jsonable(r) for r in health.fetch_dicts(conn, """
+            select pyramid, tier, customers, revenue_eur, share_of_customers, share_of_revenue
+            from marts.customer_pyramid_summary order by pyramid, tier_order""")]
         summary.gates = health.gate_summary(conn, rid)
-        cur = conn.execute(
-            """select source, count(*) as files, sum(row_count)::bigint as rows from audit.load_files
-               group by source order by source""")
-        cols = [c.name for c in cur.description]
-        summary.loads = [_jsonable(dict(zip(cols, row, strict=True))) for row in cur.fetchall()]
+        summary.loads = [_jsonable(r) for r in health.fetch_dicts(conn, """
+            select source, count(*) as files, sum(row_count)::bigint as rows from audit.load_files
+            group by source order by source""")]
     summary.report = str(health.record(wh, rid, as_of, status, settings=settings))
     record_status(wh, rid, as_of, status, summary=summary.as_dict())
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
@@ -244,10 +240,16 @@ def _failure_recorded(wh: Warehouse, run_id: str, as_of: date, settings: Setting
     try:
         yield
     except Exception as exc:
-        rid = safe_run_id(run_id)
-        record_status(wh, rid, as_of, "failed", str(exc))
-        exc.add_note(f"run health report: {health.record(wh, rid, as_of, 'failed', str(exc), settings=settings)}")
+        exc.add_note(f"run health report: {record_failure(wh, run_id, as_of, str(exc), settings)}")
         raise
+
+
+def record_failure(wh: Warehouse, run_id: str, as_of: date | None, message: str,
+                   settings: Settings | None = None) -> Path:
+    """Mark the run failed in audit.pipeline_runs and write its health page; returns the page."""
+    rid = safe_run_id(run_id)
+    record_status(wh, rid, as_of, "failed", message)
+    return health.record(wh, rid, as_of, "failed", message, settings=settings)
 
 
 def backfill(start: date, end: date, wh: Warehouse | None = None, landing: Path | None = None,
