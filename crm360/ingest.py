@@ -1,5 +1,10 @@
 """Load source drops into the ``raw`` schema with PostgreSQL COPY.
 
+What each source feeds is crm360's contract (``crm360.sources``); where its records
+come from and how the export's columns are named is the deployment's
+``sources.yml``. Files are read through fsspec, so a drop folder can be local or
+any fsspec URL. SQL sources are read by ``crm360.sql_source``.
+
 Every raw row carries ``_batch_id``, ``_source_file`` and ``_loaded_at``. Those
 columns default to transaction-local settings, so a CSV is streamed to COPY as it
 is, without being parsed in Python.
@@ -10,12 +15,14 @@ any earlier rows of the same file, then records the file and its checksum in
 whose bytes have not changed is skipped, and a failure leaves nothing partial.
 
 Malformed records (broken JSON lines, CSV rows with the wrong number of fields,
-bytes that are not UTF-8, records missing a required field) go to
-``raw._quarantine`` with file, line and reason. If more than
-``CRM360_MAX_BAD_ROW_FRACTION`` (default 1 %) of a file's records are
-malformed, the whole file fails and nothing of it is loaded.
+bytes that are not UTF-8, records missing a required field, values that do not
+parse as the contract's type such as a date of 2026-02-30, impossible values such
+as a negative quantity) go to ``raw._quarantine`` with file, line and reason. If
+more than ``CRM360_MAX_BAD_ROW_FRACTION`` (default 1 %) of a batch's records are
+malformed, the whole batch is taken back out and the load fails; a file of which
+more than half is malformed is unreadable and fails on its own.
 
-Schema drift: a CSV column the loader does not know is added to the raw table
+Schema drift: a CSV column the contract does not know is added to the raw table
 (kept, not dropped) and a JSON field it does not know stays in ``record``; both
 are reported in ``audit.schema_drift``. A missing required column fails the file.
 """
@@ -34,79 +41,43 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import fsspec
 import psycopg
 from psycopg import sql
 
+from crm360.settings import Settings, get_settings
+from crm360.sources import (
+    CONTRACT,
+    Contract,
+    CsvTable,
+    FileSource,
+    FileTable,
+    JsonTable,
+    SourceBinding,
+    SqlSourceBinding,
+    config_path,
+    load_config,
+)
 from crm360.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
 COPY_CHUNK = 1 << 20  # bytes handed to COPY per write
+UNREADABLE_FRACTION = 0.5  # a file worse than this is not data with some dirt in it, it is the wrong file
 
 
 class IngestError(RuntimeError):
     """A source file cannot be loaded; the message names the file, line and reason."""
 
 
-@dataclass(frozen=True)
-class CsvTable:
-    """A CSV export loaded column for column into a raw table of text columns."""
-
-    name: str
-    pattern: str  # glob under the source folder
-    table: str
-    columns: tuple[str, ...]
-    required: tuple[str, ...]
+SOURCES = CONTRACT  # source name -> the raw tables it feeds
 
 
-@dataclass(frozen=True)
-class JsonTable:
-    """JSON records kept whole as ``record jsonb`` with their position in the file."""
+def bindings(settings: Settings | None = None) -> dict[str, SourceBinding]:
+    """The deployment's ``sources.yml`` (or the file ``CRM360_SOURCES`` names)."""
+    settings = settings or get_settings()
+    return load_config(config_path(settings.project_dir))
 
-    name: str
-    pattern: str
-    table: str
-    json_lines: bool  # one record per line, else a document holding a list
-    list_key: str | None = None
-    required: tuple[str, ...] = ()
-    known: tuple[str, ...] = ()  # fields staging reads; others are reported as drift
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str
-    folder: str
-    tables: tuple[CsvTable | JsonTable, ...]
-
-
-SOURCES: dict[str, Source] = {
-    "sales": Source("sales", "sales", (
-        CsvTable("products", "*/products.csv", "sales_products",
-                 ("product_id", "product_name", "category", "list_price"),
-                 ("product_id", "list_price")),
-        CsvTable("customers", "*/customers.csv", "sales_customers",
-                 ("customer_id", "first_name", "last_name", "email", "phone", "city",
-                  "country_code", "created_at", "updated_at"),
-                 ("customer_id", "email", "created_at")),
-        CsvTable("orders", "*/orders.csv", "sales_orders",
-                 ("order_id", "customer_id", "ordered_at", "status", "currency", "updated_at"),
-                 ("order_id", "customer_id", "ordered_at", "status")),
-        CsvTable("order_lines", "*/order_lines.csv", "sales_order_lines",
-                 ("order_id", "line_number", "product_id", "quantity", "unit_price"),
-                 ("order_id", "line_number", "product_id", "quantity", "unit_price")),
-    )),
-    "service": Source("service", "service", (
-        JsonTable("tickets", "tickets_*.json", "service_tickets", json_lines=False,
-                  list_key="tickets", required=("id", "created_at"),
-                  known=("id", "type", "status", "created_at", "solved_at", "requester", "customer_ref",
-                         "satisfaction", "channel")),
-    )),
-    "web": Source("web", "web", (
-        JsonTable("events", "events_*.jsonl", "web_events", json_lines=True,
-                  required=("event_id", "visitor_id", "occurred_at"),
-                  known=("event_id", "visitor_id", "event_type", "page", "occurred_at", "email", "customer_id")),
-    )),
-}
 
 META_COLUMNS = """
     _batch_id text not null default current_setting('crm360.batch_id'),
@@ -115,7 +86,7 @@ META_COLUMNS = """
 """
 
 
-def raw_ddl(table: CsvTable | JsonTable) -> sql.Composed:
+def raw_ddl(table: Contract) -> sql.Composed:
     if isinstance(table, CsvTable):
         cols = sql.SQL(", ").join(
             sql.SQL("{} text").format(sql.Identifier(c)) for c in table.columns
@@ -168,6 +139,23 @@ create table if not exists audit.schema_drift (
 """
 
 
+VALIDITY_FUNCTION_16 = """
+create or replace function raw._is_valid(value text, type_name text) returns boolean
+language sql stable parallel safe as $$ select pg_input_is_valid(value, type_name) $$
+"""
+
+VALIDITY_FUNCTION_OLD = """
+create or replace function raw._is_valid(value text, type_name text) returns boolean
+language plpgsql stable parallel safe as $$
+begin
+    execute format('select %L::%s', value, type_name);
+    return true;
+exception when others then
+    return false;
+end $$
+"""
+
+
 def max_bad_fraction() -> float:
     value = os.environ.get("CRM360_MAX_BAD_ROW_FRACTION", "0.01")
     try:
@@ -180,20 +168,29 @@ def max_bad_fraction() -> float:
 
 
 def prepare_raw(wh: Warehouse) -> None:
-    """Create raw tables, quarantine, drift log and the load ledger (idempotent)."""
+    """Create raw tables, quarantine, drift log and the load ledger (idempotent).
+
+    Contract columns added in a later crm360 version are added to existing raw
+    tables here: that is an upgrade, not drift."""
     with wh.connect() as conn:
         conn.execute(AUDIT_DDL)
         conn.execute(QUARANTINE_DDL)
         conn.execute(DRIFT_DDL)
         conn.execute("create index if not exists _quarantine__source_file_idx on raw._quarantine (source_file)")
-        for source in SOURCES.values():
-            for table in source.tables:
+        modern = conn.info.server_version >= 160000
+        conn.execute(VALIDITY_FUNCTION_16 if modern else VALIDITY_FUNCTION_OLD)
+        for tables in CONTRACT.values():
+            for table in tables:
                 conn.execute(raw_ddl(table))
                 conn.execute(
                     sql.SQL("create index if not exists {} on raw.{} (_source_file)").format(
                         sql.Identifier(f"{table.table}__source_file_idx"), sql.Identifier(table.table)
                     )
                 )
+                if isinstance(table, CsvTable):
+                    for column in table.columns:
+                        conn.execute(sql.SQL("alter table {} add column if not exists {} text").format(
+                            sql.Identifier("raw", table.table), sql.Identifier(column)))
         conn.commit()
 
 
@@ -217,14 +214,6 @@ class LoadResult:
                 "rows": dict(self.rows), "quarantined": dict(self.quarantined), "drift": list(self.drift)}
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(COPY_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 DATE_IN_PATH = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
 
@@ -239,64 +228,133 @@ def file_date(rel: str) -> date | None:
         return None
 
 
-def discover(landing: Path, source: Source, until: date | None = None) -> Iterator[tuple[CsvTable | JsonTable, Path]]:
-    """Every file of ``source`` under ``landing`` in name (that is, date) order; with
-    ``until``, only drops dated before it (a run for a data interval ending on
-    ``until`` loads the days up to it; later drops wait for their own run)."""
-    base = landing / source.folder
+@dataclass(frozen=True)
+class Drop:
+    """One file of a source: where it is and the name it has in the ledger."""
+
+    table: FileTable
+    fs: fsspec.AbstractFileSystem
+    path: str  # in ``fs``
+    rel: str  # ``<source>/<path under the source's location>``: stable if the location moves
+
+    def open(self):
+        return self.fs.open(self.path, "rb")
+
+
+def _filesystem(source: FileSource, landing: Path) -> tuple[fsspec.AbstractFileSystem, str]:
+    location = source.location
+    if "://" not in location and not Path(location).is_absolute():
+        location = str(Path(landing) / location)
+    try:
+        fs, root = fsspec.core.url_to_fs(location)
+    except (ImportError, ValueError) as exc:
+        raise IngestError(f"{source.name}: cannot open location {source.location!r}: {exc}") from None
+    return fs, root.rstrip("/")
+
+
+def discover(landing: Path, source: FileSource, until: date | None = None) -> Iterator[Drop]:
+    """Every file of ``source`` in name (that is, date) order; with ``until``, only drops
+    dated before it (a run for a data interval ending on ``until`` loads the days up
+    to it; later drops wait for their own run)."""
+    fs, root = _filesystem(source, landing)
     for table in source.tables:
-        for path in sorted(base.glob(table.pattern)):
-            if not path.is_file():
+        for path in sorted(fs.glob(f"{root}/{table.pattern}")):
+            if not fs.isfile(path):
                 continue
-            day = file_date(path.relative_to(landing).as_posix())
+            rel = f"{source.name}/{path[len(root) + 1:]}" if path.startswith(root + "/") else f"{source.name}/{path}"
+            day = file_date(rel)
             if until is not None and day is not None and day >= until:
                 continue
-            yield table, path
+            yield Drop(table, fs, path, rel)
+
+
+def sha256_of(drop: Drop) -> str:
+    digest = hashlib.sha256()
+    with drop.open() as fh:
+        for chunk in iter(lambda: fh.read(COPY_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
-                loaded_at: datetime | None = None, until: date | None = None) -> LoadResult:
-    """Load every new or changed file of one source (dated before ``until``, if given). Safe to re-run."""
-    if source_name not in SOURCES:
-        raise IngestError(f"unknown source {source_name!r}; known: {', '.join(SOURCES)}")
-    source = SOURCES[source_name]
-    landing = Path(landing)
+                loaded_at: datetime | None = None, until: date | None = None,
+                config: dict[str, SourceBinding] | None = None) -> LoadResult:
+    """Load every new or changed file (or cursor window) of one source, dated before
+    ``until`` if given. Safe to re-run: what is loaded is loaded exactly once."""
+    if source_name not in CONTRACT:
+        raise IngestError(f"unknown source {source_name!r}; known: {', '.join(CONTRACT)}")
+    binding = (config or bindings())[source_name]
     loaded_at = loaded_at or datetime.now(UTC)
     threshold = max_bad_fraction()
     prepare_raw(wh)
+    if isinstance(binding, SqlSourceBinding):
+        from crm360 import sql_source
+
+        return sql_source.load_sql_source(wh, sql_source.from_binding(binding), batch_id, loaded_at=loaded_at,
+                                          until=until, lookback_days=binding.lookback_days)
     result = LoadResult(source=source_name, batch_id=batch_id)
+    first_bad: tuple[str, _Outcome] | None = None
+    bad_total = 0
     with wh.connect() as conn:
         known = dict(conn.execute(
             "select source_file, sha256 from audit.load_files where source = %s", (source_name,)
         ).fetchall())
         conn.commit()
-        for table, path in discover(landing, source, until):
-            rel = path.relative_to(landing).as_posix()
-            digest = sha256_of(path)
-            if known.get(rel) == digest:
-                result.files_skipped.append(rel)
+        for drop in discover(Path(landing), binding, until):
+            digest = sha256_of(drop)
+            if known.get(drop.rel) == digest:
+                result.files_skipped.append(drop.rel)
                 continue
-            loaded = _load_file(conn, _FileLoad(source_name, table, path, rel, batch_id, loaded_at, threshold),
-                                digest)
-            result.files_loaded.append(rel)
-            result.rows[table.name] = result.rows.get(table.name, 0) + loaded.rows
+            loaded = _load_file(conn, _FileLoad(source_name, drop, batch_id, loaded_at), digest)
+            result.files_loaded.append(drop.rel)
+            name = drop.table.name
+            result.rows[name] = result.rows.get(name, 0) + loaded.rows
             if loaded.bad:
-                result.quarantined[table.name] = result.quarantined.get(table.name, 0) + len(loaded.bad)
-            result.drift += [f"{rel}: {d}" for d in loaded.drift]
+                result.quarantined[name] = result.quarantined.get(name, 0) + len(loaded.bad)
+                bad_total += len(loaded.bad)
+                first_bad = first_bad or (drop.rel, loaded)
+            result.drift += [f"{drop.rel}: {d}" for d in loaded.drift]
+    if first_bad:
+        _check_batch_threshold(wh, result, bad_total, threshold, first_bad)
     log.info("loaded %s: %d files, %d skipped, rows %s, quarantined %s", source_name,
              len(result.files_loaded), len(result.files_skipped), result.rows, result.quarantined)
     return result
 
 
+def _check_batch_threshold(wh: Warehouse, result: LoadResult, bad: int, threshold: float,
+                           first: tuple[str, _Outcome]) -> None:
+    total = result.total_rows + bad
+    if bad / total <= threshold:
+        log.warning("%s: %d malformed record(s) quarantined (%.2f%% of %d)", result.source, bad,
+                    100 * bad / total, total)
+        return
+    unload_batches(wh, [result.batch_id])
+    rel, outcome = first
+    raise IngestError(
+        f"{rel}: {_where(outcome.bad[0])}: {outcome.bad[0][2]}; {bad} of {total} records of batch "
+        f"{result.batch_id} malformed ({bad / total:.1%}, more than the {threshold:.1%} allowed by "
+        "CRM360_MAX_BAD_ROW_FRACTION); the batch was taken back out, nothing of it stays loaded")
+
+
+def _where(bad: tuple) -> str:
+    line, record = bad[0], bad[1]
+    return f"line {line}" if line is not None else f"record {record}"
+
+
 @dataclass(frozen=True)
 class _FileLoad:
     source: str
-    table: CsvTable | JsonTable
-    path: Path
-    rel: str
+    drop: Drop
     batch_id: str
     loaded_at: datetime
-    max_bad_fraction: float
+
+    @property
+    def rel(self) -> str:
+        return self.drop.rel
+
+    @property
+    def contract(self) -> Contract:
+        return self.drop.table.contract
 
 
 @dataclass
@@ -307,7 +365,7 @@ class _Outcome:
 
 
 def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcome:
-    target = sql.Identifier("raw", job.table.table)
+    target = sql.Identifier("raw", job.contract.table)
     rel = job.rel
     try:
         with conn.transaction():
@@ -318,11 +376,14 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
                 conn.execute("select set_config(%s, %s, true)", (f"crm360.{key}", value))
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (rel,))
             conn.execute("delete from raw._quarantine where source_file = %s", (rel,))
-            if isinstance(job.table, CsvTable):
+            if isinstance(job.contract, CsvTable):
                 outcome = _copy_csv(conn, job, target)
             else:
                 outcome = _copy_json(conn, job, target)
-            _check_threshold(job, outcome)
+            moved = _invalid_values(conn, job, target)  # already in raw and counted: taken out again
+            outcome.rows -= len(moved)
+            outcome.bad += moved
+            _check_file(job, outcome)
             if outcome.bad:
                 _quarantine(conn, job, outcome.bad)
             if outcome.drift:
@@ -344,18 +405,95 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
     return outcome
 
 
-def _check_threshold(job: _FileLoad, outcome: _Outcome) -> None:
+def _check_file(job: _FileLoad, outcome: _Outcome) -> None:
+    """A file mostly made of malformed records is the wrong file, whatever the rest of the batch holds."""
     total = outcome.rows + len(outcome.bad)
-    if not outcome.bad:
-        return
-    if len(outcome.bad) / total > job.max_bad_fraction:
-        line, record, reason, _ = outcome.bad[0]
-        where = f"line {line}" if line is not None else f"record {record}"
+    if outcome.bad and len(outcome.bad) / total > UNREADABLE_FRACTION:
+        first = outcome.bad[0]
         raise IngestError(
-            f"{job.rel}: {where}: {reason}; {len(outcome.bad)} of {total} records malformed "
-            f"({len(outcome.bad) / total:.1%}, more than the {job.max_bad_fraction:.1%} allowed by "
-            "CRM360_MAX_BAD_ROW_FRACTION); nothing from the file was loaded")
-    log.warning("%s: %d malformed record(s) quarantined", job.rel, len(outcome.bad))
+            f"{job.rel}: {_where(first)}: {first[2]}; {len(outcome.bad)} of {total} records malformed "
+            f"({len(outcome.bad) / total:.1%}); nothing from the file was loaded")
+
+
+def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) -> list[tuple]:
+    """Take the file's records whose values break the contract (bad dates, negative
+    quantities, ...) out of the raw table; return them for the quarantine.
+
+    Done in SQL on the rows COPY just wrote, so clean files keep COPY's speed."""
+    contract = job.contract
+    if not contract.types and not contract.checks:
+        return []
+    json_table = isinstance(contract, JsonTable)
+
+    def value(column: str) -> sql.Composable:
+        return sql.SQL("(record ->> {})").format(sql.Literal(column)) if json_table else sql.Identifier(column)
+
+    if not json_table:  # a file may lack optional columns
+        present = {r[0] for r in conn.execute(
+            "select column_name from information_schema.columns where table_schema = 'raw' and table_name = %s",
+            (contract.table,))}
+    else:
+        present = None
+    reasons = []
+    for column, type_name in contract.types:
+        if present is not None and column not in present:
+            continue
+        v = value(column)
+        # PostgreSQL reads 'yesterday', 'now' and 'infinity' as moments; no export means them
+        literal_only = sql.SQL(r" and {} ~ '^\s*[0-9]'").format(v) if type_name in _MOMENT_TYPES else sql.SQL("")
+        reasons.append((sql.SQL("nullif(btrim({v}), '') is not null and not (raw._is_valid({v}, {t}){o})").format(
+            v=v, t=sql.Literal(type_name), o=literal_only),
+            sql.SQL("{} || left({}, 80)").format(sql.Literal(f"{column}: not a valid {type_name}: "), v)))
+    types = dict(contract.types)
+    for column, condition, reason in contract.checks:
+        if present is not None and column not in present:
+            continue
+        v = value(column)
+        guard = sql.SQL("nullif(btrim({v}), '') is not null").format(v=v)
+        if column in types:
+            guard = sql.SQL("{} and raw._is_valid({}, {})").format(guard, v, sql.Literal(types[column]))
+        cond = sql.SQL(condition.replace("v::", "{v}::")).format(v=v)
+        reasons.append((sql.SQL("{} and not ({})").format(guard, cond),
+                        sql.SQL("{} || left({}, 80)").format(sql.Literal(f"{column}: {reason}: "), v)))
+    if not reasons:
+        return []
+    any_bad = sql.SQL(" or ").join(sql.SQL("({})").format(c) for c, _ in reasons)
+    case = sql.SQL("case {} end").format(sql.SQL(" ").join(
+        sql.SQL("when {} then {}").format(c, r) for c, r in reasons))
+    if json_table:
+        payload = sql.SQL("_record_number, record::text")
+    else:
+        cols = [c for c in contract.columns if c in present] + sorted(present - set(contract.columns) - _META)
+        payload = sql.SQL("array[{}]::text[]").format(sql.SQL(", ").join(sql.Identifier(c) for c in cols))
+    rows = conn.execute(sql.SQL("delete from {t} where _source_file = %s and ({bad}) returning {case}, {payload}")
+                        .format(t=target, bad=any_bad, case=case, payload=payload), (job.rel,)).fetchall()
+    if not rows:
+        return []
+    if json_table:
+        return [(None, number, reason, text) for reason, number, text in rows]
+    by_values = {}
+    for reason, values in rows:
+        by_values.setdefault(tuple(v or "" for v in values[:len(cols)]), []).append(reason)
+    return [(line, record, reason, raw) for line, record, raw, reason in _locate(job, cols, by_values)]
+
+
+_MOMENT_TYPES = {"timestamptz", "timestamp", "date"}
+_META = {"_batch_id", "_source_file", "_loaded_at", "_record_number"}
+
+
+def _locate(job: _FileLoad, cols: list[str], wanted: dict[tuple, list[str]]) -> Iterator[tuple]:
+    """Line and record numbers of the CSV records SQL validation rejected (read again,
+    only for files that had any)."""
+    mapping = job.drop.table.to_contract()
+    with job.drop.open() as fh:
+        text = fh.read().decode("utf-8-sig", errors="replace")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=job.drop.table.delimiter)
+    header = [mapping.get(h.strip(), h.strip()) for h in next(reader)]
+    index = [header.index(c) if c in header else None for c in cols]
+    for record, fields in enumerate(reader, start=1):
+        key = tuple(fields[i] if i is not None and i < len(fields) else "" for i in index)
+        if key in wanted and wanted[key]:
+            yield reader.line_num, record, job.drop.table.delimiter.join(fields), wanted[key].pop()
 
 
 def _quarantine(conn: psycopg.Connection, job: _FileLoad, bad: list) -> None:
@@ -363,26 +501,27 @@ def _quarantine(conn: psycopg.Connection, job: _FileLoad, bad: list) -> None:
                                     raw_record, _batch_id, _loaded_at) from stdin"""
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         for line, record, reason, raw in bad:
-            copy.write_row((job.source, job.table.table, job.rel, line, record, reason, raw[:10_000],
+            copy.write_row((job.source, job.contract.table, job.rel, line, record, reason, raw[:10_000],
                             job.batch_id, job.loaded_at))
 
 
 def _record_drift(conn: psycopg.Connection, job: _FileLoad, columns: list[str]) -> None:
-    change = "column added to raw" if isinstance(job.table, CsvTable) else "field kept in record"
+    change = "column added to raw" if isinstance(job.contract, CsvTable) else "field kept in record"
     for column in columns:
         conn.execute(
             """insert into audit.schema_drift
                    (source, table_name, column_name, change, first_seen_file, first_seen_batch, detected_at)
                values (%s, %s, %s, %s, %s, %s, now())
                on conflict (table_name, column_name) do nothing""",
-            (job.source, job.table.table, column, change, job.rel, job.batch_id))
+            (job.source, job.contract.table, column, change, job.rel, job.batch_id))
     log.warning("%s: schema drift, new %s: %s", job.rel, "columns" if change.startswith("column") else "fields",
                 ", ".join(columns))
 
 
-def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) -> _Outcome:
-    table, rel = job.table, job.rel
-    with open(job.path, "rb") as fh:
+def _csv_header(job: _FileLoad) -> tuple[bytes, list[str], list[str]]:
+    """(first line, header as in the file, header as crm360 columns) of a CSV drop."""
+    table, rel = job.drop.table, job.rel
+    with job.drop.open() as fh:
         first = fh.readline()
     try:
         header_line = first.decode("utf-8-sig")
@@ -390,21 +529,33 @@ def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) 
         raise IngestError(f"{rel}: line 1: the header is not valid UTF-8") from None
     if not header_line.strip():
         raise IngestError(f"{rel}: line 1: empty file, expected a CSV header")
-    header = [h.strip() for h in next(csv.reader([header_line]))]
-    missing = [c for c in table.required if c not in header]
+    names = [h.strip() for h in next(csv.reader([header_line], delimiter=table.delimiter))]
+    to_contract = table.to_contract()
+    header = [to_contract.get(h, h) for h in names]
+    contract = job.contract
+    missing = [c for c in contract.required if c not in header]
     if missing:
-        raise IngestError(f"{rel}: line 1: required column(s) missing: {', '.join(missing)}")
+        renamed = {c: table.columns[c] for c in missing if c in table.columns}
+        hint = "".join(f" ({c} is read from column {e!r})" for c, e in renamed.items())
+        raise IngestError(f"{rel}: line 1: required column(s) missing: {', '.join(missing)}{hint}")
     if len(set(header)) != len(header) or "" in header or any(h.startswith("_") for h in header):
         raise IngestError(f"{rel}: line 1: column names must be unique, non-empty and not start with '_'")
+    return first, names, header
+
+
+def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) -> _Outcome:
+    rel, delimiter = job.rel, job.drop.table.delimiter
+    first, _, header = _csv_header(job)
     outcome = _Outcome()
-    new_columns = _add_new_columns(conn, table, header)
+    new_columns = _add_new_columns(conn, job.contract, header)
     if new_columns:
         outcome.drift = new_columns
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in header)
-    fast = sql.SQL("copy {} ({}) from stdin with (format csv, header true, encoding 'UTF8')").format(target, columns)
+    fast = sql.SQL("copy {} ({}) from stdin with (format csv, header true, delimiter {}, encoding 'UTF8')").format(
+        target, columns, sql.Literal(delimiter))
     try:
         with conn.transaction(), conn.cursor() as cur:  # a savepoint: the slow path can follow
-            with cur.copy(fast) as copy, open(job.path, "rb") as fh:
+            with cur.copy(fast) as copy, job.drop.open() as fh:
                 if first.startswith(b"\xef\xbb\xbf"):  # COPY would read the BOM as part of the first name
                     fh.seek(3)
                 while chunk := fh.read(COPY_CHUNK):
@@ -415,7 +566,7 @@ def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) 
         log.info("%s: COPY refused the file (%s); checking it row by row", rel, str(exc).strip())
     slow = sql.SQL("copy {} ({}) from stdin").format(target, columns)
     with conn.cursor() as cur, cur.copy(slow) as copy:
-        for line, record, fields, problem in _csv_records(job.path, len(header)):
+        for line, record, fields, problem in _csv_records(job, len(header)):
             if problem:
                 outcome.bad.append((line, record, problem, fields))
             else:
@@ -424,15 +575,17 @@ def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) 
     return outcome
 
 
-def _csv_records(path: Path, width: int) -> Iterator[tuple[int, int, object, str | None]]:
+def _csv_records(job: _FileLoad, width: int) -> Iterator[tuple[int, int, object, str | None]]:
     """(line, record number, fields or raw text, problem) for each data record of a CSV file."""
-    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-    reader = csv.reader(io.StringIO(text, newline=""))
+    with job.drop.open() as fh:
+        text = fh.read().decode("utf-8-sig", errors="surrogateescape")
+    delimiter = job.drop.table.delimiter
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         next(reader)
         for record, fields in enumerate(reader, start=1):
             line = reader.line_num
-            raw = ",".join(fields).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raw = delimiter.join(fields).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             if not fields:
                 continue
             if any("\udc80" <= ch <= "\udcff" for f in fields for ch in f):
@@ -444,11 +597,12 @@ def _csv_records(path: Path, width: int) -> Iterator[tuple[int, int, object, str
             else:
                 yield line, record, fields, None
     except csv.Error as exc:
-        raise IngestError(f"{path.name}: line {reader.line_num}: unreadable CSV ({exc})") from None
+        raise IngestError(f"{job.rel}: line {reader.line_num}: unreadable CSV ({exc})") from None
 
 
 def _add_new_columns(conn: psycopg.Connection, table: CsvTable, header: list[str]) -> list[str]:
-    """Columns in the file that the raw table lacks: added (as text), returned for the drift log."""
+    """Columns in the file that the raw table lacks: added (as text). Those the contract
+    does not know are returned for the drift log."""
     existing = {r[0] for r in conn.execute(
         "select column_name from information_schema.columns where table_schema = 'raw' and table_name = %s",
         (table.table,))}
@@ -458,24 +612,36 @@ def _add_new_columns(conn: psycopg.Connection, table: CsvTable, header: list[str
             raise IngestError(f"column name too long for PostgreSQL (63 bytes): {column[:70]!r}")
         conn.execute(sql.SQL("alter table {} add column if not exists {} text").format(
             sql.Identifier("raw", table.table), sql.Identifier(column)))
-    return added
+    return [c for c in header if c not in table.columns and c not in _drift_seen(conn, table)]
 
 
-def _json_records(job: _FileLoad) -> Iterator[tuple[int, int, str, str | None, list[str]]]:
-    """(line, record number, text, problem, unknown fields) for every record of a JSON source file."""
-    table, rel = job.table, job.rel
+def _drift_seen(conn: psycopg.Connection, table: CsvTable) -> set[str]:
+    return {r[0] for r in conn.execute(
+        "select column_name from audit.schema_drift where table_name = %s", (table.table,))}
 
-    def check(record: object) -> tuple[str | None, list[str]]:
+
+def _json_records(job: _FileLoad) -> Iterator[tuple[int | None, int, str, str | None, list[str]]]:
+    """(line, record number, text, problem, unknown fields) for every record of a JSON source file.
+
+    Records are renamed to crm360's field names (``columns`` in sources.yml) before
+    they are checked and stored."""
+    table, rel = job.drop.table, job.rel
+    contract: JsonTable = job.contract  # type: ignore[assignment]
+    rename = table.to_contract()
+
+    def check(record: object) -> tuple[object, str | None, list[str]]:
         if not isinstance(record, dict):
-            return f"expected a JSON object, got {type(record).__name__}", []
-        absent = [k for k in table.required if record.get(k) in (None, "")]
+            return record, f"expected a JSON object, got {type(record).__name__}", []
+        if rename:
+            record = {rename.get(k, k): v for k, v in record.items()}
+        absent = [k for k in contract.required if record.get(k) in (None, "")]
         if absent:
-            return f"required field(s) missing: {', '.join(absent)}", []
-        unknown = [k for k in record if table.known and k not in table.known]
-        return None, unknown
+            return record, f"required field(s) missing: {', '.join(absent)}", []
+        unknown = [k for k in record if contract.known and k not in contract.known]
+        return record, None, unknown
 
-    if table.json_lines:
-        with open(job.path, "rb") as fh:
+    if table.format == "jsonl":
+        with job.drop.open() as fh:
             for number, raw in enumerate(fh, start=1):
                 if not raw.strip():
                     continue
@@ -487,22 +653,25 @@ def _json_records(job: _FileLoad) -> Iterator[tuple[int, int, str, str | None, l
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield number, number, line, f"invalid JSON ({exc.msg})", []
+                    yield number, number, line.rstrip("\n"), f"invalid JSON ({exc.msg})", []
                     continue
-                problem, unknown = check(record)
-                yield number, number, line.rstrip("\n"), problem, unknown
+                record, problem, unknown = check(record)
+                text = json.dumps(record, ensure_ascii=False) if rename else line.rstrip("\n")
+                yield number, number, text, problem, unknown
         return
+    with job.drop.open() as fh:
+        data = fh.read()
     try:
-        document = json.loads(job.path.read_bytes().decode("utf-8"))
+        document = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise IngestError(f"{rel}: byte {exc.start}: the file is not valid UTF-8") from None
+        raise IngestError(f"{rel}: byte {exc.start}: the file is not valid UTF-8; nothing from it was loaded") from None
     except json.JSONDecodeError as exc:
         raise IngestError(f"{rel}: line {exc.lineno}: invalid JSON ({exc.msg}); nothing from it was loaded") from None
     records = document.get(table.list_key) if isinstance(document, dict) else None
     if not isinstance(records, list):
         raise IngestError(f"{rel}: expected a JSON object with a list under {table.list_key!r}")
     for number, record in enumerate(records, start=1):
-        problem, unknown = check(record)
+        record, problem, unknown = check(record)
         yield None, number, json.dumps(record, ensure_ascii=False), problem, unknown
 
 
@@ -534,8 +703,8 @@ def unload_batches(wh: Warehouse, batch_ids: list[str]) -> dict[str, int]:
         return removed
     with wh.connect() as conn, conn.transaction():
         conn.execute("delete from raw._quarantine where _batch_id = any(%s)", (batch_ids,))
-        for source in SOURCES.values():
-            for table in source.tables:
+        for tables in CONTRACT.values():
+            for table in tables:
                 cur = conn.execute(
                     sql.SQL("delete from {} where _batch_id = any(%s)").format(sql.Identifier("raw", table.table)),
                     (batch_ids,))

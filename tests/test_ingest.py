@@ -76,23 +76,40 @@ def test_changed_file_replaces_its_rows(db, landing, tmp_path):
     assert _counts(db)["web_events"] == before - 1
 
 
-def test_broken_json_line_fails_the_file_and_keeps_earlier_loads(db, tmp_path):
+def test_broken_json_line_over_the_threshold_fails_the_batch_and_keeps_earlier_batches(db, tmp_path):
     web = tmp_path / "web"
     web.mkdir()
     good = {"event_id": "e1", "visitor_id": "v1", "occurred_at": "2026-01-01T00:00:00Z"}
     (web / "events_2026-01-01.jsonl").write_text(json.dumps(good) + "\n")
-    (web / "events_2026-01-02.jsonl").write_text(
-        json.dumps({**good, "event_id": "e2"}) + "\n{not json\n"
-    )
+    ingest.load_source(db, tmp_path, "web", "b0")
+    (web / "events_2026-01-02.jsonl").write_text(json.dumps({**good, "event_id": "e2"}) + "\n")
+    (web / "events_2026-01-03.jsonl").write_text(json.dumps({**good, "event_id": "e3"}) + "\n{not json\n")
     with pytest.raises(
-        ingest.IngestError, match=r"web/events_2026-01-02.jsonl: line 2: invalid JSON"
+        ingest.IngestError, match=r"web/events_2026-01-03.jsonl: line 2: invalid JSON .* 1 of 3 records of batch b1"
     ):
         ingest.load_source(db, tmp_path, "web", "b1")
     with db.connect() as conn:
         files = conn.execute("select source_file from audit.load_files").fetchall()
         rows = conn.execute("select record->>'event_id' from raw.web_events").fetchall()
+    # the whole failed batch (both of its files) is out again; the earlier batch is untouched
     assert files == [("web/events_2026-01-01.jsonl",)]
-    assert rows == [("e1",)]
+    assert rows == [("e1",)] and _quarantine(db) == []
+
+
+def test_the_threshold_counts_the_whole_batch(db, tmp_path):
+    """A day with 3 % bad records passes inside a batch that is 1 % bad overall; one more bad
+    record tips the batch over and it is taken back out whole."""
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "events_2026-01-01.jsonl").write_text("\n".join(_events(200)) + "\n")
+    (web / "events_2026-01-02.jsonl").write_text("\n".join(_events(97, 1000) + ["{a", "{b", "{c"]) + "\n")
+    result = ingest.load_source(db, tmp_path, "web", "b1")
+    assert result.rows == {"events": 297} and result.quarantined == {"events": 3}
+    ingest.unload_batches(db, ["b1"])
+    (web / "events_2026-01-03.jsonl").write_text("\n".join(["{d"]) + "\n" + _events(1, 5000)[0] + "\n")
+    with pytest.raises(ingest.IngestError, match=r"4 of 302 records of batch b2 malformed"):
+        ingest.load_source(db, tmp_path, "web", "b2")
+    assert _counts(db)["web_events"] == 0 and _quarantine(db) == []
 
 
 def test_missing_required_field_names_the_record(db, tmp_path):
@@ -181,7 +198,7 @@ def test_bad_row_threshold_is_configurable(db, tmp_path, monkeypatch):
     web.mkdir()
     (web / "events_2026-01-01.jsonl").write_text("\n".join(_events(300) + ["{broken"]) + "\n")
     monkeypatch.setenv("CRM360_MAX_BAD_ROW_FRACTION", "0")
-    with pytest.raises(ingest.IngestError, match=r"line 301: invalid JSON .*1 of 301 records malformed"):
+    with pytest.raises(ingest.IngestError, match=r"line 301: invalid JSON .*1 of 301 records of batch b1 malformed"):
         ingest.load_source(db, tmp_path, "web", "b1")
     assert _counts(db)["web_events"] == 0 and _quarantine(db) == []
     monkeypatch.setenv("CRM360_MAX_BAD_ROW_FRACTION", "lots")
@@ -206,11 +223,52 @@ def test_new_csv_column_is_kept_and_reported(db, tmp_path):
 def test_new_json_field_is_kept_and_reported(db, tmp_path):
     web = tmp_path / "web"
     web.mkdir()
-    event = {"event_id": "e1", "visitor_id": "v1", "occurred_at": "2026-01-01T00:00:00Z", "utm_source": "mail"}
+    event = {"event_id": "e1", "visitor_id": "v1", "occurred_at": "2026-01-01T00:00:00Z", "ab_variant": "b"}
     (web / "events_2026-01-01.jsonl").write_text(json.dumps(event) + "\n")
     result = ingest.load_source(db, tmp_path, "web", "b1")
-    assert result.drift == ["web/events_2026-01-01.jsonl: utm_source"]
+    assert result.drift == ["web/events_2026-01-01.jsonl: ab_variant"]
     with db.connect() as conn:
-        assert conn.execute("select record->>'utm_source' from raw.web_events").fetchone() == ("mail",)
+        assert conn.execute("select record->>'ab_variant' from raw.web_events").fetchone() == ("b",)
         assert conn.execute("select column_name, change from audit.schema_drift").fetchall() == [
-            ("utm_source", "field kept in record")]
+            ("ab_variant", "field kept in record")]
+
+
+def test_values_that_break_the_contract_are_quarantined_with_their_line(db, tmp_path):
+    """Bad dates and negative quantities pass COPY into text columns; they are taken out
+    in the same transaction and quarantined with the line they came from."""
+    day = tmp_path / "sales" / "2026-01-01"
+    day.mkdir(parents=True)
+    lines = [f"O{i},{n},P1,2,9.99" for i in range(150) for n in (1, 2)]
+    lines[10] = "O5,1,P1,-3,9.99"
+    lines[200] = "O100,x,P1,1,9.99"
+    (day / "order_lines.csv").write_text("\n".join(["order_id,line_number,product_id,quantity,unit_price", *lines])
+                                         + "\n")
+    orders = [f"O{i},C1,2026-01-01T10:00:00+01:00,completed" for i in range(150)]
+    orders[42] = "O42,C1,2026-02-30T10:00:00+00:00,completed"
+    orders[43] = "O43,C1,yesterday,completed"
+    (day / "orders.csv").write_text("\n".join(["order_id,customer_id,ordered_at,status", *orders]) + "\n")
+    result = ingest.load_source(db, tmp_path, "sales", "b1")
+    assert result.rows == {"order_lines": 298, "orders": 148}
+    assert result.quarantined == {"order_lines": 2, "orders": 2}
+    assert _quarantine(db) == [
+        ("sales/2026-01-01/order_lines.csv", 12, "quantity: quantity must be a positive whole number: -3"),
+        ("sales/2026-01-01/order_lines.csv", 202, "line_number: not a valid integer: x"),
+        ("sales/2026-01-01/orders.csv", 44, "ordered_at: not a valid timestamptz: 2026-02-30T10:00:00+00:00"),
+        ("sales/2026-01-01/orders.csv", 45, "ordered_at: not a valid timestamptz: yesterday"),
+    ]
+    with db.connect() as conn:
+        assert conn.execute("select count(*) from raw.sales_orders where order_id in ('O42', 'O43')").fetchone() == (0,)
+        assert conn.execute("select row_count from audit.load_files where source_file like '%orders.csv'"
+                            ).fetchone() == (148,)
+
+
+def test_bad_json_values_are_quarantined_by_record(db, tmp_path):
+    web = tmp_path / "web"
+    web.mkdir()
+    lines = _events(199) + [json.dumps({"event_id": "late", "visitor_id": "v", "occurred_at": "2026-13-01T00:00Z"})]
+    (web / "events_2026-01-01.jsonl").write_text("\n".join(lines) + "\n")
+    result = ingest.load_source(db, tmp_path, "web", "b1")
+    assert result.rows == {"events": 199} and result.quarantined == {"events": 1}
+    with db.connect() as conn:
+        assert conn.execute("select record_number, reason from raw._quarantine").fetchall() == [
+            (200, "occurred_at: not a valid timestamptz: 2026-13-01T00:00Z")]
