@@ -82,3 +82,25 @@ def test_failed_gate_fails_the_dag_before_dbt(airflow_project):
         ).fetchall()
     assert marts == 0, "dbt must not run after a failed raw gate"
     assert failed == [("raw_sales_orders", "status")]
+
+
+def test_airflow_backfill_runs_load_each_interval_once(airflow_project):
+    """What `airflow backfill create` schedules is one ingest run per past interval: each run
+    loads exactly the drops of the days before its interval's end, and re-running an
+    interval (a cleared task, a repeated backfill) loads nothing twice."""
+    settings, world, manifest = airflow_project
+    first = world.end_date - timedelta(days=1)
+    for day in (first, world.end_date, first):  # the last one repeats the first interval
+        airflow_local.dags_test(day, settings, dag_ids=("crm360_ingest_web",))
+    wh = warehouse.get_warehouse(settings, prepare=False)
+    with wh.connect() as conn:
+        batches = conn.execute("""
+            select split_part(batch_id, ':', 1) as run, count(*), min(source_file), max(source_file)
+            from audit.load_files group by 1 order by 3""").fetchall()
+        events = conn.execute("select count(*) from raw.web_events").fetchone()[0]
+    assert len(batches) == 2, batches  # the repeated interval loaded no file
+    (_, first_files, _, first_last), (_, second_files, second_first, second_last) = batches
+    assert first_last < second_first == second_last  # the second run loaded exactly one more day
+    assert first_files + second_files == len(list(settings.landing_dir.glob("web/events_*.jsonl"))) - 1
+    last_day_events = sum(1 for _ in open(settings.landing_dir / "web" / f"events_{world.end_date}.jsonl"))
+    assert events == manifest["web_events"] - last_day_events
