@@ -1,13 +1,13 @@
--- Every shop customer and every staged e-mail and visitor id appear in exactly one
--- customer_360 row, and the pyramids count every customer once.
+-- Every shop record and every staged visitor id belong to exactly one customer_360
+-- row, and the pyramids count every customer once.
 with expected as (
-    select 'shop customers' as what, count(*) as n from {{ ref('stg_sales__customers') }}
+    select 'shop records' as what, count(*) as n from {{ ref('stg_sales__customers') }}
     union all
     select 'visitors', count(distinct visitor_id) from {{ ref('stg_web__events') }}
 ),
 
 reported as (
-    select 'shop customers' as what, count(shop_customer_id) as n from {{ ref('customer_360') }}
+    select 'shop records' as what, sum(shop_record_count) as n from {{ ref('customer_360') }}
     union all
     select 'visitors', sum(visitor_count) from {{ ref('customer_360') }}
 ),

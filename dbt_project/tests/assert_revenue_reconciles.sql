@@ -1,21 +1,22 @@
--- Revenue of completed orders in staging equals the revenue the marts report,
--- overall and per pyramid. Returns a row per mismatch.
+-- Net revenue in staging (lines less refunds, cancelled and fully returned orders
+-- bringing none) equals the revenue the marts report, overall and per pyramid.
+-- Returns a row per mismatch.
 with order_amounts as (
     select order_id, sum(line_amount_eur) as amount_eur
     from {{ ref('stg_sales__order_lines') }}
     group by order_id
 ),
 
-completed_orders as (
-    select order_id
+kept_orders as (
+    select order_id, refund_amount_eur
     from {{ ref('stg_sales__orders') }}
-    where order_status = 'completed'
+    where order_status not in ('cancelled', 'returned')
 ),
 
 staged as (
-    select coalesce(sum(order_amounts.amount_eur), 0) as revenue_eur
-    from completed_orders
-    left join order_amounts on completed_orders.order_id = order_amounts.order_id
+    select coalesce(sum(coalesce(order_amounts.amount_eur, 0) - kept_orders.refund_amount_eur), 0) as revenue_eur
+    from kept_orders
+    left join order_amounts on kept_orders.order_id = order_amounts.order_id
 ),
 
 reported as (

@@ -15,6 +15,7 @@ attributed as (
         tickets.created_at,
         tickets.solved_at,
         tickets.is_complaint,
+        tickets.is_follow_up_call,
         tickets.is_open,
         tickets.satisfaction_score,
         tickets.requester_name
@@ -30,14 +31,16 @@ attributed as (
 final as (
     select
         customer_key,
-        count(*) as tickets,
+        count(*) filter (where not is_follow_up_call) as tickets,
         count(*) filter (where is_complaint) as complaints,
-        count(*) filter (where is_open) as open_tickets,
+        count(*) filter (where is_open and not is_follow_up_call) as open_tickets,
+        count(*) filter (where is_follow_up_call) as follow_up_calls,
+        max(created_at) filter (where is_follow_up_call) as last_follow_up_call_at,
         avg(satisfaction_score) as avg_satisfaction_score,
         count(satisfaction_score) as satisfaction_responses,
         avg(extract(epoch from solved_at - created_at) / 3600.0)
             filter (where solved_at is not null) as avg_resolution_hours,
-        max(created_at) as last_ticket_at,
+        max(created_at) filter (where not is_follow_up_call) as last_ticket_at,
         (array_agg(requester_name order by created_at desc) filter (where requester_name is not null))[1]
             as latest_requester_name
     from attributed

@@ -16,7 +16,7 @@ with_revenue as (
         orders.last_order_date,
         coalesce(orders.orders_completed, 0) as orders_completed
     from customers
-    left join orders on customers.shop_customer_id = orders.customer_id
+    left join orders on customers.customer_key = orders.customer_key
 ),
 
 ranked as (

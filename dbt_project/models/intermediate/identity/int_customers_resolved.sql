@@ -9,7 +9,9 @@ final as (
         customer_key,
         min(anchor_type) as anchor_type,
         min(anchor_value) as anchor_value,
-        min(identifier_value) filter (where identifier_type = 'shop_customer_id') as shop_customer_id,
+        -- the primary shop record: the anchor (an account and its guest checkouts share it)
+        case when min(anchor_type) = 'shop_customer_id' then min(anchor_value) end as shop_customer_id,
+        count(*) filter (where identifier_type = 'shop_customer_id') as shop_record_count,
         case
             when min(anchor_type) = 'email' then min(anchor_value)
             else min(identifier_value) filter (where identifier_type = 'email')

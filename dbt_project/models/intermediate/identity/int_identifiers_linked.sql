@@ -2,7 +2,8 @@
     customer it belongs to and the rule that linked it.
 
     Every customer has an anchor, the identifier its key is derived from:
-    the shop customer id when there is one, else the e-mail, else the visitor id.
+    the primary shop customer id when there is one (the account, else the oldest
+    guest record sharing its e-mail), else the e-mail, else the visitor id.
     customer_key = md5(anchor), so a key stays the same from run to run while
     its anchor exists. -#}
 with customers as (
@@ -17,22 +18,32 @@ events as (
     select * from {{ ref('stg_web__events') }}
 ),
 
+shop_primary as (
+    -- an account and the guest checkouts made with its e-mail are one customer, anchored
+    -- on the account; guest records alone are anchored on the oldest of them
+    select distinct on (email)
+        email,
+        customer_id as primary_customer_id
+    from customers
+    where email is not null
+    order by email, account_type = 'registered' desc, created_at, customer_id
+),
+
 shop_anchors as (
     select
-        customer_id,
-        email,
-        'shop_customer_id:' || customer_id as anchor
+        customers.customer_id,
+        customers.email,
+        'shop_customer_id:' || coalesce(shop_primary.primary_customer_id, customers.customer_id) as anchor
     from customers
+    left join shop_primary on customers.email = shop_primary.email
 ),
 
 shop_emails as (
-    -- an e-mail on several shop records belongs to the oldest record
-    select distinct on (email)
+    select distinct
         email,
         anchor
     from shop_anchors
     where email is not null
-    order by email, customer_id
 ),
 
 emails_elsewhere as (

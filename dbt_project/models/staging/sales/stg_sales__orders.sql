@@ -9,6 +9,8 @@ renamed as (
         cast(ordered_at as timestamptz) as ordered_at,
         lower(trim(status)) as order_status,
         upper(coalesce(nullif(trim(currency), ''), 'EUR')) as currency_code,
+        lower(nullif(trim(channel), '')) as sales_channel,
+        coalesce(cast(nullif(trim(refund_amount), '') as numeric(12, 2)), 0) as refund_amount_eur,
         cast(coalesce(nullif(updated_at, ''), ordered_at) as timestamptz) as updated_at,
         _loaded_at,
         _source_file
@@ -31,7 +33,10 @@ final as (
         ordered_at,
         cast(ordered_at at time zone 'UTC' as date) as ordered_date,
         order_status,
+        order_status in ('completed', 'partially_returned') as is_purchase,
         currency_code,
+        sales_channel,
+        refund_amount_eur,
         updated_at,
         _loaded_at as loaded_at
     from latest

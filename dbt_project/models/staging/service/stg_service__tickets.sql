@@ -8,7 +8,11 @@ renamed as (
         lower(record ->> 'type') as ticket_type,
         lower(record ->> 'status') as ticket_status,
         lower(record ->> 'channel') as contact_channel,
+        lower(coalesce(nullif(record ->> 'direction', ''), 'inbound')) as direction,
+        lower(nullif(record ->> 'outcome', '')) as call_outcome,
         cast(record ->> 'created_at' as timestamptz) as created_at,
+        cast(coalesce(nullif(record ->> 'updated_at', ''), nullif(record ->> 'solved_at', ''), record ->> 'created_at')
+            as timestamptz) as updated_at,
         cast(nullif(record ->> 'solved_at', '') as timestamptz) as solved_at,
         {{ normalize_email("record -> 'requester' ->> 'email'") }} as requester_email,
         nullif(trim(record -> 'requester' ->> 'name'), '') as requester_name,
@@ -24,7 +28,7 @@ latest as (
     select
         *,
         row_number() over (
-            partition by ticket_id order by _loaded_at desc, _source_file desc, _record_number desc
+            partition by ticket_id order by updated_at desc, _loaded_at desc, _source_file desc, _record_number desc
         ) as version_rank
     from renamed
 ),
@@ -35,13 +39,17 @@ final as (
         ticket_type,
         ticket_status,
         contact_channel,
+        direction,
+        call_outcome,
         created_at,
+        updated_at,
         solved_at,
         requester_email,
         requester_name,
         customer_id,
         satisfaction_score,
         ticket_type = 'complaint' as is_complaint,
+        ticket_type = 'follow_up_call' as is_follow_up_call,
         ticket_status <> 'solved' as is_open
     from latest
     where version_rank = 1
