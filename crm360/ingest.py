@@ -371,16 +371,15 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
         with conn.transaction():
             # one loader per file at a time, whatever process it runs in
             conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{job.source}:{rel}",))
-            for key, value in (("batch_id", job.batch_id), ("source_file", rel),
-                               ("loaded_at", job.loaded_at.isoformat())):
-                conn.execute("select set_config(%s, %s, true)", (f"crm360.{key}", value))
+            conn.execute("select set_config('crm360.batch_id', %s, true), set_config('crm360.source_file', %s, true),"
+                         " set_config('crm360.loaded_at', %s, true)", (job.batch_id, rel, job.loaded_at.isoformat()))
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (rel,))
             conn.execute("delete from raw._quarantine where source_file = %s", (rel,))
             if isinstance(job.contract, CsvTable):
-                outcome = _copy_csv(conn, job, target)
+                outcome, header = _copy_csv(conn, job, target)
             else:
-                outcome = _copy_json(conn, job, target)
-            moved = _invalid_values(conn, job, target)  # already in raw and counted: taken out again
+                outcome, header = _copy_json(conn, job, target), None
+            moved = _invalid_values(conn, job, target, header)  # already in raw and counted: taken out again
             outcome.rows -= len(moved)
             outcome.bad += moved
             _check_file(job, outcome)
@@ -415,7 +414,8 @@ def _check_file(job: _FileLoad, outcome: _Outcome) -> None:
             f"({len(outcome.bad) / total:.1%}); nothing from the file was loaded")
 
 
-def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) -> list[tuple]:
+def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier,
+                    header: list[str] | None) -> list[tuple]:
     """Take the file's records whose values break the contract (bad dates, negative
     quantities, ...) out of the raw table; return them for the quarantine.
 
@@ -428,12 +428,7 @@ def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identi
     def value(column: str) -> sql.Composable:
         return sql.SQL("(record ->> {})").format(sql.Literal(column)) if json_table else sql.Identifier(column)
 
-    if not json_table:  # a file may lack optional columns
-        present = {r[0] for r in conn.execute(
-            "select column_name from information_schema.columns where table_schema = 'raw' and table_name = %s",
-            (contract.table,))}
-    else:
-        present = None
+    present = set(header) if header is not None else None  # a CSV may lack optional columns
     reasons = []
     for column, type_name in contract.types:
         if present is not None and column not in present:
@@ -463,7 +458,7 @@ def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identi
     if json_table:
         payload = sql.SQL("_record_number, record::text")
     else:
-        cols = [c for c in contract.columns if c in present] + sorted(present - set(contract.columns) - _META)
+        cols = [c for c in contract.columns if c in present] + sorted(present - set(contract.columns))
         payload = sql.SQL("array[{}]::text[]").format(sql.SQL(", ").join(sql.Identifier(c) for c in cols))
     rows = conn.execute(sql.SQL("delete from {t} where _source_file = %s and ({bad}) returning {case}, {payload}")
                         .format(t=target, bad=any_bad, case=case, payload=payload), (job.rel,)).fetchall()
@@ -478,7 +473,6 @@ def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identi
 
 
 _MOMENT_TYPES = {"timestamptz", "timestamp", "date"}
-_META = {"_batch_id", "_source_file", "_loaded_at", "_record_number"}
 
 
 def _locate(job: _FileLoad, cols: list[str], wanted: dict[tuple, list[str]]) -> Iterator[tuple]:
@@ -543,7 +537,7 @@ def _csv_header(job: _FileLoad) -> tuple[bytes, list[str], list[str]]:
     return first, names, header
 
 
-def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) -> _Outcome:
+def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) -> tuple[_Outcome, list[str]]:
     rel, delimiter = job.rel, job.drop.table.delimiter
     first, _, header = _csv_header(job)
     outcome = _Outcome()
@@ -561,7 +555,7 @@ def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) 
                 while chunk := fh.read(COPY_CHUNK):
                     copy.write(chunk)
             outcome.rows = cur.rowcount
-            return outcome
+            return outcome, header
     except psycopg.DataError as exc:
         log.info("%s: COPY refused the file (%s); checking it row by row", rel, str(exc).strip())
     slow = sql.SQL("copy {} ({}) from stdin").format(target, columns)
@@ -572,7 +566,7 @@ def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) 
             else:
                 copy.write_row(fields)
                 outcome.rows += 1
-    return outcome
+    return outcome, header
 
 
 def _csv_records(job: _FileLoad, width: int) -> Iterator[tuple[int, int, object, str | None]]:
@@ -603,6 +597,9 @@ def _csv_records(job: _FileLoad, width: int) -> Iterator[tuple[int, int, object,
 def _add_new_columns(conn: psycopg.Connection, table: CsvTable, header: list[str]) -> list[str]:
     """Columns in the file that the raw table lacks: added (as text). Those the contract
     does not know are returned for the drift log."""
+    foreign = [c for c in header if c not in table.columns]
+    if not foreign:  # prepare_raw created every contract column
+        return []
     existing = {r[0] for r in conn.execute(
         "select column_name from information_schema.columns where table_schema = 'raw' and table_name = %s",
         (table.table,))}
