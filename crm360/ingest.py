@@ -628,7 +628,7 @@ def _json_records(job: _FileLoad) -> Iterator[tuple[int | None, int, str, str | 
 
     def check(record: object) -> tuple[object, str | None, list[str]]:
         if not isinstance(record, dict):
-            return record, f"expected a JSON object, got {type(record).__name__}", []
+            return record, f"expected a JSON object, got {_JSON_TYPES.get(type(record), 'a value')}", []
         if rename:
             record = {rename.get(k, k): v for k, v in record.items()}
         absent = [k for k in contract.required if record.get(k) in (None, "")]
@@ -672,7 +672,70 @@ def _json_records(job: _FileLoad) -> Iterator[tuple[int | None, int, str, str | 
         yield None, number, json.dumps(record, ensure_ascii=False), problem, unknown
 
 
+_JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+COPY_BATCH_LINES = 20_000
+
+
 def _copy_json(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) -> _Outcome:
+    """JSON lines stream to COPY as they are when the file is clean; else (or for JSON
+    documents, or renamed fields) each record is parsed and checked in Python."""
+    if job.drop.table.format == "jsonl" and not job.drop.table.to_contract():
+        fast = _copy_jsonl_fast(conn, job, target)
+        if fast is not None:
+            return fast
+    return _copy_json_checked(conn, job, target)
+
+
+def _copy_jsonl_fast(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) -> _Outcome | None:
+    """COPY every line with its number; PostgreSQL parses the JSON. Records that are not
+    objects or lack a required field are taken out again in SQL, and unknown fields are
+    read from the loaded rows. Returns None when COPY refuses the file (broken JSON,
+    bytes that are not UTF-8): the caller then checks it line by line."""
+    contract: JsonTable = job.contract  # type: ignore[assignment]
+    stmt = sql.SQL("copy {} (_record_number, record) from stdin").format(target)
+    try:
+        with conn.transaction(), conn.cursor() as cur:  # a savepoint: the checked path can follow
+            with cur.copy(stmt) as copy, job.drop.open() as fh:
+                batch: list[bytes] = []
+                for number, raw in enumerate(fh, start=1):
+                    line = raw.rstrip(b"\r\n")
+                    if not line.strip():
+                        continue
+                    # COPY's text format: escape its escape character and its separators
+                    line = line.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\r", b"\\r")
+                    batch.append(b"%d\t%s\n" % (number, line))
+                    if len(batch) >= COPY_BATCH_LINES:
+                        copy.write(b"".join(batch))
+                        batch.clear()
+                if batch:
+                    copy.write(b"".join(batch))
+            rows = cur.rowcount
+    except psycopg.DataError as exc:
+        log.info("%s: COPY refused the file (%s); checking it line by line", job.rel, str(exc).strip())
+        return None
+    outcome = _Outcome(rows=rows)
+    required = [sql.SQL("case when coalesce(record ->> {k}, '') = '' then {k} end").format(k=sql.Literal(k))
+                for k in contract.required]
+    missing = sql.SQL("concat_ws(', ', {})").format(sql.SQL(", ").join(required)) if required else sql.SQL("''")
+    problem = sql.SQL("case when jsonb_typeof(record) <> 'object' then 'expected a JSON object, got ' "
+                      "|| jsonb_typeof(record) else nullif({}, '') end").format(missing)
+    bad = conn.execute(sql.SQL("delete from {t} where _source_file = %s and ({p}) is not null "
+                               "returning _record_number, {p}, record::text").format(t=target, p=problem),
+                       (job.rel,)).fetchall()
+    for number, problem, text in sorted(bad):
+        if not problem.startswith("expected"):
+            problem = f"required field(s) missing: {problem}"
+        outcome.bad.append((number, number, problem, text))
+    outcome.rows -= len(bad)
+    if contract.known:
+        keys = conn.execute(sql.SQL("select distinct k from {t}, jsonb_object_keys(record) as k "
+                                    "where _source_file = %s and not (k = any(%s))").format(t=target),
+                            (job.rel, list(contract.known))).fetchall()
+        outcome.drift = sorted(k for (k,) in keys)
+    return outcome
+
+
+def _copy_json_checked(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) -> _Outcome:
     stmt = sql.SQL("copy {} (_record_number, record) from stdin").format(target)
     outcome = _Outcome()
     unknown_fields: dict[str, None] = {}

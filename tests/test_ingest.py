@@ -272,3 +272,29 @@ def test_bad_json_values_are_quarantined_by_record(db, tmp_path):
     with db.connect() as conn:
         assert conn.execute("select record_number, reason from raw._quarantine").fetchall() == [
             (200, "occurred_at: not a valid timestamptz: 2026-13-01T00:00Z")]
+
+
+def test_clean_json_lines_stream_to_copy_and_keep_every_character(db, tmp_path, caplog):
+    """Valid JSON lines go to COPY untouched: escapes, tabs in strings, backslashes and
+    non-ASCII survive; records that parse but break the contract are still quarantined."""
+    web = tmp_path / "web"
+    web.mkdir()
+    tricky = {"event_id": "e\\t1", "visitor_id": "v\t\"q\"", "occurred_at": "2026-01-01T00:00:00Z",
+              "page": "C:\\path\\n", "email": "Zoë@Example.com"}
+    lines = [json.dumps(tricky), json.dumps(tricky, ensure_ascii=False), *_events(200),
+             json.dumps(["not", "an", "object"]), json.dumps({"event_id": "x", "visitor_id": ""}), "",
+             json.dumps({"event_id": "y", "visitor_id": "v", "occurred_at": "2026-01-01T00:00:00Z", "ab": 1})]
+    (web / "events_2026-01-01.jsonl").write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    caplog.set_level("INFO", logger="crm360.ingest")
+    result = ingest.load_source(db, tmp_path, "web", "b1")
+    assert "COPY refused" not in caplog.text, "a clean file must take the streaming path"
+    assert result.rows == {"events": 203} and result.quarantined == {"events": 2}
+    assert result.drift == ["web/events_2026-01-01.jsonl: ab"]
+    assert _quarantine(db) == [
+        ("web/events_2026-01-01.jsonl", 203, "expected a JSON object, got array"),
+        ("web/events_2026-01-01.jsonl", 204, "required field(s) missing: visitor_id, occurred_at"),
+    ]
+    with db.connect() as conn:
+        stored = conn.execute("select _record_number, record from raw.web_events "
+                              "where _record_number in (1, 2, 206) order by 1").fetchall()
+    assert stored == [(1, tricky), (2, tricky), (206, json.loads(lines[-1]))]
