@@ -34,18 +34,26 @@ def _default_as_of(landing: Path) -> date:
 
 
 def cmd_generate(args) -> int:
-    from crm360.generate import GeneratorConfig, generate
+    from crm360.generate import PRESETS, GeneratorConfig, generate, generate_next_day
 
     settings = get_settings()
     landing = Path(args.landing or settings.landing_dir)
-    if landing.exists() and args.replace:
-        shutil.rmtree(landing)
+    if args.preset not in PRESETS:
+        raise SystemExit(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = GeneratorConfig.preset(args.preset, seed=args.seed, end_date=args.end_date)
     started = time.perf_counter()
-    _, manifest = generate(landing, cfg)
-    print(f"generated preset {args.preset} (seed {cfg.seed}) into {landing} "
-          f"in {time.perf_counter() - started:.1f}s")
-    print(json.dumps(manifest, indent=2))
+    if args.next_day:
+        if not (landing / "manifest.json").exists():
+            raise SystemExit(f"no generated data in {landing} to extend (run `crm360 generate` first)")
+        manifest = generate_next_day(landing, cfg)
+        print(f"added {manifest['end_date']} to {landing} in {time.perf_counter() - started:.1f}s")
+    else:
+        if landing.exists() and args.replace:
+            shutil.rmtree(landing)
+        _, manifest = generate(landing, cfg)
+        print(f"generated preset {args.preset} (seed {cfg.seed}) into {landing} "
+              f"in {time.perf_counter() - started:.1f}s")
+    print(json.dumps({k: v for k, v in manifest.items() if k not in ("malformed", "config")}, indent=2))
     return 0
 
 
@@ -154,11 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="write synthetic source drops (deterministic by seed)")
-    p.add_argument("--preset", default="small", help="data size: tiny, small (default)")
+    p.add_argument("--preset", default="small",
+                   help="data size: tiny, small (default), medium (~100k customers), large (~1M customers)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
     p.add_argument("--end-date", type=_date, default=None, help="last day of history")
     p.add_argument("--landing", default=None, help="output folder (default: landing/)")
     p.add_argument("--replace", action="store_true", help="delete the folder first")
+    p.add_argument("--next-day", action="store_true",
+                   help="add the day after the landing's last day: its new and changed records only "
+                        "(same preset and seed as the landing was generated with)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("warehouse", help="start, stop or locate the warehouse")
