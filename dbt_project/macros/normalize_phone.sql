@@ -1,7 +1,7 @@
 {#- A phone number in E.164 (+4930123456), or null when it cannot be one.
 
     Exports hold the same number as "+49 30 1234567", "030 1234567", "0049-30-1234567"
-    or "(030) 123 4567": separators are dropped, an international 00 prefix becomes +,
+    "+49 (0)30 1234567" or "(030) 123 4567": separators and a bracketed trunk 0 are dropped, an international 00 prefix becomes +,
     and a national trunk 0 is replaced by the calling code of the customer's country
     (Italian numbers keep their 0: Italy has no trunk prefix). Placeholders
     ("0000000000", "+49 000 000000", "n/a", "123456") become null: a number needs
@@ -10,7 +10,8 @@
     {%- set calling_codes = {'DE': '49', 'FR': '33', 'NL': '31', 'AT': '43', 'IT': '39', 'PL': '48',
                              'BE': '32', 'CH': '41', 'ES': '34', 'GB': '44', 'US': '1', 'DK': '45',
                              'SE': '46', 'CZ': '420', 'PT': '351'} -%}
-    {%- set cleaned = "regexp_replace(coalesce(" ~ phone ~ ", ''), '[^0-9+]', '', 'g')" -%}
+    {#- "+49 (0)30 ..." writes the trunk 0 in brackets: it is not part of the international number -#}
+    {%- set cleaned = "regexp_replace(replace(coalesce(" ~ phone ~ ", ''), '(0)', ''), '[^0-9+]', '', 'g')" -%}
     {%- set country = "upper(trim(" ~ country_code ~ "))" -%}
     {%- set calling -%}
         case {{ country }}
