@@ -121,3 +121,30 @@ def test_pipeline_reconciles_with_the_generator(server, fresh_db, generated, tmp
     [(quarantined,)] = _query(wh, "select count(*) from raw._quarantine where table_name = 'web_events'")
     assert raw_events == manifest["web_events"]
     assert quarantined == sum(1 for m in manifest["malformed"] if m["file"].startswith("web/"))
+
+
+REASON_BY_KIND = {"broken_json": "invalid JSON", "invalid_utf8": "not valid UTF-8",
+                  "negative_quantity": "quantity: quantity must be a positive whole number",
+                  "bad_date": "not a valid timestamptz"}
+
+
+def test_dirty_exports_are_quarantined_line_by_line_and_the_marts_still_reconcile(embedded_server, fresh_db,
+                                                                                  tmp_path):
+    """Every malformed record the generator wrote is in the quarantine, at its file and line,
+    for the reason of its kind; everything else reaches the marts, which still reconcile."""
+    root = tmp_path / "landing"
+    world, manifest = generate(root, GeneratorConfig.preset("tiny", seed=11, malformed_every=20,
+                                                            malformed_rate=0.004, progress=False))
+    assert {m["kind"] for m in manifest["malformed"]} == set(REASON_BY_KIND)
+    wh = fresh_db(embedded_server)
+    as_of = world.end_date + timedelta(days=1)
+    pipeline.run_all(as_of, "dirty", wh, landing=root, settings=make_settings(tmp_path / "home", root))
+
+    quarantined = {(f, line): reason for f, line, reason in _query(
+        wh, "select source_file, coalesce(line_number, record_number), reason from raw._quarantine")}
+    assert set(quarantined) == {(m["file"], m["line"]) for m in manifest["malformed"]}
+    for m in manifest["malformed"]:
+        assert REASON_BY_KIND[m["kind"]] in quarantined[(m["file"], m["line"])], m
+    [(people, revenue, sessions)] = _query(
+        wh, "select count(*), sum(revenue_eur), sum(web_sessions) from marts.customer_360")
+    assert (people, revenue, sessions) == (manifest["people"], Decimal(manifest["revenue"]), manifest["web_sessions"])
