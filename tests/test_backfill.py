@@ -1,6 +1,6 @@
 """Backfills load history day by day, exactly once, whatever is re-run."""
 
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import pytest
 from conftest import make_settings
@@ -34,22 +34,58 @@ def test_backfill_loads_each_day_once_and_reruns_change_nothing(server, fresh_db
     summary = pipeline.backfill(first_day, end + timedelta(days=1), wh, landing, settings)
 
     batches = _loads_by_batch(wh)
-    # the first backfill day loads every drop dated before it (118 days: 3 sales files a day plus the
-    # catalogue once, one ticket export, one event file); each later day adds exactly one day of drops
+    # the first backfill day loads every drop dated before it; each later day adds exactly its own drops
     assert batches == {
-        f"backfill_{first_day}:sales": 118 * 3 + 1, f"backfill_{first_day}:service": 118,
-        f"backfill_{first_day}:web": 118,
-        **{f"backfill_{d}:{s}": n for d in (end, end + timedelta(days=1))
-           for s, n in (("sales", 3), ("service", 1), ("web", 1))},
+        f"backfill_{first_day}:sales": _files(landing, "sales/*/*.csv", before=first_day),
+        f"backfill_{first_day}:service": _files(landing, "service/*.json", before=first_day),
+        f"backfill_{first_day}:web": _files(landing, "web/*.jsonl", before=first_day),
+        **{f"backfill_{d}:{s}": _files(landing, pattern, on=d - timedelta(days=1))
+           for d in (end, end + timedelta(days=1))
+           for s, pattern in (("sales", "sales/*/*.csv"), ("service", "service/*.json"), ("web", "web/*.jsonl"))},
     }
-    assert _raw_counts(wh) == (manifest["orders"], manifest["web_events"], manifest["tickets"])
+    rows = (manifest["order_rows"], manifest["web_events"], manifest["ticket_rows"])
+    assert _raw_counts(wh) == rows
     assert summary.as_of_date == (end + timedelta(days=1)).isoformat()
     assert summary.mart_rows["customer_360"] == manifest["people"]
 
     again = pipeline.backfill(first_day, end + timedelta(days=1), wh, landing, settings)
     assert _loads_by_batch(wh) == batches
-    assert _raw_counts(wh) == (manifest["orders"], manifest["web_events"], manifest["tickets"])
+    assert _raw_counts(wh) == rows
     assert again.mart_rows == summary.mart_rows
+
+
+def _files(landing, pattern, before=None, on=None):
+    from crm360.ingest import file_date
+
+    days = [file_date(p.relative_to(landing).as_posix()) for p in landing.glob(pattern)]
+    return sum(1 for d in days if (before is not None and d < before) or (on is not None and d == on))
+
+
+def test_next_day_increment_loads_exactly_that_day_and_reruns_change_nothing(db, tmp_path):
+    """The generator's next day (new customers, new orders, returns of earlier orders, ticket
+    updates, late events) loads as exactly one more day of drops, and the marts reconcile with
+    the longer history."""
+    from crm360.generate import generate_next_day
+
+    landing = tmp_path / "landing"
+    cfg = GeneratorConfig.preset("tiny", seed=4, progress=False)
+    world, manifest = generate(landing, cfg)
+    settings = make_settings(tmp_path / "home", landing)
+    first = pipeline.run_all(world.end_date + timedelta(days=1), "day_1", db, landing=landing, settings=settings)
+    assert _raw_counts(db) == (manifest["order_rows"], manifest["web_events"], manifest["ticket_rows"])
+
+    grown = generate_next_day(landing, cfg)
+    new_day = world.end_date + timedelta(days=1)
+    second = pipeline.run_all(new_day + timedelta(days=1), "day_2", db, landing=landing, settings=settings)
+    assert _raw_counts(db) == (grown["order_rows"], grown["web_events"], grown["ticket_rows"])
+    assert _loads_by_batch(db)["day_2:sales"] == _files(landing, "sales/*/*.csv", on=new_day)
+    assert second.mart_rows["customer_360"] == grown["people"] >= first.mart_rows["customer_360"]
+    with db.connect() as conn:
+        assert conn.execute("select sum(revenue_eur)::text from marts.customer_360").fetchone()[0] == grown["revenue"]
+
+    pipeline.run_all(new_day + timedelta(days=1), "day_2_again", db, landing=landing, settings=settings)
+    assert _raw_counts(db) == (grown["order_rows"], grown["web_events"], grown["ticket_rows"])
+    assert "day_2_again:sales" not in _loads_by_batch(db)
 
 
 def test_a_day_loads_only_drops_dated_before_it(db, tmp_path):
@@ -60,17 +96,10 @@ def test_a_day_loads_only_drops_dated_before_it(db, tmp_path):
     pipeline.prepare(db)
     result = pipeline.ingest_source(db, "web", "r1", landing, settings, until=as_of)
     assert result["files_loaded"] == 10
-    expected = sum(1 for e in world.events
-                   if e["occurred_at"] and _drop_day(e["occurred_at"], world) < as_of)
+    # a late event sits in the file of a later day than it happened on
+    expected = sum(1 for day in world.event_drop_days if day < as_of)
     with db.connect() as conn:
         assert conn.execute("select count(*) from raw.web_events").fetchone()[0] == expected
-
-
-def _drop_day(moment, world):
-    from datetime import datetime
-
-    day = datetime.fromisoformat(moment).astimezone(UTC).date()
-    return min(max(day, world.start_date), world.end_date)
 
 
 def test_backfill_rejects_a_reversed_range(capsys, tmp_path, monkeypatch):
