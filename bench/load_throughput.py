@@ -290,7 +290,7 @@ class Repetition:
 
 
 def run_once(server: warehouse.Warehouse, drops: Drops, psql: str, work: Path, rep: int,
-             jsonl_into: str) -> Repetition:
+             jsonl_into: str, methods: tuple[str, ...] = METHODS) -> Repetition:
     """All methods for all sources on a fresh database, which is dropped afterwards."""
     from sqlalchemy import create_engine
 
@@ -319,7 +319,7 @@ def run_once(server: warehouse.Warehouse, drops: Drops, psql: str, work: Path, r
                 settle(wh)
                 _, out.seconds[source, PSQL] = timed(run_psql, psql, env, path)
                 out.rows[source, PSQL] = sum(count_rows(wh, "bench_copy", t.table) for t in drops.tables(source))
-            if pandas_applies(drops, source):
+            if PANDAS in methods and pandas_applies(drops, source):
                 settle(wh)
                 out.rows[source, PANDAS], out.seconds[source, PANDAS] = timed(
                     load_pandas, engine, drops, source, batch_id, loaded_at)
@@ -422,6 +422,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sources", default="sales,web,service",
                         help=f"comma-separated, of: {', '.join(SOURCE_NAMES)}")
     parser.add_argument("--days", type=int, help="only the drops of the last N days")
+    parser.add_argument("--no-pandas", action="store_true",
+                        help="skip pandas to_sql (it needs ~15 minutes for the medium preset's sales)")
     parser.add_argument("--jsonl-into", choices=("text", "jsonb"), default="text",
                         help="what psql \\copy loads each JSON line into (default: a text column)")
     args = parser.parse_args(argv)
@@ -490,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                   else warehouse.start_embedded(settings))
         try:
             facts = machine_facts(server, psql, drops, args.preset, origin)
-            reps = [run_once(server, drops, psql, tmp, i, args.jsonl_into) for i in range(args.repeat)]
+            methods = tuple(m for m in METHODS if not (args.no_pandas and m == PANDAS))
+            reps = [run_once(server, drops, psql, tmp, i, args.jsonl_into, methods) for i in range(args.repeat)]
         except (RuntimeError, psycopg.Error) as exc:  # crm360's IngestError and WarehouseError included
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -32,7 +32,8 @@ def test_airflow_services_share_image_and_environment():
     assert env["CRM360_WAREHOUSE_URL"].endswith("@warehouse:5432/crm360")
     mounts = {v.split(":")[1] for v in first["volumes"]}
     assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/dbt_project",
-            "/opt/airflow/expectations"} <= mounts
+            "/opt/airflow/expectations", "/opt/airflow/sources.yml"} <= mounts
+    assert env["CRM360_SOURCES"].endswith("/opt/airflow/sources.yml}")
 
 
 def test_dependencies_exist_and_wait_for_health():
