@@ -468,11 +468,15 @@ def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identi
     if not rows:
         return []
     if json_table:
-        return [(None, number, reason, text) for reason, number, text in rows]
-    by_values = {}
+        lines = job.drop.table.format == "jsonl"  # there a record's number is its line
+        return [(number if lines else None, number, reason, text) for reason, number, text in rows]
+    by_values: dict[tuple, list[str]] = {}
     for reason, values in rows:
         by_values.setdefault(tuple(v or "" for v in values[:len(cols)]), []).append(reason)
-    return [(line, record, reason, raw) for line, record, raw, reason in _locate(job, cols, by_values)]
+    found = [(line, record, reason, raw) for line, record, raw, reason in _locate(job, cols, by_values)]
+    # a record the second read cannot place still goes to the quarantine, only without its line
+    unplaced = [(None, None, reason, ",".join(key)) for key, reasons in by_values.items() for reason in reasons]
+    return found + unplaced
 
 
 _MOMENT_TYPES = {"timestamptz", "timestamp", "date"}

@@ -305,3 +305,20 @@ def test_clean_json_lines_stream_to_copy_and_keep_every_character(db, tmp_path, 
         stored = conn.execute("select _record_number, record from raw.web_events "
                               "where _record_number in (1, 2, 206) order by 1").fetchall()
     assert stored == [(1, tricky), (2, tricky), (206, json.loads(lines[-1]))]
+
+
+def test_a_rejected_value_the_second_read_cannot_place_is_still_quarantined(db, tmp_path, monkeypatch):
+    """Nothing COPY loaded may vanish: if finding a rejected record's line fails, the record
+    is quarantined without a line rather than dropped."""
+    day = tmp_path / "sales" / "2026-01-01"
+    day.mkdir(parents=True)
+    rows = [f"O{i},C1,2026-01-01T10:00:00Z,completed" for i in range(199)]
+    rows.append("O_BAD,C1,2026-02-30T10:00:00Z,completed")
+    (day / "orders.csv").write_text("\n".join(["order_id,customer_id,ordered_at,status", *rows]) + "\n")
+    monkeypatch.setattr(ingest, "_locate", lambda *args: iter(()))
+    result = ingest.load_source(db, tmp_path, "sales", "b1")
+    assert result.rows == {"orders": 199} and result.quarantined == {"orders": 1}
+    with db.connect() as conn:
+        assert conn.execute("select line_number, reason, raw_record from raw._quarantine").fetchall() == [
+            (None, "ordered_at: not a valid timestamptz: 2026-02-30T10:00:00Z",
+             "O_BAD,C1,2026-02-30T10:00:00Z,completed")]
