@@ -52,16 +52,16 @@ def test_dag_builds_the_marts_through_airflow(airflow_project):
     assert {g["suite"] for g in report["gates"] if g["stage"] == "marts"} >= {"marts_customer_360"}
 
 
-def test_malformed_file_fails_ingest_without_retries(airflow_project):
+def test_unreadable_file_fails_ingest_without_retries(airflow_project):
+    """A broken export fails the task at once: retrying cannot fix the file."""
     settings, world, _ = airflow_project
     orders = sorted(settings.landing_dir.glob("sales/*/orders.csv"))[-1]
-    with open(orders, "a", encoding="utf-8") as fh:
-        fh.write('O_BAD,C0000001,"never closed\n')
+    orders.write_text("order_id,ordered_at\nO_BAD,2026-10-01T10:00:00+00:00\n", encoding="utf-8")
     with pytest.raises(airflow_local.AirflowRunError, match="DAG crm360_ingest_sales did not succeed"):
         airflow_local.dags_test(world.end_date + timedelta(days=1), settings)
     text = (settings.airflow_home / f"dags_test_{world.end_date + timedelta(days=1)}.log").read_text()
     rel = orders.relative_to(settings.landing_dir).as_posix()
-    assert f"{rel}: line " in text and "records malformed" in text
+    assert f"{rel}: line 1: required column(s) missing: customer_id, status" in text
     assert "up_for_retry" not in text
 
 
@@ -69,7 +69,7 @@ def test_failed_gate_fails_the_dag_before_dbt(airflow_project):
     settings, world, _ = airflow_project
     orders = sorted(settings.landing_dir.glob("sales/*/orders.csv"))[-1]
     with open(orders, "a", encoding="utf-8") as fh:
-        fh.write("O_BAD,C0000001,2026-10-01T10:00:00+00:00,teleported,EUR,\n")
+        fh.write("O_BAD,C0000001,2026-10-01T10:00:00+00:00,teleported,EUR,web,,2026-10-01T10:00:00+00:00\n")
     with pytest.raises(airflow_local.AirflowRunError, match="DAG crm360_ingest_sales did not succeed"):
         airflow_local.dags_test(world.end_date + timedelta(days=1), settings)
     wh = warehouse.get_warehouse(settings, prepare=False)

@@ -29,7 +29,7 @@ def test_raw_gate_blocks_a_bad_batch_and_names_the_check(db, tmp_path):
         tmp_path,
         [
             ("O1", "C1", "2026-01-01T10:00:00+00:00", "completed", "EUR", ""),
-            ("O2", "C1", "yesterday", "shipped", "EUR", ""),
+            ("O2", "C1", "2026-01-01 10:00:00", "shipped", "EUR", ""),
         ],
     )
     ingest.load_source(db, tmp_path, "sales", "run1:sales")
@@ -53,7 +53,7 @@ def test_raw_gate_blocks_a_bad_batch_and_names_the_check(db, tmp_path):
 
 
 def test_raw_gate_checks_only_the_batches_given(db, tmp_path):
-    _orders_drop(tmp_path, [("O2", "C1", "yesterday", "shipped", "EUR", "")])
+    _orders_drop(tmp_path, [("O2", "C1", "2026-01-01 10:00:00", "shipped", "EUR", "")])
     ingest.load_source(db, tmp_path, "sales", "old:sales")
     # a later, clean batch passes even though an older one in raw is bad
     results = gates.run_gate(db, "raw", "run2", ["some-other-batch"], params=PARAMS)
