@@ -16,7 +16,7 @@ demo: venv       ## generate data, run the whole pipeline through Airflow, show 
 
 test: venv       ## lint, then the whole test suite (embedded PostgreSQL, plus CRM360_TEST_PG_URL server)
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: venv       ## ruff on Python
 	$(BIN)/ruff check .
