@@ -143,7 +143,7 @@ def cmd_demo(args) -> int:
     manifest_path = settings.landing_dir / "manifest.json"
     if not manifest_path.exists():
         cmd_generate(argparse.Namespace(landing=None, replace=False, preset=args.preset,
-                                        seed=args.seed, end_date=None))
+                                        seed=args.seed, end_date=None, next_day=False))
     args.date = None
     rc = cmd_airflow_run(args)
     print(f"\ncrm360 demo finished in {time.perf_counter() - started:.0f}s")

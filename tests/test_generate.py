@@ -559,3 +559,25 @@ def test_presets_and_records_policy():
     assert world.manifest()["orders"] > 0
     with pytest.raises(RuntimeError):
         world.revenue_by_customer()
+
+
+def test_cli_generates_and_extends_by_one_day(tmp_path, monkeypatch, capsys):
+    """`crm360 generate` and `crm360 generate --next-day`, and the generation `crm360 demo` does."""
+    from crm360 import cli
+
+    monkeypatch.setenv("CRM360_LANDING_DIR", str(tmp_path / "demo"))
+    monkeypatch.setenv("CRM360_HOME", str(tmp_path / "home"))
+    assert cli.main(["generate", "--preset", "tiny", "--seed", "3", "--landing", str(tmp_path / "a")]) == 0
+    assert cli.main(["generate", "--preset", "tiny", "--seed", "3", "--landing", str(tmp_path / "a"),
+                     "--next-day"]) == 0
+    cfg = GeneratorConfig.preset("tiny", seed=3, progress=False)
+    direct = replace(cfg, start_date=cfg.first_day, end_date=cfg.end_date + timedelta(days=1))
+    generate(tmp_path / "b", direct)
+    assert _tree_bytes(tmp_path / "a") == _tree_bytes(tmp_path / "b")
+    assert "added 2026-11-01" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no generated data in .*empty to extend"):
+        cli.main(["generate", "--next-day", "--landing", str(tmp_path / "empty")])
+
+    monkeypatch.setattr(cli, "cmd_airflow_run", lambda args: 0)  # the Airflow part is tested elsewhere
+    assert cli.main(["demo", "--preset", "tiny"]) == 0
+    assert (tmp_path / "demo" / "manifest.json").exists()
