@@ -193,8 +193,13 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
             from marts.customer_pyramid_summary order by pyramid, tier_order""")]
         summary.gates = health.gate_summary(conn, rid)
         summary.loads = [_jsonable(r) for r in health.fetch_dicts(conn, """
-            select source, count(*) as files, sum(row_count)::bigint as rows from audit.load_files
-            group by source order by source""")]
+            with loaded as (
+                select source, count(*) as files, sum(row_count)::bigint as rows from audit.load_files group by source
+            ),
+            quarantined as (select source, count(*) as n from raw._quarantine group by source)
+            select loaded.source, loaded.files, loaded.rows, coalesce(quarantined.n, 0)::bigint as quarantined
+            from loaded left join quarantined on loaded.source = quarantined.source
+            order by loaded.source""")]
     summary.report = str(health.record(wh, rid, as_of, status, settings=settings))
     record_status(wh, rid, as_of, status, summary=summary.as_dict())
     settings.reports_dir.mkdir(parents=True, exist_ok=True)

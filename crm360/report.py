@@ -34,7 +34,7 @@ def _fmt(value) -> str:
 def render(summary: RunSummary, wh: Warehouse) -> str:
     out = [f"crm360 run {summary.run_id} (as of {summary.as_of_date})", ""]
     out.append("Loaded into raw (all runs):")
-    out.append(_table(summary.loads, ["source", "files", "rows"]))
+    out.append(_table(summary.loads, ["source", "files", "rows", "quarantined"]))
     out.append("")
     out.append("Rows per mart:")
     out.append(_table([{"mart": f"marts.{k}", "rows": v} for k, v in summary.mart_rows.items()],

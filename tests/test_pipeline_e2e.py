@@ -138,7 +138,11 @@ def test_dirty_exports_are_quarantined_line_by_line_and_the_marts_still_reconcil
     assert {m["kind"] for m in manifest["malformed"]} == set(REASON_BY_KIND)
     wh = fresh_db(embedded_server)
     as_of = world.end_date + timedelta(days=1)
-    pipeline.run_all(as_of, "dirty", wh, landing=root, settings=make_settings(tmp_path / "home", root))
+    summary = pipeline.run_all(as_of, "dirty", wh, landing=root, settings=make_settings(tmp_path / "home", root))
+    # the run reports what it quarantined, per source
+    by_source = {row["source"]: row["quarantined"] for row in summary.loads}
+    assert by_source == {source: sum(1 for m in manifest["malformed"] if m["file"].startswith(source + "/"))
+                         for source in ("sales", "service", "web")}
 
     quarantined = {(f, line): reason for f, line, reason in _query(
         wh, "select source_file, coalesce(line_number, record_number), reason from raw._quarantine")}
