@@ -46,8 +46,8 @@ def warehouse():
 def run_step(step_name: str, *args):
     """Run ``crm360.pipeline.<step_name>(warehouse, *args)``.
 
-    Bad data, failed gates and (when configured to fail) stale sources do not
-    improve by waiting: they fail the task at once, without retries.
+    Bad data, failed gates, a wrong sources.yml and (when configured to fail)
+    stale sources do not improve by waiting: they fail the task at once, without retries.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -55,11 +55,12 @@ def run_step(step_name: str, *args):
     from crm360.freshness import StaleSources
     from crm360.gates import GateFailed
     from crm360.ingest import IngestError
+    from crm360.sources import SourceConfigError
 
     step = getattr(pipeline, step_name)
     try:
         return step(warehouse(), *args)
-    except (GateFailed, IngestError, StaleSources) as exc:
+    except (GateFailed, IngestError, StaleSources, SourceConfigError) as exc:
         raise AirflowFailException(str(exc)) from exc
 
 

@@ -5,6 +5,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from crm360 import pipeline
 from crm360.gates import CheckResult, GateFailed
 from crm360.ingest import IngestError
+from crm360.sources import SourceConfigError
 
 
 @pytest.fixture
@@ -23,6 +24,10 @@ def test_bad_data_fails_without_retry(monkeypatch, no_warehouse):
         crm360_airflow.run_step("gate", "raw", "run")
     monkeypatch.setattr(pipeline, "ingest_source", lambda wh, *a: (_ for _ in ()).throw(IngestError("f: line 2")))
     with pytest.raises(AirflowFailException, match="f: line 2"):
+        crm360_airflow.run_step("ingest_source", "web", "run")
+    monkeypatch.setattr(pipeline, "ingest_source",
+                        lambda wh, *a: (_ for _ in ()).throw(SourceConfigError("sources.yml: sources.web.url")))
+    with pytest.raises(AirflowFailException, match="sources.web.url"):
         crm360_airflow.run_step("ingest_source", "web", "run")
 
 
