@@ -473,7 +473,7 @@ def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identi
     by_values: dict[tuple, list[str]] = {}
     for reason, values in rows:
         by_values.setdefault(tuple(v or "" for v in values[:len(cols)]), []).append(reason)
-    found = [(line, record, reason, raw) for line, record, raw, reason in _locate(job, cols, by_values)]
+    found = [(line, record, reason, raw) for line, record, raw, reason in _locate(job, header, cols, by_values)]
     # a record the second read cannot place still goes to the quarantine, only without its line
     unplaced = [(None, None, reason, ",".join(key)) for key, reasons in by_values.items() for reason in reasons]
     return found + unplaced
@@ -482,14 +482,13 @@ def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identi
 _MOMENT_TYPES = {"timestamptz", "timestamp", "date"}
 
 
-def _locate(job: _FileLoad, cols: list[str], wanted: dict[tuple, list[str]]) -> Iterator[tuple]:
+def _locate(job: _FileLoad, header: list[str], cols: list[str], wanted: dict[tuple, list[str]]) -> Iterator[tuple]:
     """Line and record numbers of the CSV records SQL validation rejected (read again,
-    only for files that had any)."""
-    mapping = job.drop.table.to_contract()
+    only for files that had any). ``header`` is the file's header as crm360 columns."""
     with job.drop.open() as fh:
         text = fh.read().decode("utf-8-sig", errors="replace")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=job.drop.table.delimiter)
-    header = [mapping.get(h.strip(), h.strip()) for h in next(reader)]
+    next(reader)
     index = [header.index(c) if c in header else None for c in cols]
     for record, fields in enumerate(reader, start=1):
         key = tuple(fields[i] if i is not None and i < len(fields) else "" for i in index)

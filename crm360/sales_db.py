@@ -46,6 +46,7 @@ from pathlib import Path
 import pymysql
 
 from crm360.ingest import IngestError
+from crm360.sources import CONTRACT
 from crm360.sql_source import (
     MysqlUrl,
     SqlSource,
@@ -119,8 +120,7 @@ SHOP_TABLES: tuple[ShopTable, ...] = (
 )
 
 # raw tables the sales drops load into (crm360.ingest), which the database source feeds too
-RAW_TABLES = {"products": "sales_products", "customers": "sales_customers", "orders": "sales_orders",
-              "order_lines": "sales_order_lines"}
+RAW_TABLES = {table.name: table.table for table in CONTRACT["sales"]}
 
 
 # --- databases ---------------------------------------------------------------------------------------------
