@@ -1,31 +1,7 @@
-{#- One row per customer with service tickets. A ticket belongs to the shop
-    customer it references, else to whoever owns the requester's e-mail. -#}
+{#- One row per customer with service tickets or follow-up calls. -#}
 with tickets as (
-    select * from {{ ref('stg_service__tickets') }}
-),
-
-identifiers as (
-    select * from {{ ref('int_identifiers_linked') }}
-),
-
-attributed as (
-    select
-        coalesce(by_customer_id.customer_key, by_email.customer_key) as customer_key,
-        tickets.ticket_id,
-        tickets.created_at,
-        tickets.solved_at,
-        tickets.is_complaint,
-        tickets.is_follow_up_call,
-        tickets.is_open,
-        tickets.satisfaction_score,
-        tickets.requester_name
-    from tickets
-    left join identifiers as by_customer_id
-        on by_customer_id.identifier_type = 'shop_customer_id'
-        and tickets.customer_id = by_customer_id.identifier_value
-    left join identifiers as by_email
-        on by_email.identifier_type = 'email'
-        and tickets.requester_email = by_email.identifier_value
+    select * from {{ ref('int_tickets_attributed') }}
+    where customer_key is not null
 ),
 
 final as (
@@ -38,13 +14,16 @@ final as (
         max(created_at) filter (where is_follow_up_call) as last_follow_up_call_at,
         avg(satisfaction_score) as avg_satisfaction_score,
         count(satisfaction_score) as satisfaction_responses,
-        avg(extract(epoch from solved_at - created_at) / 3600.0)
-            filter (where solved_at is not null) as avg_resolution_hours,
+        avg(resolution_hours) filter (where not is_follow_up_call) as avg_resolution_hours,
+        percentile_cont(0.5) within group (order by resolution_hours)
+            filter (where not is_follow_up_call) as median_resolution_hours,
+        min(created_at) as first_ticket_at,
         max(created_at) filter (where not is_follow_up_call) as last_ticket_at,
+        max(created_at) as last_contact_at,
+        max(updated_at) as service_updated_at,
         (array_agg(requester_name order by created_at desc) filter (where requester_name is not null))[1]
             as latest_requester_name
-    from attributed
-    where customer_key is not null
+    from tickets
     group by customer_key
 )
 
