@@ -187,6 +187,12 @@ def prepare_raw(wh: Warehouse) -> None:
                         sql.Identifier(f"{table.table}__source_file_idx"), sql.Identifier(table.table)
                     )
                 )
+                # dbt's incremental models read only rows loaded since their last build
+                conn.execute(
+                    sql.SQL("create index if not exists {} on raw.{} using brin (_loaded_at)").format(
+                        sql.Identifier(f"{table.table}__loaded_at_idx"), sql.Identifier(table.table)
+                    )
+                )
                 if isinstance(table, CsvTable):
                     for column in table.columns:
                         conn.execute(sql.SQL("alter table {} add column if not exists {} text").format(

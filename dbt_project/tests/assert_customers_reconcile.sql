@@ -3,7 +3,7 @@
 with expected as (
     select 'shop records' as what, count(*) as n from {{ ref('stg_sales__customers') }}
     union all
-    select 'visitors', count(distinct visitor_id) from {{ ref('stg_web__events') }}
+    select 'visitors', count(*) from {{ ref('int_web_visitors_aggregated') }}
 ),
 
 reported as (

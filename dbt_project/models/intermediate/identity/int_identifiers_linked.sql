@@ -1,138 +1,59 @@
-{#- One row per identifier (shop customer id, e-mail, web visitor id) with the
-    customer it belongs to and the rule that linked it.
+{#- One row per kept identifier (shop customer id, e-mail, phone, web visitor id)
+    with the customer it belongs to and the rules that linked it.
 
-    Every customer has an anchor, the identifier its key is derived from:
-    the primary shop customer id when there is one (the account, else the oldest
-    guest record sharing its e-mail), else the e-mail, else the visitor id.
-    customer_key = md5(anchor), so a key stays the same from run to run while
-    its anchor exists. -#}
-with customers as (
-    select * from {{ ref('stg_sales__customers') }}
+    A customer is a connected component of identifiers. Its anchor is the member
+    that best names a person: a registered shop account (the oldest, if several),
+    else a guest checkout record (the oldest), else an e-mail, else a visitor id.
+    customer_key = md5(anchor identifier), so a key stays the same from run to run
+    as long as nothing about that customer changes. -#}
+with components as (
+    select * from {{ ref('int_identity_components') }}
 ),
 
-tickets as (
-    select * from {{ ref('stg_service__tickets') }}
+edges as (
+    select * from {{ ref('int_identity_edges') }}
+    where is_used
 ),
 
-events as (
-    select * from {{ ref('stg_web__events') }}
+anchors as (
+    select distinct on (component_id)
+        component_id,
+        identifier_id as anchor_id,
+        identifier_type as anchor_type,
+        identifier_value as anchor_value
+    from components
+    order by component_id, anchor_priority, first_seen_at, identifier_id
 ),
 
-shop_primary as (
-    -- an account and the guest checkouts made with its e-mail are one customer, anchored
-    -- on the account; guest records alone are anchored on the oldest of them
-    select distinct on (email)
-        email,
-        customer_id as primary_customer_id
-    from customers
-    where email is not null
-    order by email, account_type = 'registered' desc, created_at, customer_id
-),
-
-shop_anchors as (
-    select
-        customers.customer_id,
-        customers.email,
-        'shop_customer_id:' || coalesce(shop_primary.primary_customer_id, customers.customer_id) as anchor
-    from customers
-    left join shop_primary on customers.email = shop_primary.email
-),
-
-shop_emails as (
-    select distinct
-        email,
-        anchor
-    from shop_anchors
-    where email is not null
-),
-
-emails_elsewhere as (
-    select requester_email as email from tickets where requester_email is not null
+edge_ends as (
+    select from_identifier_id as identifier_id, link_rule from edges
     union
-    select email from events where email is not null
+    select to_identifier_id as identifier_id, link_rule from edges
 ),
 
-email_anchors as (
+rules as (
     select
-        email,
-        anchor,
-        'e-mail on shop customer record' as link_rule
-    from shop_emails
-    union all
-    select
-        emails_elsewhere.email,
-        'email:' || emails_elsewhere.email as anchor,
-        'e-mail seen in service or web only' as link_rule
-    from emails_elsewhere
-    left join shop_emails on emails_elsewhere.email = shop_emails.email
-    where shop_emails.email is null
-),
-
-visitor_claims as (
-    -- events that tell who a visitor is: a login (shop customer id) or a sign-up (e-mail)
-    select
-        events.visitor_id,
-        events.occurred_at,
-        events.event_id,
-        coalesce(shop_anchors.anchor, email_anchors.anchor) as anchor,
-        case
-            when shop_anchors.anchor is not null then 'visitor logged in as shop customer'
-            else 'visitor gave e-mail on the web'
-        end as link_rule,
-        case when shop_anchors.anchor is not null then 1 else 2 end as claim_priority
-    from events
-    left join shop_anchors on events.customer_id = shop_anchors.customer_id
-    left join email_anchors on events.email = email_anchors.email
-    where coalesce(shop_anchors.anchor, email_anchors.anchor) is not null
-),
-
-visitor_anchors as (
-    select distinct on (visitor_id)
-        visitor_id,
-        anchor,
-        link_rule
-    from visitor_claims
-    order by visitor_id, claim_priority, occurred_at, event_id
-),
-
-visitors as (
-    select distinct visitor_id from events
-),
-
-identifiers as (
-    select
-        'shop_customer_id' as identifier_type,
-        customer_id as identifier_value,
-        anchor,
-        'shop customer record' as link_rule
-    from shop_anchors
-    union all
-    select
-        'email' as identifier_type,
-        email as identifier_value,
-        anchor,
-        link_rule
-    from email_anchors
-    union all
-    select
-        'visitor_id' as identifier_type,
-        visitors.visitor_id as identifier_value,
-        coalesce(visitor_anchors.anchor, 'visitor_id:' || visitors.visitor_id) as anchor,
-        coalesce(visitor_anchors.link_rule, 'anonymous visitor') as link_rule
-    from visitors
-    left join visitor_anchors on visitors.visitor_id = visitor_anchors.visitor_id
+        identifier_id,
+        string_agg(link_rule, '; ' order by link_rule) as link_rule
+    from edge_ends
+    group by identifier_id
 ),
 
 final as (
     select
-        identifier_type || ':' || identifier_value as identifier_id,
-        identifier_type,
-        identifier_value,
-        md5(anchor) as customer_key,
-        split_part(anchor, ':', 1) as anchor_type,
-        substr(anchor, length(split_part(anchor, ':', 1)) + 2) as anchor_value,
-        link_rule
-    from identifiers
+        components.identifier_id,
+        components.identifier_type,
+        components.identifier_value,
+        md5(anchors.anchor_id) as customer_key,
+        anchors.anchor_type,
+        anchors.anchor_value,
+        components.identifier_id = anchors.anchor_id as is_anchor,
+        coalesce(rules.link_rule, 'single identifier') as link_rule,
+        components.blocked_reason,
+        components.first_seen_at
+    from components
+    inner join anchors on components.component_id = anchors.component_id
+    left join rules on components.identifier_id = rules.identifier_id
 )
 
 select * from final

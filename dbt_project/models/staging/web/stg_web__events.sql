@@ -1,5 +1,15 @@
+{{ config(
+    materialized='incremental',
+    post_hook=["{{ ensure_index(['event_id']) }}", "{{ ensure_index(['visitor_id', 'occurred_at']) }}",
+               "{{ ensure_index(['loaded_at'], using='brin') }}"],
+) }}
+{#- One row per web event. The event stream is the largest source, so this model is
+    a table built incrementally: each build reads only the raw rows loaded since the
+    last one. The same event can arrive twice (retries, late files); the first copy
+    loaded is kept and later copies are dropped. -#}
 with source as (
     select * from {{ source('web', 'web_events') }}
+    where {{ loaded_since_last_build('_loaded_at') }}
 ),
 
 renamed as (
@@ -18,7 +28,6 @@ renamed as (
 ),
 
 deduplicated as (
-    -- the same event can arrive twice (retries, late files); keep the first copy
     select
         *,
         row_number() over (
@@ -29,15 +38,19 @@ deduplicated as (
 
 final as (
     select
-        event_id,
-        visitor_id,
-        event_type,
-        page_path,
-        occurred_at,
-        email,
-        customer_id
+        deduplicated.event_id,
+        deduplicated.visitor_id,
+        deduplicated.event_type,
+        deduplicated.page_path,
+        deduplicated.occurred_at,
+        deduplicated.email,
+        deduplicated.customer_id,
+        deduplicated._loaded_at as loaded_at
     from deduplicated
-    where copy_rank = 1
+    where deduplicated.copy_rank = 1
+    {%- if is_incremental() %}
+        and not exists (select 1 from {{ this }} as built where built.event_id = deduplicated.event_id)
+    {%- endif %}
 )
 
 select * from final

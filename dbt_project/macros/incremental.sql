@@ -1,0 +1,21 @@
+{#- Helpers for incremental models: a daily build reads only what was loaded since
+    the model's last build, so its cost follows the day's data, not the history.
+
+    Loads and dbt builds run one after the other (the transform DAG waits for the
+    ingest assets), so "loaded after the newest row already built" is exact. -#}
+
+{#- A predicate on a source's load timestamp: true on a full build, else only rows
+    loaded after the newest `loaded_at` in this model. -#}
+{% macro loaded_since_last_build(loaded_at_column, this_column='loaded_at') -%}
+    {%- if is_incremental() -%}
+        {{ loaded_at_column }} > (select coalesce(max(built.{{ this_column }}), '-infinity'::timestamptz) from {{ this }} as built)
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A post-hook creating an index on this model if it does not exist yet. -#}
+{% macro ensure_index(columns, using='btree') -%}
+    {%- set name = this.identifier ~ '__' ~ (columns | join('_')) ~ '_idx' -%}
+    create index if not exists "{{ name }}" on {{ this }} using {{ using }} ({{ columns | join(', ') }})
+{%- endmacro %}
