@@ -1,5 +1,16 @@
+{{ config(
+    materialized='incremental',
+    unique_key='order_line_id',
+    incremental_strategy='delete+insert',
+    post_hook=["{{ ensure_index(['order_line_id']) }}", "{{ ensure_index(['order_id']) }}",
+               "{{ ensure_index(['loaded_at'], using='brin') }}"],
+) }}
+{#- One row per order line, its newest version. Order lines are a large source, so
+    this is a table built incrementally: a build reads the raw rows loaded since the
+    last one, and a line loaded again replaces the version built before. -#}
 with source as (
     select * from {{ source('sales', 'sales_order_lines') }}
+    where {{ loaded_since_last_build('_loaded_at') }}
 ),
 
 renamed as (
@@ -31,7 +42,8 @@ final as (
         product_id,
         quantity,
         unit_price_eur,
-        cast(quantity * unit_price_eur as numeric(14, 2)) as line_amount_eur
+        cast(quantity * unit_price_eur as numeric(14, 2)) as line_amount_eur,
+        _loaded_at as loaded_at
     from latest
     where version_rank = 1
 )

@@ -1,5 +1,17 @@
+{{ config(
+    materialized='incremental',
+    unique_key='order_id',
+    incremental_strategy='delete+insert',
+    post_hook=["{{ ensure_index(['order_id']) }}", "{{ ensure_index(['customer_id']) }}",
+               "{{ ensure_index(['loaded_at'], using='brin') }}"],
+) }}
+{#- One row per order, its newest version (a return or refund arrives as a later
+    version of the order). A table built incrementally: a build reads the raw rows
+    loaded since the last one and keeps, per order, the newest of those and the
+    version built before. -#}
 with source as (
     select * from {{ source('sales', 'sales_orders') }}
+    where {{ loaded_since_last_build('_loaded_at') }}
 ),
 
 renamed as (
@@ -12,18 +24,43 @@ renamed as (
         lower(nullif(trim(channel), '')) as sales_channel,
         coalesce(cast(nullif(trim(refund_amount), '') as numeric(12, 2)), 0) as refund_amount_eur,
         cast(coalesce(nullif(updated_at, ''), ordered_at) as timestamptz) as updated_at,
-        _loaded_at,
-        _source_file
+        _loaded_at as loaded_at,
+        _source_file as source_file
     from source
 ),
+
+{% if is_incremental() %}
+versions as (
+    -- a late file may restate an older version: compare with the one already built
+    select * from renamed
+    union all
+    select
+        built.order_id,
+        built.customer_id,
+        built.ordered_at,
+        built.order_status,
+        built.currency_code,
+        built.sales_channel,
+        built.refund_amount_eur,
+        built.updated_at,
+        built.loaded_at,
+        built.source_file
+    from {{ this }} as built
+    where built.order_id in (select order_id from renamed)
+),
+{% else %}
+versions as (
+    select * from renamed
+),
+{% endif %}
 
 latest as (
     select
         *,
         row_number() over (
-            partition by order_id order by updated_at desc, _loaded_at desc, _source_file desc
+            partition by order_id order by updated_at desc, loaded_at desc, source_file desc
         ) as version_rank
-    from renamed
+    from versions
 ),
 
 final as (
@@ -38,7 +75,8 @@ final as (
         sales_channel,
         refund_amount_eur,
         updated_at,
-        _loaded_at as loaded_at
+        loaded_at,
+        source_file
     from latest
     where version_rank = 1
 )
