@@ -17,6 +17,12 @@ final as (
         max(ordered_at) filter (where is_purchase) as last_order_at,
         min(ordered_date) filter (where is_purchase) as first_order_date,
         max(ordered_date) filter (where is_purchase) as last_order_date,
+        -- the purchase day before the last one: a long gap before the last means won back
+        (array_agg(distinct ordered_date order by ordered_date desc) filter (where is_purchase))[2]
+            as previous_order_date,
+        count(distinct ordered_date) filter (where is_purchase) as purchase_days,
+        coalesce(sum(net_revenue_eur) filter (where is_purchase), 0)
+            / nullif(count(*) filter (where is_purchase), 0) as average_order_value_eur,
         max(updated_at) as sales_updated_at
     from orders
     group by customer_key

@@ -1,5 +1,12 @@
-{#- One row per resolved customer with its place in the activity and revenue
-    pyramids as of var('as_of_date'). -#}
+{#- One row per resolved customer with its place in the activity, revenue and
+    value pyramids as of var('as_of_date').
+
+    activity: active (a purchase within var('active_window_days')), inactive (bought
+              before), prospect (a known contact who never bought), suspect (an
+              anonymous visitor);
+    revenue:  var('revenue_tiers') by net revenue rank among customers with revenue;
+    value:    var('value_tiers') by predicted lifetime value rank among customers
+              with a prediction above zero. Customers outside a ranking are 'none'. -#}
 with customers as (
     select * from {{ ref('int_customers_resolved') }}
 ),
@@ -8,15 +15,21 @@ orders as (
     select * from {{ ref('int_customer_orders_aggregated') }}
 ),
 
-with_revenue as (
+value as (
+    select * from {{ ref('int_customer_value') }}
+),
+
+facts as (
     select
         customers.customer_key,
         customers.anchor_type,
         coalesce(orders.revenue_eur, 0) as revenue_eur,
         orders.last_order_date,
-        coalesce(orders.orders_completed, 0) as orders_completed
+        coalesce(orders.orders_completed, 0) as orders_completed,
+        coalesce(value.predicted_clv_eur, 0) as predicted_clv_eur
     from customers
     left join orders on customers.customer_key = orders.customer_key
+    left join value on customers.customer_key = value.customer_key
 ),
 
 ranked as (
@@ -24,12 +37,17 @@ ranked as (
         *,
         case
             when revenue_eur > 0
-                then row_number() over (
-                    partition by revenue_eur > 0 order by revenue_eur desc, customer_key
-                )
+                then row_number() over (partition by revenue_eur > 0 order by revenue_eur desc, customer_key)
         end as revenue_rank,
-        count(*) filter (where revenue_eur > 0) over () as buyers
-    from with_revenue
+        count(*) filter (where revenue_eur > 0) over () as buyers,
+        case
+            when predicted_clv_eur > 0
+                then row_number() over (
+                    partition by predicted_clv_eur > 0 order by predicted_clv_eur desc, customer_key
+                )
+        end as value_rank,
+        count(*) filter (where predicted_clv_eur > 0) over () as valued
+    from facts
 ),
 
 final as (
@@ -46,10 +64,16 @@ final as (
         end as activity_tier,
         case
             when revenue_rank is null then 'none'
-            else {{ revenue_tier_case('revenue_rank', 'buyers') }}
+            else {{ tier_case('revenue_rank', 'buyers', 'revenue_tiers') }}
         end as revenue_tier,
+        case
+            when value_rank is null then 'none'
+            else {{ tier_case('value_rank', 'valued', 'value_tiers') }}
+        end as value_tier,
         revenue_rank,
-        revenue_eur
+        revenue_eur,
+        value_rank,
+        predicted_clv_eur
     from ranked
 )
 

@@ -1,0 +1,54 @@
+{#- One row per buying customer with what and how they buy: their favourite
+    category (the most net spend on kept orders), the share of spend in it, and the
+    share of spend bought at a discount (a unit price at least
+    var('needs_discount_threshold') below the product's list price). -#}
+with orders as (
+    select * from {{ ref('int_orders_attributed') }}
+    where is_purchase
+),
+
+order_lines as (
+    select * from {{ ref('stg_sales__order_lines') }}
+),
+
+products as (
+    select * from {{ ref('stg_sales__products') }}
+),
+
+lines as (
+    select
+        orders.customer_key,
+        coalesce(products.category, 'unknown') as category,
+        order_lines.product_id,
+        order_lines.line_amount_eur,
+        order_lines.unit_price_eur < products.list_price_eur * (1 - {{ var('needs_discount_threshold') }})
+            as is_discounted
+    from order_lines
+    inner join orders on order_lines.order_id = orders.order_id
+    left join products on order_lines.product_id = products.product_id
+),
+
+by_category as (
+    select
+        customer_key,
+        category,
+        sum(line_amount_eur) as spend_eur,
+        sum(line_amount_eur) filter (where is_discounted) as discounted_spend_eur,
+        count(distinct product_id) as products
+    from lines
+    group by customer_key, category
+),
+
+final as (
+    select
+        customer_key,
+        (array_agg(category order by spend_eur desc, category))[1] as favourite_category,
+        max(spend_eur) / nullif(sum(spend_eur), 0) as favourite_category_share,
+        coalesce(sum(discounted_spend_eur), 0) / nullif(sum(spend_eur), 0) as discounted_share,
+        count(*) as categories_bought,
+        sum(products) as products_bought
+    from by_category
+    group by customer_key
+)
+
+select * from final
