@@ -121,15 +121,37 @@ def gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None = N
             "seconds": round(time.perf_counter() - started, 2)}
 
 
+# The customer value models are fitted in Python between two dbt builds: the first
+# builds their input and everything it depends on, the second all the rest. Tests
+# are selected "cautiously" in both: a test runs in the first build only if every
+# model it reads is built there, so a test reading models of both builds runs once,
+# in the second, after all its models exist.
+VALUE_INPUT = "+int_customer_purchase_summary"
+
+
+def transform_stages() -> list[list[str]]:
+    """The dbt build arguments of the two stages; together they run what one `dbt build` runs."""
+    return [["build", "--select", VALUE_INPUT, "--indirect-selection", "cautious"],
+            ["build", "--exclude", VALUE_INPUT, "--indirect-selection", "cautious"]]
+
+
 def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> dict:
-    """dbt build (models, then their tests) with the marts going to the build schema."""
+    """dbt build (models, then their tests) with the marts going to the build schema, in two
+    stages around the customer value fit (crm360.value), which reads the first stage's purchase
+    summary and writes the predictions the second stage joins in."""
+    from crm360 import value  # numpy and scipy: only for the step that needs them
+
     publish.reset_build(wh)
-    result = dbt.run_dbt(wh, ["build"], {"as_of_date": as_of.isoformat()}, settings=settings,
-                         extra_env={"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD})
+    run_vars = {"as_of_date": as_of.isoformat()}
+    env = {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD}
+    first, second = transform_stages()
+    results = dbt.run_dbt(wh, first, run_vars, settings=settings, extra_env=env).results
+    fit = value.fit_and_predict(wh, as_of, settings)
+    results += dbt.run_dbt(wh, second, run_vars, settings=settings, extra_env=env).results
     statuses: dict[str, int] = {}
-    for r in result.results:
+    for r in results:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-    return {"nodes": len(result.results), "statuses": statuses}
+    return {"nodes": len(results), "statuses": statuses, "value_model": fit}
 
 
 def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, settings: Settings | None = None) -> dict:
