@@ -149,7 +149,7 @@ class GeneratorConfig:
     offset_rate: float = 0.3  # timestamps written as +01:00, +02:00, -05:00 or Z instead of +00:00
     malformed_rate: float = 0.001  # malformed records per valid record, in files that may hold them
     malformed_every: int = 500  # ... files of at least this many records, at most one per this many
-    shared_mailbox_rate: float = 0.0  # guest-only people using a shared address (info@...); off until guards exist
+    shared_mailbox_rate: float = 0.02  # guest-only people using a shared address (info@, family@ ...)
     # running (no effect on the output)
     keep_records: bool | None = None  # full records in the World; None: only up to KEEP_RECORDS_UP_TO customers
     progress: bool | None = None  # tqdm bar; None: only on a terminal
