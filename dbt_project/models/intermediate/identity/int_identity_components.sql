@@ -7,9 +7,11 @@ with nodes as (
     where is_kept
 ),
 
+{#- the function takes the edges table by name (not the subquery an --empty build renders) -#}
+{%- set edges = ref('int_identity_edges') %}
 components as (
     select node_id, component_id
-    from intermediate.crm360_connected_components('{{ ref("int_identity_edges").include(database=false) }}')
+    from intermediate.crm360_connected_components('"{{ edges.schema }}"."{{ edges.identifier }}"')
 ),
 
 final as (
