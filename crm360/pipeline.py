@@ -135,8 +135,8 @@ UNIT_TESTS = "test_type:unit"
 
 def transform_stages() -> list[list[str]]:
     """The dbt build arguments of the two stages; together they run what one `dbt build` runs."""
-    return [["build", "--select", VALUE_INPUT, "--indirect-selection", "cautious"],
-            ["build", "--exclude", VALUE_INPUT, "--indirect-selection", "cautious"]]
+    return [["build", "--select", VALUE_INPUT, "--exclude", UNIT_TESTS, "--indirect-selection", "cautious"],
+            ["build", "--exclude", VALUE_INPUT, UNIT_TESTS, "--indirect-selection", "cautious"]]
 
 
 def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from collections import defaultdict
 from datetime import date, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import make_settings
 
-from crm360 import ingest, pipeline
+from crm360 import ingest, pipeline, warehouse
 from crm360._generate_sim import _SHARED_MAILBOXES as SHARED_MAILBOXES
 from crm360.generate import GeneratorConfig, generate
 from crm360.sources import CONTRACT
@@ -113,9 +114,6 @@ def _write_day(landing: Path, day: date, customers: list[dict], events: list[dic
 @pytest.fixture(scope="module")
 def resolved(embedded_server, tmp_path_factory):
     """The hand-made traps loaded and built, then a second day added and built again."""
-    from crm360 import warehouse
-    import uuid
-
     root = tmp_path_factory.mktemp("identity")
     landing = root / "landing"
     _write_day(landing, DAY1, CUSTOMERS_DAY1, EVENTS_DAY1, TICKETS_DAY1,
@@ -144,10 +142,6 @@ def _snapshot(wh) -> dict[str, str]:
         rows = conn.execute("select identifier_id, customer_key from marts.customer_identifiers "
                             "where customer_key is not null").fetchall()
     return dict(rows)
-
-
-def _customer_of(keys: dict[str, str], identifier: str) -> str:
-    return keys[identifier]
 
 
 def test_a_chain_of_shared_identifiers_is_one_customer(resolved):
@@ -265,9 +259,6 @@ def test_keys_stay_stable_when_other_customers_change(resolved):
 @pytest.fixture(scope="module")
 def generated_small(embedded_server, tmp_path_factory):
     """The small preset with shared mailboxes, built once: (world, warehouse)."""
-    from crm360 import warehouse
-    import uuid
-
     root = tmp_path_factory.mktemp("identity_small")
     world, _ = generate(root / "landing", GeneratorConfig.preset("small", seed=5, shared_mailbox_rate=0.05,
                                                                  keep_records=True))
