@@ -155,7 +155,10 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
     statuses: dict[str, int] = {}
     for r in results:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-    return {"nodes": len(results), "statuses": statuses, "value_model": fit}
+    models = sorted((r for r in results if (r["unique_id"] or "").startswith("model.")),
+                    key=lambda r: -(r.get("execution_time") or 0))
+    slowest = {r["unique_id"].split(".")[-1]: round(r["execution_time"] or 0, 2) for r in models[:10]}
+    return {"nodes": len(results), "statuses": statuses, "value_model": fit, "slowest_models": slowest}
 
 
 def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, settings: Settings | None = None) -> dict:
