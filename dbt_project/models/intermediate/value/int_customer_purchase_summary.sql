@@ -51,7 +51,7 @@ final as (
         purchase_days - 1 as frequency,
         last_purchase_date - first_purchase_date as recency_days,
         {{ as_of_date() }} - first_purchase_date as tenure_days,
-        avg_repeat_value_eur,
+        round(avg_repeat_value_eur, 4) as avg_repeat_value_eur,
         first_purchase_date,
         last_purchase_date,
         {{ as_of_date() }} as as_of_date
