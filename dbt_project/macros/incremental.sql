@@ -19,3 +19,12 @@
     {%- set name = this.identifier ~ '__' ~ (columns | join('_')) ~ '_idx' -%}
     create index if not exists "{{ name }}" on {{ this }} using {{ using }} ({{ columns | join(', ') }})
 {%- endmacro %}
+
+{#- A post-hook: ANALYZE the model's table (views have no statistics of their own). -#}
+{% macro analyze_table() -%}
+    {%- if config.get('materialized') in ('table', 'incremental') -%}
+        analyze {{ this }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
