@@ -287,17 +287,24 @@ def _expected_from_time_zero(params: BgNbdParams, t, x, T) -> np.ndarray:
     product into (1 - z)^(a - 1) 2F1(a + b - 1 - r, a - 1; a + b + x - 1; z): its upper parameters no
     longer grow with x, so the series stays accurate for heavy buyers.
     """
-    r, alpha, b = params.r, params.alpha, params.b
+    r, alpha = params.r, params.alpha
     a = params.a
     if abs(a - 1.0) < 1e-7:  # removable singularity at a = 1
         a = 1.0 + 1e-7
     t = np.asarray(t, dtype=float)
-    c = a + b + x - 1
     log1mz = np.log(alpha + T) - np.log(alpha + T + t)
     z = -np.expm1(log1mz)
-    with np.errstate(over="ignore", invalid="ignore"):
-        term = np.exp((a - 1) * log1mz) * hyp2f1(a + b - 1 - r, a - 1, c, z)
-        return c / (a - 1) * (1 - term)
+
+    def numerator(b: float) -> np.ndarray:
+        c = a + b + x - 1
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return c / (a - 1) * (1 - np.exp((a - 1) * log1mz) * hyp2f1(a + b - 1 - r, a - 1, c, z))
+
+    result = numerator(params.b)
+    failed = ~np.isfinite(result)
+    if np.any(failed):  # c = a + b + x - 1 at a pole of 2F1 (0, -1, ...): the limit, from a nudged b
+        result = np.where(failed, numerator(params.b * (1 + 1e-7)), result)
+    return result
 
 
 def expected_purchases(params: BgNbdParams, t) -> np.ndarray:
@@ -328,7 +335,8 @@ def conditional_expected_purchases(params: BgNbdParams, t, frequency, recency, T
     """Expected purchases in (T, T + t] given the history (x, t_x, T) (FHL eq. 10)."""
     x, t_x, T = _as_arrays(frequency, recency, T)
     alive = np.exp(-np.logaddexp(0.0, _log_dead_odds(params, x, t_x, T)))
-    return _expected_from_time_zero(params, t, x, T) * alive
+    # a dead-certain customer's expectation may round to -1e-17: an expectation of counts is >= 0
+    return np.maximum(_expected_from_time_zero(params, t, x, T) * alive, 0.0)
 
 
 # -- Gamma-Gamma
@@ -426,7 +434,7 @@ def customer_lifetime_value(bgnbd: BgNbdParams, gamma_gamma: GammaGammaParams, f
     for k in range(1, steps + 1):
         current = conditional_expected_purchases(bgnbd, edges[k], x, t_x, T)
         middle_years = (edges[k - 1] + edges[k]) / 2 * days_per_unit / DAYS_PER_YEAR
-        total += (current - previous) / (1 + annual_discount_rate) ** middle_years
+        total += np.maximum(current - previous, 0.0) / (1 + annual_discount_rate) ** middle_years
         previous = current
     return total * spend
 
@@ -473,6 +481,7 @@ def _copy_predictions(conn, keys: np.ndarray, columns: list[np.ndarray], as_of: 
     day = as_of.isoformat()
     formatted = [[repr(float(v)) if np.isfinite(v) else r"\N" for v in col] for col in columns]
     for i, key in enumerate(keys):
+        key = key.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
         buffer.write("\t".join([key, *(col[i] for col in formatted), day]) + "\n")
     with conn.cursor().copy(f"""copy {PREDICTIONS} (customer_key, predicted_purchases, probability_alive,
             expected_order_value_eur, predicted_clv_eur, as_of_date) from stdin""") as copy:  # noqa: S608

@@ -111,7 +111,8 @@ def _posterior_by_quadrature(params: value.BgNbdParams, t: float, x: int, t_x: f
 
 
 @pytest.mark.parametrize("params", [PUBLISHED_BGNBD, value.BgNbdParams(0.6, 1.9, 0.33, 5.7),
-                                    value.BgNbdParams(1.3, 20.0, 2.5, 4.0), value.BgNbdParams(0.8, 7.0, 1.0, 3.0)])
+                                    value.BgNbdParams(1.3, 20.0, 2.5, 4.0), value.BgNbdParams(0.8, 7.0, 1.0, 3.0),
+                                    value.BgNbdParams(0.5, 5.0, 0.5, 0.5)])  # a = 1 and a + b = 1: poles to avoid
 @pytest.mark.parametrize(("x", "t_x", "T"), [(0, 0.0, 38.86), (2, 30.43, 38.86), (7, 5.0, 60.0),
                                              (60, 50.0, 52.0), (1, 0.5, 0.5)])
 def test_closed_forms_match_numerical_integration(params, x, t_x, T):
