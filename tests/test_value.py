@@ -481,3 +481,37 @@ def test_two_stages_run_exactly_the_nodes_of_one_build(small_value):
             assert set(parents) <= one, (uid, parents)
     assert any("relationships_int_customer_value" in uid for uid in two)
     assert any("not_null_int_customer_purchase_summary" in uid for uid in one)
+
+
+def test_transform_fits_between_the_two_builds(monkeypatch):
+    """transform(): the build schema is reset, then stage 1, the fit, stage 2, with the same vars and
+    environment for both dbt calls, and the statuses of both builds with the fit summary returned."""
+    from crm360 import publish
+
+    calls = []
+
+    def fake_dbt(wh, args, dbt_vars=None, settings=None, check=True, extra_env=None):
+        calls.append(("dbt", args, dbt_vars, extra_env))
+        status = "pass" if len(calls) == 2 else "success"
+        results = [{"unique_id": f"model.crm360.m{len(calls)}_{i}", "status": status, "execution_time": 1.0}
+                   for i in range(len(calls))]
+        return dbt.DbtResult(args=args, returncode=0, output="", results=results)
+
+    def fake_fit(wh, as_of, settings=None):
+        calls.append(("fit", as_of))
+        return {"predictions": 3, "bgnbd": {"converged": True}}
+
+    monkeypatch.setattr(publish, "reset_build", lambda wh: calls.append(("reset",)))
+    monkeypatch.setattr(dbt, "run_dbt", fake_dbt)
+    monkeypatch.setattr(value, "fit_and_predict", fake_fit)
+    result = pipeline.transform(object(), date(2026, 11, 1))
+    assert [c[0] for c in calls] == ["reset", "dbt", "fit", "dbt"]
+    first, second = pipeline.transform_stages()
+    assert calls[1][1] == first and calls[3][1] == second
+    assert calls[1][2] == calls[3][2] == {"as_of_date": "2026-11-01"}
+    assert calls[1][3] == calls[3][3] == {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD}
+    assert calls[2] == ("fit", date(2026, 11, 1))
+    # the fake first build returns 2 "pass" nodes, the second 4 "success" ones
+    assert result["nodes"] == 2 + 4 and result["statuses"] == {"pass": 2, "success": 4}
+    assert result["value_model"] == {"predictions": 3, "bgnbd": {"converged": True}}
+    json.dumps(result)  # an Airflow task returns it
