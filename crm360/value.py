@@ -202,6 +202,11 @@ def _minimize(objective, x0: np.ndarray, scale: float) -> tuple[optimize.Optimiz
     return result, converged, message
 
 
+def _finite(value: float) -> float | None:
+    """A log-likelihood for the record: None rather than NaN or infinity (not JSON)."""
+    return float(value) if np.isfinite(value) else None
+
+
 def _converged(neg, result: optimize.OptimizeResult) -> tuple[bool, str]:
     value, gradient = neg(result.x)
     if not np.isfinite(value) or not np.all(np.isfinite(result.x)):
@@ -273,9 +278,8 @@ def fit_bgnbd(frequency, recency, T) -> Fit:
     rate = max(x.sum(), 1.0) / max(T.sum(), 1e-9)
     result, converged, message = _minimize(lambda v: _bgnbd_objective(v, h)[:2],
                                            np.log([1.0, 1.0 / rate, 1.0, 1.0]), n)
-    r, alpha, a, b = np.exp(result.x)
-    return Fit("bgnbd", BgNbdParams(float(r), float(alpha), float(a), float(b)), float(-result.fun), n,
-               converged, message, time.perf_counter() - started)
+    params = BgNbdParams(*(float(v) for v in np.exp(result.x))) if np.all(np.isfinite(result.x)) else None
+    return Fit("bgnbd", params, _finite(-result.fun), n, converged, message, time.perf_counter() - started)
 
 
 def _expected_from_time_zero(params: BgNbdParams, t, x, T) -> np.ndarray:
@@ -387,11 +391,10 @@ def fit_gamma_gamma(frequency, monetary) -> Fit:
     # start: p = 1, q = 2 (a finite population mean), gamma matching the mean value
     result, converged, message = _minimize(lambda v: _gg_objective(v, h)[:2],
                                            np.log([1.0, 2.0, float(np.mean(m))]), n)
-    p, q, g = np.exp(result.x)
-    if converged and q <= 1:
-        converged, message = False, f"q = {q:.3f} <= 1: the population's mean spend is infinite"
-    return Fit("gamma_gamma", GammaGammaParams(float(p), float(q), float(g)), float(-result.fun), n,
-               converged, message, time.perf_counter() - started)
+    params = GammaGammaParams(*(float(v) for v in np.exp(result.x))) if np.all(np.isfinite(result.x)) else None
+    if converged and params.q <= 1:
+        converged, message = False, f"q = {params.q:.3f} <= 1: the population's mean spend is infinite"
+    return Fit("gamma_gamma", params, _finite(-result.fun), n, converged, message, time.perf_counter() - started)
 
 
 def expected_average_spend(params: GammaGammaParams, frequency, monetary) -> np.ndarray:

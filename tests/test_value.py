@@ -293,6 +293,17 @@ def test_too_few_buyers_give_no_fit():
         value.fit_bgnbd([1] * 40, [50] * 40, [30] * 40)
 
 
+def test_gamma_gamma_with_an_infinite_mean_spend_is_not_usable():
+    """Spend heterogeneity with q <= 1 has no finite population mean: the fit says so instead of
+    producing expected spends that blow up."""
+    rng = np.random.default_rng(3)
+    frequency = 1 + rng.poisson(2.0, 5000)
+    nu = rng.gamma(0.7, 1 / 10, 5000)
+    fit = value.fit_gamma_gamma(frequency, rng.gamma(4 * frequency, 1 / nu) / frequency)
+    assert fit.params.q == pytest.approx(0.7, abs=0.1)
+    assert not fit.converged and "infinite" in fit.message
+
+
 def test_fit_speed_at_medium_scale():
     """The medium preset has ~130,000 buyers; both fits and the predictions take seconds at most."""
     rng = np.random.default_rng(11)
