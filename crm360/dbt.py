@@ -51,6 +51,8 @@ def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
     if dbt_vars:
         cmd += ["--vars", json.dumps(dbt_vars)]
     env = {**os.environ, **wh.dbt_env(),
+           # sorts and hashes over the event history fit in memory instead of spilling to disk
+           "PGOPTIONS": os.environ.get("PGOPTIONS") or f"-c work_mem={settings.dbt_work_mem}",
            "DBT_LOG_PATH": str(settings.dbt_log_dir),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
            "DBT_USE_COLORS": "false", **(extra_env or {})}

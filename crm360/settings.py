@@ -4,6 +4,7 @@ CRM360_WAREHOUSE_URL  PostgreSQL URL of the warehouse; unset means the embedded 
 CRM360_PROJECT_DIR    the repository root (dbt project, expectations, dags); default: auto.
 CRM360_HOME           local state: embedded database, Airflow home, reports; default .crm360/
 CRM360_LANDING_DIR    where source systems drop their exports; default landing/
+CRM360_DBT_WORK_MEM   PostgreSQL work_mem for dbt's sessions; default 256MB (PGOPTIONS, if set, wins)
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class Settings:
     @property
     def dbt_log_dir(self) -> Path:
         return self.home / "dbt" / "logs"
+
+    @property
+    def dbt_work_mem(self) -> str:
+        return os.environ.get("CRM360_DBT_WORK_MEM") or "256MB"
 
 
 def get_settings() -> Settings:

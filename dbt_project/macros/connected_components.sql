@@ -23,11 +23,12 @@ declare
 begin
     drop table if exists pg_temp.crm360_cc_edges;
     drop table if exists pg_temp.crm360_cc_labels;
+    -- the rounds are hash joins and aggregates over every edge: keep them in memory
+    perform set_config('work_mem', '256MB', true);
     execute format(
         'create temp table crm360_cc_edges as '
         'select node_a as a, node_b as b from %1$s where node_a <> node_b '
-        'union select node_b, node_a from %1$s where node_a <> node_b', edges);
-    create index on pg_temp.crm360_cc_edges (b);
+        'union all select node_b, node_a from %1$s where node_a <> node_b', edges);
     create temp table crm360_cc_labels as
         select a as node, least(a, min(b)) as label from pg_temp.crm360_cc_edges group by a;
     alter table pg_temp.crm360_cc_labels add primary key (node);
