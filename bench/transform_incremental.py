@@ -61,7 +61,12 @@ def main() -> None:
             started = time.perf_counter()
             generate(landing, cfg)
             print(f"generated {args.preset} in {time.perf_counter() - started:.0f}s")
-        end = date.fromisoformat(json.loads((landing / "manifest.json").read_text())["end_date"])
+        manifest = json.loads((landing / "manifest.json").read_text())
+        end = date.fromisoformat(manifest["end_date"])
+        # the next day must extend the world the landing holds, whatever the current defaults
+        recorded = {k: date.fromisoformat(v) if k in ("start_date", "end_date") else v
+                    for k, v in manifest["config"].items()}
+        cfg = GeneratorConfig(**{**recorded, "workers": cfg.workers})
 
         server = warehouse.from_url(args.url) if args.url else warehouse.start_embedded(settings)
         name = f"crm360_bench_{uuid.uuid4().hex[:8]}"
