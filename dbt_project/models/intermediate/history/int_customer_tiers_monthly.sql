@@ -1,0 +1,329 @@
+{{ config(pre_hook="set local jit = off") }}
+{#- One row per customer per snapshot_date: the customer's activity and revenue
+    tiers as they stood at the start of that day, computed only from facts dated
+    before it (UTC dates), with the tiers at the snapshot before.
+
+    Snapshots are the first day of every month from the first month with orders,
+    tickets or web visits up to the month of var('as_of_date'), plus as_of_date
+    itself (shop accounts can be older than any of those; they enter the first
+    snapshot). For a snapshot date D:
+    - activity: active if the last purchase before D is later than D minus
+      var('active_window_days'), inactive if the customer bought only earlier;
+      without a purchase, prospect (shop customer or e-mail anchor) or suspect;
+    - revenue: net revenue of orders before D, ranked among customers with revenue
+      > 0 before D into the shares of var('revenue_tiers'); 'none' for the others;
+    - a customer is in the snapshot once any source saw them before D (first shop
+      record created, first order, first ticket, first web visit) and in every
+      later snapshot; a customer first seen on or after D is absent.
+    The rules are those of int_customers_tiered, so the as_of_date snapshot holds
+    the same tiers as the current pyramid. The history is rebuilt from the data on
+    every run: a backfill or a rebuild gives the same history.
+
+    Work stays proportional to buyers x snapshots: orders are summed per customer
+    and period once; only customers with orders are expanded over snapshots (running
+    sums, ranks, the tiers before); a customer without orders yet has one fixed tier
+    per snapshot, its tiers before and its next period revenue follow without a
+    window. The pre-hook keeps PostgreSQL from JIT-compiling the query: the planner,
+    without statistics on fresh tables, overestimates it and compiling costs seconds. -#}
+with customers as (
+    select customer_key, anchor_type
+    from {{ ref('int_customers_resolved') }}
+),
+
+orders as (
+    select customer_key, ordered_date, is_purchase, net_revenue_eur
+    from {{ ref('int_orders_attributed') }}
+    where ordered_date < {{ as_of_date() }}
+),
+
+ticket_customers as (
+    select customer_key, first_ticket_at
+    from {{ ref('int_customer_tickets_aggregated') }}
+),
+
+web_customers as (
+    select customer_key, first_web_visit_at
+    from {{ ref('int_customer_web_aggregated') }}
+),
+
+shop_ids as (
+    select identifier_value as shop_customer_id, customer_key
+    from {{ ref('int_identifiers_linked') }}
+    where identifier_type = 'shop_customer_id'
+),
+
+shop_customers as (
+    select customer_id as shop_customer_id, created_at
+    from {{ ref('stg_sales__customers') }}
+),
+
+-- the first snapshot a fact dated d is visible in is the first snapshot after d:
+-- the next month start, or as_of_date within its month
+orders_by_period as (
+    select
+        customer_key,
+        least(
+            cast(date_trunc('month', cast(ordered_date as timestamp)) + interval '1 month' as date),
+            {{ as_of_date() }}
+        ) as snapshot_date,
+        min(ordered_date) as period_first_order_date,
+        sum(net_revenue_eur) as period_revenue_eur,
+        count(*) filter (where is_purchase) as period_purchases,
+        max(ordered_date) filter (where is_purchase) as period_last_purchase_date
+    from orders
+    group by 1, 2
+),
+
+order_firsts as (
+    select
+        customer_key,
+        min(period_first_order_date) as first_order_date,
+        min(snapshot_date) as first_order_snapshot_date
+    from orders_by_period
+    group by customer_key
+),
+
+-- shop records and their customers side by side, grouped rather than joined: the
+-- fresh tables have no statistics, and a misestimated join could loop over both
+shop_records as (
+    select
+        shop_customer_id,
+        max(customer_key) as customer_key,
+        min(cast(created_at at time zone 'UTC' as date)) as created_date
+    from (
+        select shop_customer_id, customer_key, null::timestamptz as created_at from shop_ids
+        union all
+        select shop_customer_id, null, created_at from shop_customers
+    ) as sides
+    group by shop_customer_id
+),
+
+sightings as (
+    select customer_key, created_date as seen_date from shop_records where customer_key is not null
+    union all
+    select customer_key, first_order_date from order_firsts
+    union all
+    select customer_key, cast(first_ticket_at at time zone 'UTC' as date) from ticket_customers
+    union all
+    select customer_key, cast(first_web_visit_at at time zone 'UTC' as date) from web_customers
+),
+
+first_seen as (
+    select customer_key, min(seen_date) as first_seen_date
+    from sightings
+    where seen_date < {{ as_of_date() }}
+    group by customer_key
+),
+
+-- history starts in the first month with orders, tickets or web visits
+data_start as (
+    select cast(date_trunc('month', cast(min(first_date) as timestamp)) as date) as first_month
+    from (
+        select min(first_order_date) as first_date from order_firsts
+        union all
+        select min(cast(first_ticket_at at time zone 'UTC' as date)) from ticket_customers
+        union all
+        select min(cast(first_web_visit_at at time zone 'UTC' as date)) from web_customers
+    ) as firsts
+    where first_date < {{ as_of_date() }}
+),
+
+snapshot_dates as (
+    select cast(month_start as date) as snapshot_date
+    from data_start
+    cross join lateral generate_series(
+        cast(data_start.first_month as timestamp),
+        date_trunc('month', cast({{ as_of_date() }} as timestamp)),
+        interval '1 month'
+    ) as month_start
+    union
+    select {{ as_of_date() }}
+),
+
+snapshots as (
+    select
+        snapshot_date,
+        lead(snapshot_date) over (order by snapshot_date) as next_snapshot_date,
+        min(snapshot_date) over () as first_snapshot_date
+    from snapshot_dates
+),
+
+entries as (
+    select
+        customers.customer_key,
+        case when customers.anchor_type in ('shop_customer_id', 'email') then 'prospect' else 'suspect' end
+            as waiting_tier,
+        first_seen.first_seen_date,
+        -- the first snapshot after first sight (the first snapshot for older records)
+        greatest(
+            (select min(first_snapshot_date) from snapshots),
+            least(
+                cast(date_trunc('month', cast(first_seen.first_seen_date as timestamp)) + interval '1 month' as date),
+                {{ as_of_date() }}
+            )
+        ) as entry_snapshot_date,
+        order_firsts.first_order_snapshot_date
+    from customers
+    inner join first_seen on customers.customer_key = first_seen.customer_key
+    left join order_firsts on customers.customer_key = order_firsts.customer_key
+),
+
+-- customers with orders, from the snapshot after their first order on
+buyer_entries as materialized (
+    select
+        customer_key,
+        first_seen_date,
+        first_order_snapshot_date,
+        -- the tier the customer waited in before the first order, if seen earlier
+        case when entry_snapshot_date < first_order_snapshot_date then waiting_tier end as tier_before_order,
+        waiting_tier
+    from entries
+    where first_order_snapshot_date is not null
+),
+
+buyer_snapshots as (
+    select
+        buyer_entries.customer_key,
+        buyer_entries.waiting_tier,
+        buyer_entries.tier_before_order,
+        buyer_entries.first_seen_date,
+        snapshots.snapshot_date,
+        coalesce(orders_by_period.period_revenue_eur, 0) as period_revenue_eur,
+        sum(coalesce(orders_by_period.period_revenue_eur, 0)) over running as revenue_eur,
+        sum(coalesce(orders_by_period.period_purchases, 0)) over running as orders_completed,
+        max(orders_by_period.period_last_purchase_date) over running as last_order_date,
+        lead(coalesce(orders_by_period.period_revenue_eur, 0)) over running as next_period_revenue_eur
+    from buyer_entries
+    inner join snapshots on snapshots.snapshot_date >= buyer_entries.first_order_snapshot_date
+    left join orders_by_period
+        on buyer_entries.customer_key = orders_by_period.customer_key
+        and snapshots.snapshot_date = orders_by_period.snapshot_date
+    window running as (partition by buyer_entries.customer_key order by snapshots.snapshot_date)
+),
+
+buyers_ranked as (
+    select
+        *,
+        case
+            when revenue_eur > 0
+                then row_number() over (
+                    partition by snapshot_date, revenue_eur > 0 order by revenue_eur desc, customer_key
+                )
+        end as revenue_rank,
+        count(*) filter (where revenue_eur > 0) over (partition by snapshot_date) as buyers
+    from buyer_snapshots
+),
+
+buyers_tiered as (
+    select
+        *,
+        case
+            when orders_completed > 0
+                and last_order_date > snapshot_date - {{ var('active_window_days') }}
+                then 'active'
+            when orders_completed > 0 then 'inactive'
+            else waiting_tier
+        end as activity_tier,
+        case
+            when revenue_rank is null then 'none'
+            else {{ revenue_tier_case('revenue_rank', 'buyers') }}
+        end as revenue_tier
+    from buyers_ranked
+),
+
+buyers_final as (
+    select
+        customer_key,
+        snapshot_date,
+        first_seen_date,
+        activity_tier,
+        revenue_tier,
+        coalesce(lag(activity_tier) over by_customer, tier_before_order) as previous_activity_tier,
+        coalesce(
+            lag(revenue_tier) over by_customer,
+            case when tier_before_order is not null then 'none' end
+        ) as previous_revenue_tier,
+        revenue_rank,
+        revenue_eur,
+        period_revenue_eur,
+        next_period_revenue_eur,
+        orders_completed,
+        last_order_date
+    from buyers_tiered
+    window by_customer as (partition by customer_key order by snapshot_date)
+),
+
+first_period_revenue as (
+    select orders_by_period.customer_key, orders_by_period.period_revenue_eur
+    from orders_by_period
+    inner join order_firsts
+        on orders_by_period.customer_key = order_firsts.customer_key
+        and orders_by_period.snapshot_date = order_firsts.first_order_snapshot_date
+),
+
+-- customers seen but without an order yet: one row per snapshot, tier fixed
+waiting_final as (
+    select
+        entries.customer_key,
+        snapshots.snapshot_date,
+        entries.first_seen_date,
+        entries.waiting_tier as activity_tier,
+        'none' as revenue_tier,
+        case when snapshots.snapshot_date > entries.entry_snapshot_date then entries.waiting_tier end
+            as previous_activity_tier,
+        case when snapshots.snapshot_date > entries.entry_snapshot_date then 'none' end as previous_revenue_tier,
+        null::bigint as revenue_rank,
+        0 as revenue_eur,
+        0 as period_revenue_eur,
+        case
+            when snapshots.next_snapshot_date is null then null
+            when snapshots.next_snapshot_date = entries.first_order_snapshot_date
+                then first_period_revenue.period_revenue_eur
+            else 0
+        end as next_period_revenue_eur,
+        0 as orders_completed,
+        null::date as last_order_date
+    from entries
+    inner join snapshots
+        on snapshots.snapshot_date >= entries.entry_snapshot_date
+        and (
+            entries.first_order_snapshot_date is null
+            or snapshots.snapshot_date < entries.first_order_snapshot_date
+        )
+    left join first_period_revenue on entries.customer_key = first_period_revenue.customer_key
+),
+
+tiered as (
+    select
+        customer_key, snapshot_date, first_seen_date, activity_tier, revenue_tier, previous_activity_tier,
+        previous_revenue_tier, revenue_rank, revenue_eur, period_revenue_eur, next_period_revenue_eur,
+        orders_completed, last_order_date
+    from buyers_final
+    union all
+    select
+        customer_key, snapshot_date, first_seen_date, activity_tier, revenue_tier, previous_activity_tier,
+        previous_revenue_tier, revenue_rank, revenue_eur, period_revenue_eur, next_period_revenue_eur,
+        orders_completed, last_order_date
+    from waiting_final
+),
+
+final as (
+    select
+        customer_key,
+        snapshot_date,
+        snapshot_date = {{ as_of_date() }} as is_current,
+        activity_tier,
+        revenue_tier,
+        previous_activity_tier,
+        previous_revenue_tier,
+        cast(revenue_rank as bigint) as revenue_rank,
+        revenue_eur,
+        period_revenue_eur,
+        next_period_revenue_eur,
+        cast(orders_completed as bigint) as orders_completed,
+        cast(last_order_date as date) as last_order_date,
+        first_seen_date
+    from tiered
+)
+
+select * from final
