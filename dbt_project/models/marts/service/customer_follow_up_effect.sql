@@ -1,0 +1,211 @@
+{#- One row per customer group ('contacted', 'not_contacted'): how existing customers'
+    net spending changed after a follow-up call, next to the published benchmark
+    (called customers spent 6 % more the next year, customers not called 8 % less).
+
+    - contacted: customers an outbound follow-up call reached (call outcome 'reached');
+      reference time = their first such call.
+    - not_contacted: buying customers who never got a follow-up call (customers only
+      called without an answer are in neither group: neither treated nor a clean
+      control). Each gets a reference time drawn from the contacted customers' call
+      times (a stable hash of the customer key picks one), so both groups are measured
+      over the same calendar dates and seasons.
+    - Windows: net spending on purchases in [reference - w, reference) and
+      [reference, reference + w), w = var('follow_up_window_days') days, shortened for
+      both sides to the days of order history the warehouse holds before the reference
+      date, so before and after always span the same number of days. Customers whose
+      window would be under var('follow_up_min_window_days') days, or whose after-window
+      has not fully elapsed by the as-of date, are left out.
+    - Existing customer: at least one purchase in the before-window. -#}
+{%- set window_days = var('follow_up_window_days') -%}
+{%- set min_window_days = var('follow_up_min_window_days') -%}
+with orders as (
+    select * from {{ ref('int_orders_attributed') }}
+),
+
+tickets as (
+    select * from {{ ref('int_tickets_attributed') }}
+),
+
+order_facts as (
+    select
+        customer_key,
+        ordered_at,
+        ordered_date,
+        is_purchase,
+        net_revenue_eur
+    from orders
+),
+
+purchases as (
+    select
+        customer_key,
+        ordered_at,
+        net_revenue_eur
+    from order_facts
+    where is_purchase
+),
+
+history as (
+    select min(ordered_date) as history_start_date
+    from order_facts
+),
+
+follow_up_calls as (
+    select
+        customer_key,
+        created_at,
+        call_outcome
+    from tickets
+    where is_follow_up_call
+        and customer_key is not null
+),
+
+called_customers as (
+    select distinct customer_key
+    from follow_up_calls
+),
+
+contacted as (
+    select
+        customer_key,
+        min(created_at) as reference_at
+    from follow_up_calls
+    where call_outcome = 'reached'
+    group by customer_key
+),
+
+reference_pool as (
+    select
+        reference_at,
+        row_number() over (order by reference_at, customer_key) - 1 as pool_index
+    from contacted
+),
+
+{#- materialized: computed once, not once per customer drawing from the pool -#}
+pool_size as materialized (
+    select count(*) as pool_size
+    from contacted
+),
+
+buyers as (
+    select distinct customer_key
+    from purchases
+),
+
+uncontacted as (
+    select buyers.customer_key
+    from buyers
+    left join called_customers on buyers.customer_key = called_customers.customer_key
+    where called_customers.customer_key is null
+),
+
+uncontacted_drawn as (
+    select
+        uncontacted.customer_key,
+        mod(('x' || substr(md5(uncontacted.customer_key), 1, 7))::bit(28)::int, pool_size.pool_size)
+            as pool_index
+    from uncontacted
+    cross join pool_size
+    where pool_size.pool_size > 0
+),
+
+subjects as (
+    select
+        customer_key,
+        'contacted' as customer_group,
+        reference_at
+    from contacted
+    union all
+    select
+        uncontacted_drawn.customer_key,
+        'not_contacted' as customer_group,
+        reference_pool.reference_at
+    from uncontacted_drawn
+    inner join reference_pool on uncontacted_drawn.pool_index = reference_pool.pool_index
+),
+
+windowed as (
+    select
+        subjects.customer_key,
+        subjects.customer_group,
+        subjects.reference_at,
+        least(
+            {{ window_days }},
+            (subjects.reference_at at time zone 'UTC')::date - history.history_start_date
+        ) as window_days
+    from subjects
+    cross join history
+),
+
+eligible as (
+    select
+        customer_key,
+        customer_group,
+        reference_at,
+        window_days,
+        reference_at - make_interval(days => window_days) as window_start_at,
+        reference_at + make_interval(days => window_days) as window_end_at
+    from windowed
+    where window_days >= {{ min_window_days }}
+        and reference_at + make_interval(days => window_days)
+        <= cast({{ as_of_date() }} as timestamp) at time zone 'UTC'
+),
+
+customer_spend as (
+    select
+        eligible.customer_key,
+        eligible.customer_group,
+        eligible.window_days,
+        count(purchases.ordered_at) filter (where purchases.ordered_at < eligible.reference_at)
+            as purchases_before,
+        coalesce(sum(purchases.net_revenue_eur) filter (where purchases.ordered_at < eligible.reference_at), 0)
+            as spend_before_eur,
+        coalesce(sum(purchases.net_revenue_eur) filter (where purchases.ordered_at >= eligible.reference_at), 0)
+            as spend_after_eur
+    from eligible
+    left join purchases
+        on eligible.customer_key = purchases.customer_key
+        and purchases.ordered_at >= eligible.window_start_at
+        and purchases.ordered_at < eligible.window_end_at
+    group by eligible.customer_key, eligible.customer_group, eligible.window_days
+),
+
+by_group as (
+    select
+        customer_group,
+        count(*) as customers,
+        sum(spend_before_eur) as spend_before_eur,
+        sum(spend_after_eur) as spend_after_eur,
+        avg(window_days) as avg_window_days
+    from customer_spend
+    where purchases_before > 0
+    group by customer_group
+),
+
+{#- the published study's figures: change in spending over the next year -#}
+benchmark as (
+    select *
+    from (
+        values ('contacted', 1, 6.0), ('not_contacted', 2, -8.0)
+    ) as published (customer_group, group_order, published_change_pct)
+),
+
+final as (
+    select
+        benchmark.customer_group,
+        benchmark.group_order,
+        {{ as_of_date() }} as as_of_date,
+        coalesce(by_group.customers, 0) as customers,
+        coalesce(by_group.spend_before_eur, 0) as spend_before_eur,
+        coalesce(by_group.spend_after_eur, 0) as spend_after_eur,
+        cast(100 * (by_group.spend_after_eur - by_group.spend_before_eur)
+            / nullif(by_group.spend_before_eur, 0) as numeric(12, 2)) as change_pct,
+        cast((by_group.spend_after_eur - by_group.spend_before_eur) / by_group.customers as numeric(14, 2))
+            as avg_change_per_customer_eur,
+        cast(by_group.avg_window_days as numeric(6, 1)) as avg_window_days,
+        cast(benchmark.published_change_pct as numeric(5, 1)) as published_change_pct
+    from benchmark
+    left join by_group on benchmark.customer_group = by_group.customer_group
+)
+
+select * from final
