@@ -219,7 +219,7 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
             ).fetchone()[0]
         summary.pyramid = [_jsonable(r) for r in health.fetch_dicts(conn, """
             select pyramid, tier, customers, revenue_eur, share_of_customers, share_of_revenue
-            from marts.customer_pyramid_summary order by pyramid, tier_order""")]
+            from marts.customer_pyramid_summary where is_current order by pyramid, tier_order""")]
         summary.gates = health.gate_summary(conn, rid)
         summary.loads = [_jsonable(r) for r in health.fetch_dicts(conn, """
             with loaded as (

@@ -50,5 +50,5 @@ def render(summary: RunSummary, wh: Warehouse) -> str:
     out.append("")
     out.append(f"Warehouse: {wh.describe()}")
     out.append("Query it:")
-    out.append(f"  {wh.psql_command()} -c 'select * from marts.customer_pyramid_summary'")
+    out.append(f"  {wh.psql_command()} -c 'select * from marts.customer_pyramid_summary where is_current'")
     return "\n".join(out)

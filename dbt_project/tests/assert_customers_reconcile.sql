@@ -1,5 +1,5 @@
 -- Every shop record and every staged visitor id belong to exactly one customer_360
--- row, and the pyramids count every customer once.
+-- row, and the pyramids of the current snapshot count every customer once.
 with expected as (
     select 'shop records' as what, count(*) as n from {{ ref('stg_sales__customers') }}
     union all
@@ -13,7 +13,10 @@ reported as (
 ),
 
 pyramids as (
-    select pyramid, sum(customers) as n from {{ ref('customer_pyramid_summary') }} group by pyramid
+    select pyramid, sum(customers) as n
+    from {{ ref('customer_pyramid_summary') }}
+    where is_current
+    group by pyramid
 ),
 
 mismatches as (

@@ -1,47 +1,61 @@
-{#- One row per pyramid and tier: how many customers it holds and what share
-    of revenue they bring. -#}
-with pyramid as (
-    select * from {{ ref('customer_pyramid') }}
+{{ config(pre_hook="set local jit = off") }}
+{#- One row per snapshot_date, pyramid and tier: how many customers the tier held
+    at that date and what share of the revenue they had brought by then.
+
+    Snapshots are those of int_customer_tiers_monthly (the first day of each month,
+    and the run's as_of_date, marked is_current). The current snapshot is the pyramid
+    of customer_pyramid; a tier without customers at a date has no row. -#}
+with tiers as (
+    select snapshot_date, activity_tier, revenue_tier, revenue_eur
+    from {{ ref('int_customer_tiers_monthly') }}
+),
+
+-- one pass over the snapshots for both pyramids, unpivoted afterwards
+by_tiers as (
+    select
+        snapshot_date,
+        activity_tier,
+        revenue_tier,
+        count(*) as customers,
+        sum(revenue_eur) as revenue_eur
+    from tiers
+    group by snapshot_date, activity_tier, revenue_tier
 ),
 
 by_tier as (
     select
+        snapshot_date,
         'activity' as pyramid,
         activity_tier as tier,
-        as_of_date,
-        count(*) as customers,
+        sum(customers) as customers,
         sum(revenue_eur) as revenue_eur
-    from pyramid
-    group by activity_tier, as_of_date
+    from by_tiers
+    group by snapshot_date, activity_tier
     union all
     select
+        snapshot_date,
         'revenue' as pyramid,
         revenue_tier as tier,
-        as_of_date,
-        count(*) as customers,
+        sum(customers) as customers,
         sum(revenue_eur) as revenue_eur
-    from pyramid
-    group by revenue_tier, as_of_date
+    from by_tiers
+    group by snapshot_date, revenue_tier
 ),
 
 final as (
     select
+        snapshot_date,
+        snapshot_date = {{ as_of_date() }} as is_current,
+        {{ as_of_date() }} as as_of_date,
         pyramid,
         tier,
-        case tier
-            when 'active' then 1 when 'inactive' then 2 when 'prospect' then 3 when 'suspect' then 4
-            {%- for t in var('revenue_tiers') %}
-            when '{{ t["tier"] }}' then {{ loop.index }}
-            {%- endfor %}
-            else 99
-        end as tier_order,
-        as_of_date,
-        customers,
+        {{ tier_rank('pyramid', 'tier') }} as tier_order,
+        cast(customers as bigint) as customers,
         revenue_eur,
-        cast(customers::numeric / sum(customers) over (partition by pyramid) as numeric(7, 6))
+        cast(customers::numeric / sum(customers) over (partition by snapshot_date, pyramid) as numeric(7, 6))
             as share_of_customers,
         cast(
-            coalesce(revenue_eur / nullif(sum(revenue_eur) over (partition by pyramid), 0), 0)
+            coalesce(revenue_eur / nullif(sum(revenue_eur) over (partition by snapshot_date, pyramid), 0), 0)
             as numeric(7, 6)
         ) as share_of_revenue
     from by_tier
