@@ -16,7 +16,8 @@
       record created, first order, first ticket, first web visit) and in every
       later snapshot; a customer first seen on or after D is absent.
     The rules are those of int_customers_tiered, so the as_of_date snapshot holds
-    the same tiers as the current pyramid. The history is rebuilt from the data on
+    the same tiers as the current pyramid (a run loads only facts dated before its
+    as_of_date; a rebuild with an earlier as_of_date ignores later facts here). The history is rebuilt from the data on
     every run: a backfill or a rebuild gives the same history.
 
     Work stays proportional to buyers x snapshots: orders are summed per customer
