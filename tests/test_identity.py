@@ -257,22 +257,22 @@ def test_keys_stay_stable_when_other_customers_change(resolved):
 
 
 @pytest.fixture(scope="module")
-def generated_small(embedded_server, tmp_path_factory):
-    """The small preset with shared mailboxes, built once: (world, warehouse)."""
-    root = tmp_path_factory.mktemp("identity_small")
-    world, _ = generate(root / "landing", GeneratorConfig.preset("small", seed=5, shared_mailbox_rate=0.05,
+def generated_tiny(embedded_server, tmp_path_factory):
+    """The tiny preset with many shared mailboxes, built once: (world, warehouse)."""
+    root = tmp_path_factory.mktemp("identity_tiny")
+    world, _ = generate(root / "landing", GeneratorConfig.preset("tiny", seed=5, shared_mailbox_rate=0.25,
                                                                  keep_records=True))
     name = f"crm360_test_{uuid.uuid4().hex[:10]}"
     wh = warehouse.ensure_database(embedded_server, name)
     settings = make_settings(root / "home", root / "landing")
-    pipeline.run_all(world.end_date + timedelta(days=1), "identity_small", wh, landing=root / "landing",
+    pipeline.run_all(world.end_date + timedelta(days=1), "identity_tiny", wh, landing=root / "landing",
                      settings=settings)
     yield world, wh
     warehouse.drop_database(embedded_server, name)
 
 
-def test_shop_records_resolve_to_the_people_the_generator_made(generated_small):
-    world, wh = generated_small
+def test_shop_records_resolve_to_the_people_the_generator_made(generated_tiny):
+    world, wh = generated_tiny
     assert world.dirt["shared_mailboxes"] > 0
     with wh.connect() as conn:
         resolved = dict(conn.execute("select identifier_value, customer_key from marts.customer_identifiers "
@@ -294,7 +294,8 @@ def test_shop_records_resolve_to_the_people_the_generator_made(generated_small):
     shared = {c.person for c in world.customers if c.email.strip().lower() in SHARED_MAILBOXES}
     split = {person for person, records in truth.items() if len({resolved[r] for r in records}) > 1}
     assert split <= shared, sorted(split - shared)[:5]
-    assert len(split) < len(truth) * 0.01
+    # and the account holders with guest checkouts are found whole
+    assert sum(len(records) > 1 for person, records in truth.items() if person not in shared) > 10
     # visitors who browsed anonymously and later bought belong to the buyer
     key_of_person = {person: resolved[person] for person in truth}
     wrong = [v for v, person in world.converted_visitors.items() if converted.get(v) != key_of_person[person]]
