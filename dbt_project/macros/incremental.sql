@@ -14,9 +14,11 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- A post-hook creating an index on this model if it does not exist yet. -#}
+{#- A post-hook creating an index on this model if it does not exist yet. An
+    incremental model's loaded_at needs a btree: max(loaded_at), its watermark, is
+    an index lookup there and a full scan with BRIN. -#}
 {% macro ensure_index(columns, using='btree') -%}
-    {%- set name = this.identifier ~ '__' ~ (columns | join('_')) ~ '_idx' -%}
+    {%- set name = this.identifier ~ '__' ~ (columns | join('_')) ~ '__' ~ using ~ '_idx' -%}
     create index if not exists "{{ name }}" on {{ this }} using {{ using }} ({{ columns | join(', ') }})
 {%- endmacro %}
 

@@ -2,7 +2,7 @@
     materialized='incremental',
     unique_key='visitor_id',
     incremental_strategy='delete+insert',
-    post_hook=["{{ ensure_index(['visitor_id']) }}", "{{ ensure_index(['loaded_at'], using='brin') }}"],
+    post_hook=["{{ ensure_index(['visitor_id']) }}", "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per web session: a visitor's events with no gap longer than
     var('session_gap_minutes') between consecutive events.

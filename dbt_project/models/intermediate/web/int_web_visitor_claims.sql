@@ -2,7 +2,7 @@
     materialized='incremental',
     unique_key=['visitor_id', 'claim_type', 'claim_value'],
     incremental_strategy='delete+insert',
-    post_hook=["{{ ensure_index(['visitor_id']) }}", "{{ ensure_index(['loaded_at'], using='brin') }}"],
+    post_hook=["{{ ensure_index(['visitor_id']) }}", "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per web visitor and identity it claimed: a login as a shop customer or an
     e-mail it gave (newsletter, sign-up), with when and how often. These are the web's

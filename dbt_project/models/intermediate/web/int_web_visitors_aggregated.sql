@@ -2,7 +2,7 @@
     materialized='incremental',
     unique_key='visitor_id',
     incremental_strategy='delete+insert',
-    post_hook=["{{ ensure_index(['visitor_id']) }}", "{{ ensure_index(['loaded_at'], using='brin') }}"],
+    post_hook=["{{ ensure_index(['visitor_id']) }}", "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per web visitor id (a browser or device cookie): when it was first and
     last seen and how many events it sent. Incremental: a build folds the events

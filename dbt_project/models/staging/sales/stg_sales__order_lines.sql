@@ -3,7 +3,7 @@
     unique_key='order_line_id',
     incremental_strategy='delete+insert',
     post_hook=["{{ ensure_index(['order_line_id']) }}", "{{ ensure_index(['order_id']) }}",
-               "{{ ensure_index(['loaded_at'], using='brin') }}"],
+               "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per order line, its newest version. Order lines are a large source, so
     this is a table built incrementally: a build reads the raw rows loaded since the

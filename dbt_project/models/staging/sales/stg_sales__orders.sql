@@ -3,7 +3,7 @@
     unique_key='order_id',
     incremental_strategy='delete+insert',
     post_hook=["{{ ensure_index(['order_id']) }}", "{{ ensure_index(['customer_id']) }}",
-               "{{ ensure_index(['loaded_at'], using='brin') }}"],
+               "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per order, its newest version (a return or refund arrives as a later
     version of the order). A table built incrementally: a build reads the raw rows

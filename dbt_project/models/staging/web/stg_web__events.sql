@@ -1,7 +1,7 @@
 {{ config(
     materialized='incremental',
     post_hook=["{{ ensure_index(['event_id']) }}", "{{ ensure_index(['visitor_id', 'occurred_at']) }}",
-               "{{ ensure_index(['loaded_at'], using='brin') }}"],
+               "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per web event. The event stream is the largest source, so this model is
     a table built incrementally: each build reads only the raw rows loaded since the
