@@ -206,11 +206,14 @@ class RunSummary:
     pyramid: list[dict] = field(default_factory=list)
     gates: list[dict] = field(default_factory=list)
     loads: list[dict] = field(default_factory=list)
+    lifecycle: list[dict] = field(default_factory=list)
+    rules_of_thumb: list[dict] = field(default_factory=list)
     report: str | None = None
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "as_of_date": self.as_of_date, "mart_rows": self.mart_rows,
-                "pyramid": self.pyramid, "gates": self.gates, "loads": self.loads, "report": self.report}
+                "pyramid": self.pyramid, "lifecycle": self.lifecycle, "rules_of_thumb": self.rules_of_thumb,
+                "gates": self.gates, "loads": self.loads, "report": self.report}
 
 
 def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
@@ -227,6 +230,12 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
         summary.pyramid = [_jsonable(r) for r in health.fetch_dicts(conn, """
             select pyramid, tier, customers, revenue_eur, share_of_customers, share_of_revenue
             from marts.customer_pyramid_summary where is_current order by pyramid, tier_order""")]
+        summary.lifecycle = [_jsonable(r) for r in health.fetch_dicts(conn, """
+            select lifecycle_stage, count(*) as customers, sum(revenue_eur) as revenue_eur
+            from marts.customer_360 group by lifecycle_stage order by customers desc""")]
+        summary.rules_of_thumb = [_jsonable(r) for r in health.fetch_dicts(conn, """
+            select rule_number, rule, measured_value, expected_low, expected_high, holds
+            from marts.customer_rules_of_thumb order by rule_number""")]
         summary.gates = health.gate_summary(conn, rid)
         summary.loads = [_jsonable(r) for r in health.fetch_dicts(conn, """
             with loaded as (

@@ -24,6 +24,8 @@ def _numeric(value: str) -> bool:
 
 
 def _fmt(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.2f}" if value >= 1 or value == 0 else f"{value:.4f}"
     if isinstance(value, int):
@@ -43,6 +45,13 @@ def render(summary: RunSummary, wh: Warehouse) -> str:
     out.append("Customer pyramid:")
     out.append(_table(summary.pyramid, ["pyramid", "tier", "customers", "revenue_eur",
                                         "share_of_customers", "share_of_revenue"]))
+    out.append("")
+    out.append("Lifecycle stages:")
+    out.append(_table(summary.lifecycle, ["lifecycle_stage", "customers", "revenue_eur"]))
+    out.append("")
+    out.append("Rules of thumb, measured on this data:")
+    out.append(_table(summary.rules_of_thumb, ["rule_number", "rule", "measured_value", "expected_low",
+                                               "expected_high", "holds"]))
     out.append("")
     out.append("Quality gates:")
     gate_rows = [{**g, "result": "PASS" if not g["failed"] else "FAIL"} for g in summary.gates]
