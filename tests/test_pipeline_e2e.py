@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import REPO, make_settings
 
-from crm360 import pipeline
+from crm360 import pipeline, report
 from crm360.generate import GeneratorConfig, generate
 
 pytestmark = pytest.mark.e2e
@@ -62,6 +62,11 @@ def test_pipeline_reconciles_with_the_generator(server, fresh_db, generated, tmp
     summary = pipeline.run_all(as_of, "e2e_run_1", wh, landing=root, settings=settings)
 
     assert summary.mart_rows["customer_360"] == manifest["people"]
+    # the report shows every customer once by lifecycle stage, and the rules of thumb
+    assert sum(row["customers"] for row in summary.lifecycle) == manifest["people"]
+    assert {row["rule_number"] for row in summary.rules_of_thumb} >= {1, 2, 4}
+    text = report.render(summary, wh)
+    assert "Lifecycle stages:" in text and "About 80 % of revenue" in text
     [(people, shop, revenue, sessions, tickets, complaints)] = _query(
         wh,
         """
