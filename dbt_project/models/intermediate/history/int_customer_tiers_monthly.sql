@@ -84,23 +84,16 @@ order_firsts as (
     group by customer_key
 ),
 
--- shop records and their customers side by side, grouped rather than joined: the
--- fresh tables have no statistics, and a misestimated join could loop over both
 shop_records as (
     select
-        shop_customer_id,
-        max(customer_key) as customer_key,
-        min(cast(created_at at time zone 'UTC' as date)) as created_date
-    from (
-        select shop_customer_id, customer_key, null::timestamptz as created_at from shop_ids
-        union all
-        select shop_customer_id, null, created_at from shop_customers
-    ) as sides
-    group by shop_customer_id
+        shop_ids.customer_key,
+        cast(shop_customers.created_at at time zone 'UTC' as date) as created_date
+    from shop_ids
+    inner join shop_customers on shop_ids.shop_customer_id = shop_customers.shop_customer_id
 ),
 
 sightings as (
-    select customer_key, created_date as seen_date from shop_records where customer_key is not null
+    select customer_key, created_date as seen_date from shop_records
     union all
     select customer_key, first_order_date from order_firsts
     union all

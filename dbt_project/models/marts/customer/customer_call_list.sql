@@ -5,6 +5,9 @@
     have not been contacted - no ticket and no follow-up call - for
     var('call_list_quiet_days') days, most valuable first (predicted lifetime value,
     then net revenue), at most var('call_list_size') of them. -#}
+{%- set call_list_tiers -%}
+    {%- for t in var('call_list_tiers') %}'{{ t }}'{{ ', ' if not loop.last }}{% endfor -%}
+{%- endset %}
 with customers as (
     select * from {{ ref('customer_360') }}
 ),
@@ -32,8 +35,8 @@ candidates as (
         and open_tickets = 0
         and orders_completed > 0
         and (
-            value_tier in ({% for t in var('call_list_tiers') %}'{{ t }}'{{ ', ' if not loop.last }}{% endfor %})
-            or revenue_tier in ({% for t in var('call_list_tiers') %}'{{ t }}'{{ ', ' if not loop.last }}{% endfor %})
+            value_tier in ({{ call_list_tiers }})
+            or revenue_tier in ({{ call_list_tiers }})
         )
         and (
             last_contact_at is null
