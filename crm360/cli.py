@@ -211,13 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     from crm360.freshness import StaleSources
     from crm360.gates import GateFailed
     from crm360.ingest import IngestError
+    from crm360.locks import RunLocked
     from crm360.publish import PublishError
     from crm360.warehouse import WarehouseError
 
     try:
         return args.func(args)
     except (IngestError, GateFailed, DbtError, WarehouseError, AirflowRunError, StaleSources,
-            PublishError, ValueError) as exc:
+            PublishError, RunLocked, ValueError) as exc:
         print(f"crm360 {args.command}: error: {exc}", file=sys.stderr)
         for note in getattr(exc, "__notes__", []):
             print(note, file=sys.stderr)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from crm360 import dbt, freshness, gates, health, ingest, publish
+from crm360 import dbt, freshness, gates, health, ingest, locks, publish
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse, from_url, get_warehouse
 
@@ -271,17 +271,18 @@ def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path
     """The whole pipeline in one process (what the Airflow DAG does task by task)."""
     settings = settings or get_settings()
     wh = wh or get_warehouse(settings)
-    prepare(wh)
-    with _failure_recorded(wh, run_id, as_of, settings):
-        batch_ids = []
-        for source in ingest.SOURCES:
-            batch_ids.append(ingest_source(wh, source, run_id, landing, settings, until=as_of)["batch_id"])
-        gate(wh, "raw", run_id, batch_ids, settings, as_of)
-        check_freshness(wh, run_id, as_of, settings)
-        transform(wh, as_of, settings)
-        gate(wh, "marts", run_id, settings=settings, as_of=as_of)
-        publish_marts(wh, run_id)
-    return summarize(wh, run_id, as_of, settings=settings)
+    with locks.holding(wh, locks.EVERY_PART, safe_run_id(run_id), as_of):  # a second run stops or waits here
+        prepare(wh)
+        with _failure_recorded(wh, run_id, as_of, settings):
+            batch_ids = []
+            for source in ingest.SOURCES:
+                batch_ids.append(ingest_source(wh, source, run_id, landing, settings, until=as_of)["batch_id"])
+            gate(wh, "raw", run_id, batch_ids, settings, as_of)
+            check_freshness(wh, run_id, as_of, settings)
+            transform(wh, as_of, settings)
+            gate(wh, "marts", run_id, settings=settings, as_of=as_of)
+            publish_marts(wh, run_id)
+        return summarize(wh, run_id, as_of, settings=settings)
 
 
 @contextmanager
@@ -314,18 +315,19 @@ def backfill(start: date, end: date, wh: Warehouse | None = None, landing: Path 
         raise ValueError(f"backfill: end {end} is before start {start}")
     settings = settings or get_settings()
     wh = wh or get_warehouse(settings)
-    prepare(wh)
     run_id = f"backfill_{start.isoformat()}_{end.isoformat()}"
-    with _failure_recorded(wh, run_id, end, settings):
-        day = start
-        while day <= end:
-            day_run = f"backfill_{day.isoformat()}"
-            batches = [ingest_source(wh, source, day_run, landing, settings, until=day)["batch_id"]
-                       for source in ingest.SOURCES]
-            gate(wh, "raw", day_run, batches, settings, day)
-            day += timedelta(days=1)
-        check_freshness(wh, run_id, end, settings)
-        transform(wh, end, settings)
-        gate(wh, "marts", run_id, settings=settings, as_of=end)
-        publish_marts(wh, run_id)
-    return summarize(wh, run_id, end, settings=settings)
+    with locks.holding(wh, locks.EVERY_PART, run_id, end):
+        prepare(wh)
+        with _failure_recorded(wh, run_id, end, settings):
+            day = start
+            while day <= end:
+                day_run = f"backfill_{day.isoformat()}"
+                batches = [ingest_source(wh, source, day_run, landing, settings, until=day)["batch_id"]
+                           for source in ingest.SOURCES]
+                gate(wh, "raw", day_run, batches, settings, day)
+                day += timedelta(days=1)
+            check_freshness(wh, run_id, end, settings)
+            transform(wh, end, settings)
+            gate(wh, "marts", run_id, settings=settings, as_of=end)
+            publish_marts(wh, run_id)
+        return summarize(wh, run_id, end, settings=settings)

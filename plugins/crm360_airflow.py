@@ -48,10 +48,12 @@ def run_step(step_name: str, *args):
 
     Bad data, failed gates, a wrong sources.yml and (when configured to fail)
     stale sources do not improve by waiting: they fail the task at once, without retries.
+    A step that writes holds its part of the warehouse while it runs (crm360.locks); if
+    another run holds it, the task fails with a message naming that run, and Airflow retries it.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from crm360 import pipeline
+    from crm360 import locks, pipeline
     from crm360.freshness import StaleSources
     from crm360.gates import GateFailed
     from crm360.ingest import IngestError
@@ -59,7 +61,9 @@ def run_step(step_name: str, *args):
 
     step = getattr(pipeline, step_name)
     try:
-        return step(warehouse(), *args)
+        wh = warehouse()
+        with locks.for_step(wh, step_name, args):
+            return step(wh, *args)
     except (GateFailed, IngestError, StaleSources, SourceConfigError) as exc:
         raise AirflowFailException(str(exc)) from exc
 

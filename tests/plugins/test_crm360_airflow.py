@@ -1,8 +1,10 @@
+import contextlib
+
 import crm360_airflow
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from crm360 import pipeline
+from crm360 import locks, pipeline
 from crm360.gates import CheckResult, GateFailed
 from crm360.ingest import IngestError
 from crm360.sources import SourceConfigError
@@ -11,6 +13,7 @@ from crm360.sources import SourceConfigError
 @pytest.fixture
 def no_warehouse(monkeypatch):
     monkeypatch.setattr(crm360_airflow, "warehouse", lambda: "wh")
+    monkeypatch.setattr(locks, "for_step", lambda wh, step, args: contextlib.nullcontext())
 
 
 def test_bad_data_fails_without_retry(monkeypatch, no_warehouse):

@@ -1,0 +1,165 @@
+"""Two runs for the same interval never both write: the second stops with a message naming
+the first (or, with CRM360_RUN_LOCK_WAIT, waits for it), and the warehouse ends as one run left it."""
+
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+
+import pytest
+
+from crm360 import cli, ingest, locks, pipeline
+
+AS_OF = date(2026, 5, 2)
+EVENT = '{"event_id": "e%d", "visitor_id": "v1", "occurred_at": "2026-05-01T10:00:00Z"}\n'
+
+HOLDER = """
+import sys
+from datetime import date
+from crm360 import locks, warehouse
+wh = warehouse.from_url(sys.argv[1])
+with locks.holding(wh, locks.EVERY_PART, "cli_2026-05-02", date(2026, 5, 2), wait=0):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes it
+"""
+
+
+@pytest.fixture
+def wh(external_server, fresh_db):
+    return fresh_db(external_server)
+
+
+@pytest.fixture
+def landing(tmp_path):
+    web = tmp_path / "landing" / "web"
+    web.mkdir(parents=True)
+    for n, day in enumerate(("2026-04-30", "2026-05-01")):
+        (web / f"events_{day}.jsonl").write_text("".join(EVENT % (10 * n + i) for i in range(5)))
+    return tmp_path / "landing"
+
+
+@pytest.fixture
+def other_process(wh):
+    """Another process running for 2026-05-02, holding every part of the warehouse."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, wh.conninfo], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    yield proc
+    proc.stdin.close()
+    proc.wait(timeout=30)
+
+
+def _tables(wh):
+    with wh.connect() as conn:
+        return conn.execute("select table_schema || '.' || table_name from information_schema.tables "
+                            "where table_schema in ('raw', 'staging', 'marts') order by 1").fetchall()
+
+
+def test_a_second_run_for_the_same_interval_stops_at_once_and_names_the_first(wh, landing, other_process,
+                                                                                tmp_path, monkeypatch, capsys):
+    from conftest import make_settings
+
+    settings = make_settings(tmp_path / "home", landing, wh.conninfo)
+    started = time.perf_counter()
+    with pytest.raises(locks.RunLocked) as caught:
+        pipeline.run_all(AS_OF, "cli_2026-05-02", wh, landing=landing, settings=settings)
+    assert time.perf_counter() - started < 10
+    message = str(caught.value)
+    assert message.startswith("run cli_2026-05-02 cannot start ")
+    assert "another crm360 run (cli_2026-05-02, for 2026-05-02) has held it since 20" in message
+    assert f"(pid {other_process.pid} on " in message and "set CRM360_RUN_LOCK_WAIT to wait for it" in message
+    with pytest.raises(locks.RunLocked, match=r"another crm360 run \(cli_2026-05-02, for 2026-05-02\)"):
+        pipeline.backfill(date(2026, 5, 1), AS_OF, wh, landing=landing, settings=settings)
+    assert _tables(wh) == [], "the stopped run must not have written anything"
+
+    # the command line says the same on one line, without a traceback
+    monkeypatch.setenv("CRM360_WAREHOUSE_URL", wh.conninfo)
+    monkeypatch.setenv("CRM360_LANDING_DIR", str(landing))
+    monkeypatch.setenv("CRM360_HOME", str(tmp_path / "home"))
+    assert cli.main(["run", "--as-of", "2026-05-02"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("crm360 run: error: run cli_2026-05-02 cannot start ingest:")
+    assert f"(pid {other_process.pid} on " in err
+
+    # the holder's process ends (or dies): its connection and with it the lock are gone
+    other_process.stdin.close()
+    other_process.wait(timeout=30)
+    with locks.holding(wh, locks.EVERY_PART, "next", AS_OF, wait=0):
+        pass
+
+
+def test_a_waiting_run_starts_when_the_first_is_done_and_loads_nothing_twice(wh, landing, monkeypatch):
+    """Two ingest runs for one interval started together, as an Airflow task and a CLI run
+    would: the second waits for the first, then finds every file loaded."""
+    monkeypatch.setenv(locks.WAIT_ENV, "60")
+    results, errors, holding = {}, [], threading.Event()
+    release = threading.Event()
+
+    def run(name, gate=None):
+        try:
+            with locks.for_step(wh, "ingest_source", ("web", name, None, None, AS_OF)):
+                holding.set()
+                if gate:
+                    gate.wait(30)
+                results[name] = pipeline.ingest_source(wh, "web", name, landing, until=AS_OF)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    first = threading.Thread(target=run, args=("first", release))
+    first.start()
+    assert holding.wait(30)
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    time.sleep(1.5)
+    assert "second" not in results, "the second run must wait while the first holds the source"
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert errors == []
+    assert results["first"]["files_loaded"] == 2 and results["first"]["rows"] == {"events": 10}
+    assert results["second"]["files_loaded"] == 0 and results["second"]["files_skipped"] == 2
+    with wh.connect() as conn:
+        assert conn.execute("select count(*), count(distinct record->>'event_id') from raw.web_events"
+                            ).fetchone() == (10, 10)
+        assert conn.execute("select distinct batch_id from audit.load_files").fetchall() == [("first:web",)]
+
+
+def test_without_waiting_exactly_one_of_two_airflow_tasks_writes(wh, landing, monkeypatch):
+    """The Airflow glue holds the part its step writes; the task that finds it taken fails with a
+    retryable error naming the holder (Airflow retries it), the other loads."""
+    import crm360_airflow
+
+    monkeypatch.setattr(crm360_airflow, "warehouse", lambda: wh)
+    monkeypatch.setenv("CRM360_LANDING_DIR", str(landing))
+    pipeline.prepare(wh)
+    with locks.holding(wh, ["ingest:web"], "scheduled__2026-05-02T00:00:00+00:00", AS_OF, wait=0):
+        with pytest.raises(locks.RunLocked, match=r"run manual_1 cannot start ingest:web: another crm360 run "
+                                                  r"\(scheduled__2026-05-02T00:00:00\+00:00, for 2026-05-02\)"):
+            crm360_airflow.run_step("ingest_source", "web", "manual_1", None, None, AS_OF)
+        # another source is another part: it loads meanwhile
+        assert crm360_airflow.run_step("ingest_source", "service", "manual_1", None, None, AS_OF)["files_loaded"] == 0
+        with pytest.raises(locks.RunLocked):
+            crm360_airflow.run_step("gate", "raw", "manual_1", ["manual_1:web"], None, AS_OF)
+    assert crm360_airflow.run_step("ingest_source", "web", "manual_1", None, None, AS_OF)["files_loaded"] == 2
+    with wh.connect() as conn:
+        assert conn.execute("select count(*) from raw.web_events").fetchone() == (10,)
+
+
+def test_steps_name_the_parts_they_write():
+    assert locks.parts_for_step("ingest_source", ("web", "r", None, None, AS_OF)) == (["ingest:web"], "r", AS_OF)
+    assert locks.parts_for_step("gate", ("raw", "r", ["r:sales", "r:web"], None, AS_OF))[0] == [
+        "ingest:sales", "ingest:web"]
+    assert locks.parts_for_step("gate", ("marts", "r", None, None, AS_OF))[0] == ["marts"]
+    assert locks.parts_for_step("transform", (AS_OF,))[0] == ["marts"]
+    assert locks.parts_for_step("publish_marts", ("r",))[0] == ["marts"]
+    assert locks.parts_for_step("check_freshness", ("r", AS_OF))[0] == []
+    assert set(locks.EVERY_PART) == {"ingest:sales", "ingest:service", "ingest:web", "marts"}
+    assert ingest.SOURCES.keys() == {p.split(":")[1] for p in locks.EVERY_PART if p.startswith("ingest:")}
+
+
+def test_the_wait_setting_is_checked(monkeypatch):
+    monkeypatch.setenv(locks.WAIT_ENV, "soon")
+    with pytest.raises(ValueError, match="CRM360_RUN_LOCK_WAIT must be a number of seconds, got 'soon'"):
+        locks.wait_seconds()
