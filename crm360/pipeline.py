@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from crm360 import dbt, freshness, gates, health, ingest, locks, publish
+from crm360 import access, dbt, freshness, gates, health, ingest, locks, publish, segments
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse, from_url, get_warehouse
 
@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 # row-count gate compares each with its published version, the summary counts them.
 MARTS = ("customer_360", "customer_pyramid", "customer_pyramid_summary", "customer_identifiers",
          "customer_identity_links", "customer_call_list", "customer_tier_history", "customer_tier_movements",
-         "customer_rules_of_thumb", "customer_follow_up_effect", "product_affinity", "customer_next_product")
+         "customer_rules_of_thumb", "customer_follow_up_effect", "product_affinity", "customer_next_product",
+         "segment_members", "segments")
 # The marts whose size follows the customer base, which a day's run does not halve or
 # double (the row-count gate); history grows by the month, lists and summaries by design.
 COUNTED_MARTS = ("customer_360", "customer_pyramid", "customer_identifiers", "customer_identity_links")
@@ -71,6 +72,7 @@ def prepare(wh: Warehouse) -> None:
         conn.execute("alter table audit.pipeline_runs alter column as_of_date drop not null")
         conn.execute(gates.GATE_DDL)
         conn.commit()
+    access.ensure_roles(wh)
 
 
 def ingest_source(wh: Warehouse, source: str, run_id: str, landing: Path | None = None,
@@ -153,7 +155,8 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
     from crm360 import value  # numpy and scipy: only for the step that needs them
 
     publish.reset_build(wh)
-    run_vars = {"as_of_date": as_of.isoformat()}
+    # the segments are validated before anything is built: a bad segments.yml fails the run here
+    run_vars = {"as_of_date": as_of.isoformat(), "segments": segments.dbt_var(segments.load(settings=settings))}
     env = {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD}
     first, second = transform_stages()
     results = dbt.run_dbt(wh, first, run_vars, settings=settings, extra_env=env).results
@@ -194,8 +197,9 @@ def record_status(wh: Warehouse, run_id: str, as_of: date | None, status: str, m
 
 
 def publish_marts(wh: Warehouse, run_id: str) -> dict:
-    """Swap the gated build in as the marts BI reads."""
-    return {"published": publish.publish(wh, safe_run_id(run_id))}
+    """Swap the gated build in as the marts BI reads; record the segment sizes it published."""
+    tables = publish.publish(wh, safe_run_id(run_id))
+    return {"published": tables, "segments": segments.record_sizes(wh, safe_run_id(run_id))}
 
 
 @dataclass

@@ -3,7 +3,8 @@
 dbt builds the marts into ``marts__build``, which BI roles are never given; the
 gates check that schema; ``publish`` then swaps it in as ``marts`` in a single
 transaction. Readers see either yesterday's marts or today's, never a mix, a
-half-built table or a missing relation. The replaced marts are kept as
+half-built table or a missing relation. The reader roles (crm360.access) get
+``usage`` on the new ``marts`` and lose it on the replaced one in that transaction. The replaced marts are kept as
 ``marts__previous`` until the next publication, for comparison or rollback.
 """
 
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 
 from psycopg import sql
 
+from crm360 import access
 from crm360.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,11 @@ def publish(wh: Warehouse, run_id: str, lock_timeout: str = "30s") -> list[str]:
                     sql.Identifier(PUBLISHED), sql.Identifier(PREVIOUS)))
             conn.execute(sql.SQL("alter schema {} rename to {}").format(
                 sql.Identifier(BUILD), sql.Identifier(PUBLISHED)))
+            # schema privileges belong to the schema: the readers get the new marts, not the old
+            # ones, in the same transaction (their tables carry dbt's grants)
+            access.grant_readers(conn, PUBLISHED)
+            if _schema_exists(conn, PREVIOUS):
+                access.revoke_readers(conn, PREVIOUS)
             conn.execute(PUBLICATIONS_DDL)
             conn.execute("insert into audit.publications (run_id, published_at, tables) values (%s, %s, %s)",
                          (run_id, datetime.now(UTC), tables))
