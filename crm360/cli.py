@@ -150,6 +150,46 @@ def cmd_demo(args) -> int:
     return rc
 
 
+def cmd_segments(args) -> int:
+    """Validate, list or export marketing segments; exports read as the marketing role."""
+    import getpass
+
+    from crm360 import access, segments
+    from crm360.warehouse import get_warehouse
+
+    settings = get_settings()
+    if args.action == "validate":
+        path = Path(args.file) if args.file else None
+        found = segments.load(path, settings)
+        for s in found:
+            print(f"{s.name}  (version {s.version}, {s.source})\n  {s.filter_sql}")
+        print(f"{len(found)} segment(s) valid in {path or segments.segments_file(settings)}")
+        return 0
+    wh = access.as_role(get_warehouse(settings, prepare=False), access.MARKETING)
+    if args.action == "list":
+        rows = segments.list_segments(wh)
+        width = max((len(r["segment_name"]) for r in rows), default=7)
+        print(f"{'segment'.ljust(width)}  {'customers':>9}  {'contactable':>11}  version       as of")
+        for r in rows:
+            print(f"{r['segment_name'].ljust(width)}  {r['customers']:>9,}  {r['contactable_customers']:>11,}  "
+                  f"{r['version']}  {r['as_of_date']}")
+        return 0
+    if not args.name:
+        raise ValueError(f"segments {args.action}: name a segment (crm360 segments list shows them)")
+    if args.action == "sql":
+        print(segments.view_sql(args.name) + ";")
+        return 0
+    who = args.exported_by or getpass.getuser()
+    if args.output and args.output != "-":
+        out_path = Path(args.output)
+        with out_path.open("w", encoding="utf-8", newline="") as out:
+            rows = segments.export_csv(wh, args.name, out, who, destination=str(out_path.resolve()))
+        print(f"exported {rows:,} rows of segment {args.name} to {out_path}", file=sys.stderr)
+    else:
+        segments.export_csv(wh, args.name, sys.stdout, who, destination="stdout")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crm360",
@@ -197,6 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("segments", help="marketing segments: validate segments.yml, list sizes, export a list")
+    p.add_argument("action", choices=["validate", "list", "export", "sql"],
+                   help="validate: check segments.yml; list: published sizes; export: a segment as CSV "
+                        "(logged in audit.segment_exports); sql: the view to query a segment with")
+    p.add_argument("name", nargs="?", help="segment name (export, sql)")
+    p.add_argument("-o", "--output", default=None, help="CSV file (default: standard output)")
+    p.add_argument("--file", default=None, help="segments file to validate (default: segments.yml)")
+    p.add_argument("--exported-by", default=None, help="who the export is for (default: the OS user)")
+    p.set_defaults(func=cmd_segments)
+
     p = sub.add_parser("show", help="print what the latest run built")
     p.set_defaults(func=cmd_show)
     return parser
@@ -206,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from crm360.access import AccessError
     from crm360.airflow_local import AirflowRunError
     from crm360.dbt import DbtError
     from crm360.freshness import StaleSources
@@ -218,11 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (IngestError, GateFailed, DbtError, WarehouseError, AirflowRunError, StaleSources,
-            PublishError, RunLocked, ValueError) as exc:
+            PublishError, RunLocked, AccessError, ValueError) as exc:
         print(f"crm360 {args.command}: error: {exc}", file=sys.stderr)
         for note in getattr(exc, "__notes__", []):
             print(note, file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader of our output went away (crm360 ... | head): not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

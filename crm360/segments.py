@@ -436,10 +436,13 @@ def members(wh: Warehouse, name: str, limit: int | None = None) -> tuple[list[st
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "|", "%")
+# a phone number in E.164 (+ and digits) or a plain signed number cannot call anything
+HARMLESS = re.compile(r"^[+-]?[0-9][0-9 .]*$")
 
 
 def csv_cell(value) -> str:
-    """A value as a CSV cell that spreadsheets will not run: text starting like a formula gets a quote."""
+    """A value as a CSV cell that spreadsheets will not run: text starting like a formula (=, +, -, @,
+    tab, CR, |, %) gets a leading apostrophe, unless it is only a signed number or phone number."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -449,7 +452,7 @@ def csv_cell(value) -> str:
     if isinstance(value, (date, datetime)):
         return value.isoformat()
     text = str(value)
-    if text.startswith(FORMULA_PREFIXES):
+    if text.startswith(FORMULA_PREFIXES) and not HARMLESS.match(text):
         return "'" + text
     return text
 
