@@ -11,6 +11,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from crm360 import charts
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse
 
@@ -105,10 +106,15 @@ def collect(wh: Warehouse, run_id: str) -> dict:
 
 
 def record(wh: Warehouse, run_id: str, as_of: date | None, status: str, message: str | None = None,
-           settings: Settings | None = None) -> Path:
-    """Write audit.run_health for the run and render its HTML page; returns the page."""
+           settings: Settings | None = None, summary: dict | None = None) -> Path:
+    """Write audit.run_health for the run and render its HTML page; returns the page.
+
+    ``summary`` (a published run's RunSummary as a dict) adds the customer pyramid, the
+    tier movements and the segment sizes to the page."""
     settings = settings or get_settings()
     data = collect(wh, run_id)
+    if summary:
+        data["summary"] = summary
     now = datetime.now(UTC)
     rows = [("run", "status", "failed" if status != "success" else "ok", None, message)]
     rows += [(f"rows:{r['layer']}", r["relation"], "rows", r["rows"], r["table_type"]) for r in data["layers"]]
@@ -161,7 +167,7 @@ def render_html(run_id: str, as_of: date | None, status: str, message: str | Non
         f"<title>crm360 run {html.escape(run_id)}</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1em}",
         "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}th{background:#f3f3f3}",
-        ".bad td{background:#fde2e2}.warn td{background:#fff4d6}.muted{color:#888}",
+        ".bad td{background:#fde2e2}.warn td{background:#fff4d6}.muted{color:#888}", charts.STYLE,
         f".banner{{padding:.6em 1em;font-weight:bold;background:{'#dff5e1' if ok else '#fde2e2'}}}",
         "</style></head><body>",
         f"<h1>crm360 run {html.escape(run_id)}</h1>",
@@ -169,6 +175,11 @@ def render_html(run_id: str, as_of: date | None, status: str, message: str | Non
     ]
     if message:
         parts.append(f"<pre>{html.escape(message)}</pre>")
+    summary = data.get("summary")
+    if summary:
+        parts.append(charts.html_pyramids(summary.get("pyramid") or []))
+        parts.append(charts.html_movements(summary.get("tier_movements") or [], summary.get("pyramid") or []))
+        parts.append(charts.html_segments(summary.get("segments") or []))
     parts.append(_table(data["failures"], "Failed checks (sample offending rows)"))
     parts.append(_table(data["gates"], "Quality gates"))
     parts.append(_table(data["freshness"], "Source freshness"))

@@ -213,11 +213,15 @@ class RunSummary:
     lifecycle: list[dict] = field(default_factory=list)
     rules_of_thumb: list[dict] = field(default_factory=list)
     report: str | None = None
+    # the latest snapshot's moves per pyramid (from_tier -> to_tier), and the published segments' sizes
+    tier_movements: list[dict] = field(default_factory=list)
+    segments: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "as_of_date": self.as_of_date, "mart_rows": self.mart_rows,
                 "pyramid": self.pyramid, "lifecycle": self.lifecycle, "rules_of_thumb": self.rules_of_thumb,
-                "gates": self.gates, "loads": self.loads, "report": self.report}
+                "gates": self.gates, "loads": self.loads, "report": self.report,
+                "tier_movements": self.tier_movements, "segments": self.segments}
 
 
 def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
@@ -240,6 +244,14 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
         summary.rules_of_thumb = [_jsonable(r) for r in health.fetch_dicts(conn, """
             select rule_number, rule, measured_value, expected_low, expected_high, holds
             from marts.customer_rules_of_thumb order by rule_number""")]
+        summary.tier_movements = [_jsonable(r) for r in health.fetch_dicts(conn, """
+            select snapshot_date, previous_snapshot_date, pyramid, from_tier, to_tier, movement, customers
+            from marts.customer_tier_movements where is_current
+            order by pyramid, from_tier nulls last, to_tier""")]
+        if conn.execute("select to_regclass('marts.segments') is not null").fetchone()[0]:
+            summary.segments = [_jsonable(r) for r in health.fetch_dicts(conn, """
+                select segment_name, description, version, customers, contactable_customers, as_of_date
+                from marts.segments order by segment_name""")]
         summary.gates = health.gate_summary(conn, rid)
         summary.loads = [_jsonable(r) for r in health.fetch_dicts(conn, """
             with loaded as (
@@ -249,7 +261,7 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
             select loaded.source, loaded.files, loaded.rows, coalesce(quarantined.n, 0)::bigint as quarantined
             from loaded left join quarantined on loaded.source = quarantined.source
             order by loaded.source""")]
-    summary.report = str(health.record(wh, rid, as_of, status, settings=settings))
+    summary.report = str(health.record(wh, rid, as_of, status, settings=settings, summary=summary.as_dict()))
     record_status(wh, rid, as_of, status, summary=summary.as_dict())
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     report = settings.reports_dir / f"run_{rid}.json"

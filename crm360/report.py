@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from crm360 import charts
 from crm360.pipeline import RunSummary
 from crm360.warehouse import Warehouse
 
@@ -42,9 +43,18 @@ def render(summary: RunSummary, wh: Warehouse) -> str:
     out.append(_table([{"mart": f"marts.{k}", "rows": v} for k, v in summary.mart_rows.items()],
                       ["mart", "rows"]))
     out.append("")
-    out.append("Customer pyramid:")
+    out.append("Customer pyramid (bar length by customers, top tier on top):")
+    out.append(charts.text_pyramid(summary.pyramid))
+    out.append("")
     out.append(_table(summary.pyramid, ["pyramid", "tier", "customers", "revenue_eur",
                                         "share_of_customers", "share_of_revenue"]))
+    out.append("")
+    out.append("Tier movements since the previous snapshot (rows: from tier, columns: to tier):")
+    out.append(charts.text_movements(summary.tier_movements, summary.pyramid))
+    out.append("")
+    out.append("Segments:")
+    out.append(_table(charts.text_segments(summary.segments), list(charts.SEGMENT_COLUMNS))
+               if summary.segments else "  (no segments)")
     out.append("")
     out.append("Lifecycle stages:")
     out.append(_table(summary.lifecycle, ["lifecycle_stage", "customers", "revenue_eur"]))
