@@ -199,6 +199,8 @@ class _Parser:
         if tok.kind == "op":
             self.take()
             right, right_type = self.operand()
+            if not (left.startswith('"') or right.startswith('"')):
+                raise SegmentError(f"a comparison needs a column at position {tok.pos + 1}")
             self.check_types(left_type, right_type, tok)
             op = "<>" if tok.text == "!=" else tok.text
             return f"({left} {op} {right})"
@@ -233,10 +235,10 @@ class _Parser:
                 return f"({left} {'not ' if negate else ''}{op} {_string(pattern.text)})"
         if negate:
             self.fail("expected in, between, like or ilike after not")
-        if left_type not in (None, "boolean"):
-            self.fail(f"a comparison is needed: {left} is {left_type}, not a condition by itself")
         if not left.startswith('"'):
             self.fail("a condition is needed, not a bare literal")
+        if left_type not in (None, "boolean"):
+            self.fail(f"a comparison is needed: {left} is {left_type}, not a condition by itself")
         return left
 
     def operand(self) -> tuple[str, str | None]:

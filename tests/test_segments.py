@@ -1,0 +1,136 @@
+"""Segment definitions: what a filter may say, and the errors for what it may not (no database)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from crm360 import segments
+from crm360.cli import main
+from crm360.segments import SegmentError, compile_filter
+
+COLUMNS = {"value_tier": "text", "revenue_eur": "numeric", "lifecycle_stage": "text", "email": "text",
+           "has_marketing_consent": "boolean", "last_order_at": "timestamptz", "complaints": "integer"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("value_tier = 'top'", "(\"value_tier\" = 'top')"),
+    ("VALUE_TIER in ('top','big') AND revenue_eur >= 100",
+     "((\"value_tier\" in ('top', 'big')) and (\"revenue_eur\" >= 100))"),
+    ("not (complaints > 0 or email is null)", "(not ((\"complaints\" > 0) or (\"email\" is null)))"),
+    ("revenue_eur between 10 and 20.5", "(\"revenue_eur\" between 10 and 20.5)"),
+    ("email not ilike '%@example.com'", "(\"email\" not ilike '%@example.com')"),
+    ("has_marketing_consent", "\"has_marketing_consent\""),
+    ("has_marketing_consent is not true and last_order_at < '2026-01-01'",
+     "((\"has_marketing_consent\" is not true) and (\"last_order_at\" < '2026-01-01'))"),
+    ("lifecycle_stage <> 'o''brien'", "(\"lifecycle_stage\" <> 'o''brien')"),
+    ("complaints != 0", "(\"complaints\" <> 0)"),
+])
+def test_filters_are_rewritten_from_their_parse_tree(text, expected):
+    assert compile_filter(text, COLUMNS) == expected
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("value_tier = 'top'; drop table marts.customer_360", "unexpected ';'"),
+    ("value_tier = 'top' -- comment", "unexpected '-'"),
+    ("pg_sleep(10) is null", "functions are not allowed (pg_sleep)"),
+    ("value_tier in (select value_tier from customer_360)", "expected a column or a literal"),
+    ("email in (select email from raw.sales_customers)", "unexpected '.'"),
+    ("ssn = '1'", "unknown column 'ssn'"),
+    ("value_tier = 'top' union select 1", "expected and, or or the end of the filter at position 20, found 'union'"),
+    ("revenue_eur::text = '1'", "unexpected ':'"),
+    ("revenue_eur = 'a lot'", "cannot compare numeric with text"),
+    ("has_marketing_consent = 1", "cannot compare boolean with numeric"),
+    ("revenue_eur", "a comparison is needed"),
+    ("1 = 1", "a comparison needs a column"),
+    ("'yes'", "a condition is needed"),
+    ("", "a filter must say something"),
+    ("value_tier in ()", "expected a column or a literal"),
+    ("(value_tier = 'top'", "expected ')'"),
+    ("value_tier = 'top' value_tier", "expected and, or or the end"),
+    ("email like value_tier", "expected a quoted pattern"),
+    ("email = 'a\\b'", "backslashes"),
+])
+def test_anything_but_a_filter_over_documented_columns_is_refused(text, reason):
+    with pytest.raises(SegmentError) as exc:
+        compile_filter(text, COLUMNS)
+    assert reason in str(exc.value)
+
+
+def test_the_shipped_segments_are_valid_and_versioned():
+    found = segments.load(REPO / "segments.yml")
+    names = [s.name for s in found]
+    assert names == ["top_customers_at_risk", "upgrade_candidates", "dormant_prospects", "unhappy_high_value",
+                     "web_active_prospects", "daily_call_list"]
+    assert all(s.description and len(s.version) == 12 for s in found)
+    assert len({s.version for s in found}) == len(found)
+    call_list = found[-1]
+    assert call_list.source == "customer_call_list" and call_list.filter_sql == "true"
+
+
+def test_a_changed_filter_is_a_new_version(tmp_path):
+    path = tmp_path / "segments.yml"
+    path.write_text("segments:\n  - {name: a, description: d, filter: \"revenue_eur > 1\"}\n")
+    before = segments.load(path)[0].version
+    path.write_text("segments:\n  - {name: a, description: other words, filter: \"revenue_eur  >  1\"}\n")
+    assert segments.load(path)[0].version == before  # same meaning, same version
+    path.write_text("segments:\n  - {name: a, description: d, filter: \"revenue_eur > 2\"}\n")
+    assert segments.load(path)[0].version != before
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("- just a list", "expected one key, 'segments'"),
+    ("segments:\n  - {name: A-b, description: d, filter: \"revenue_tier = 'top'\"}", "name must be lower-case"),
+    ("segments:\n  - {name: a, filter: \"revenue_tier = 'top'\"}", "segment 'a': a description is required"),
+    ("segments:\n  - {name: a, description: d, filter: \"revenue_tier = 'top'\", sql: x}", "unknown key(s) sql"),
+    ("segments:\n  - {name: a, description: d, filter: \"x = 1\"}", "segment 'a': filter: unknown column 'x'"),
+    ("segments:\n  - {name: a, description: d, source: raw.sales_customers, filter: \"true\"}", "source must be"),
+    ("segments:\n  - {name: a, description: d, filter: \"revenue_tier = 'top'\"}\n"
+     "  - {name: a, description: d, filter: \"revenue_tier = 'big'\"}", "segment 'a': defined twice"),
+    ("segments:\n  - {name: a, description: d}", "filter must be a string"),
+    ("segments: [", "not valid YAML"),
+])
+def test_bad_segment_files_are_named_with_segment_and_reason(tmp_path, body, reason):
+    path = tmp_path / "segments.yml"
+    path.write_text(body)
+    with pytest.raises(SegmentError) as exc:
+        segments.load(path)
+    assert str(path) in str(exc.value) and reason in str(exc.value)
+
+
+def test_cli_validate_reports_a_bad_file_in_one_line(tmp_path, capsys):
+    path = tmp_path / "segments.yml"
+    path.write_text("segments:\n  - {name: a, description: d, filter: \"email = 'x'; delete from raw.web_events\"}\n")
+    assert main(["segments", "validate", "--file", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"{path}: segment 'a': filter: unexpected ';'" in err
+
+
+@pytest.mark.parametrize("value, cell", [
+    ("=HYPERLINK(\"http://evil\")", "'=HYPERLINK(\"http://evil\")"),
+    ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+    ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+    ("@SUM(A1:A2)", "'@SUM(A1:A2)"),
+    ("\t=1", "'\t=1"),
+    ("+31201234567", "+31201234567"),  # a phone number stays a phone number
+    ("Amsterdam", "Amsterdam"),
+    (None, ""),
+    (True, "true"),
+])
+def test_csv_cells_never_start_a_formula(value, cell):
+    assert segments.csv_cell(value) == cell
+    buf = io.StringIO()
+    csv.writer(buf).writerow([segments.csv_cell(value)])
+    assert next(csv.reader(io.StringIO(buf.getvalue())))[0] == cell
+
+
+def test_documented_columns_come_from_the_marts_yaml():
+    cols = segments.documented_columns()
+    assert {"value_tier", "lifecycle_stage", "has_marketing_consent", "predicted_clv_eur"} <= set(cols["customer_360"])
+    assert "call_rank" in cols["customer_call_list"]
+    assert Path(REPO / "segments.yml").exists()
