@@ -190,6 +190,25 @@ def cmd_segments(args) -> int:
     return 0
 
 
+def cmd_forget(args) -> int:
+    """Record a deletion request; the next run removes the person from every layer."""
+    import getpass
+
+    from crm360 import privacy
+    from crm360.warehouse import get_warehouse
+
+    given = [(kind, getattr(args, kind)) for kind in privacy.IDENTIFIER_TYPES if getattr(args, kind)]
+    if len(given) != 1:
+        raise ValueError("forget: give exactly one of --email, --phone, --shop-customer-id, --visitor-id, "
+                         "--customer-key")
+    kind, value = given[0]
+    wh = get_warehouse(get_settings())
+    request_id = privacy.request_erasure(wh, kind, value, args.requested_by or getpass.getuser(), args.reason)
+    print(f"deletion request {request_id} recorded ({kind}, kept only as a digest); the next run removes "
+          "this person from raw, staging, the marts and logged exports")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crm360",
@@ -246,6 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", default=None, help="segments file to validate (default: segments.yml)")
     p.add_argument("--exported-by", default=None, help="who the export is for (default: the OS user)")
     p.set_defaults(func=cmd_segments)
+
+    p = sub.add_parser("forget", help="the right to be forgotten: remove a person from every layer at the next run")
+    p.add_argument("--email")
+    p.add_argument("--phone", help="in international form, e.g. +31201234567")
+    p.add_argument("--shop-customer-id", dest="shop_customer_id")
+    p.add_argument("--visitor-id", dest="visitor_id")
+    p.add_argument("--customer-key", dest="customer_key", help="a customer_360 key")
+    p.add_argument("--reason", default=None, help="e.g. the ticket of the request")
+    p.add_argument("--requested-by", default=None, help="who recorded it (default: the OS user)")
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("show", help="print what the latest run built")
     p.set_defaults(func=cmd_show)

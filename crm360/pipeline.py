@@ -1,7 +1,7 @@
 """The pipeline's steps, callable from Airflow tasks, the CLI and tests alike.
 
-    prepare -> ingest (per source) -> raw gate -> source freshness -> dbt build -> marts gate
-            -> publish -> summarize
+    prepare -> ingest (per source) -> raw gate -> source freshness -> erasures -> dbt build
+            -> marts gate -> publish -> summarize
 
 dbt builds the marts into a schema readers cannot see; only when the marts gate
 passes are they published (see crm360.publish).
@@ -196,6 +196,14 @@ def record_status(wh: Warehouse, run_id: str, as_of: date | None, status: str, m
         conn.commit()
 
 
+def erase(wh: Warehouse, run_id: str) -> dict:
+    """Apply deletion requests (crm360.privacy) before dbt reads raw: a forgotten person is
+    removed from every layer by this run, and rows loaded since are cleaned of them."""
+    from crm360 import privacy
+
+    return privacy.apply_erasures(wh, safe_run_id(run_id))
+
+
 def publish_marts(wh: Warehouse, run_id: str) -> dict:
     """Swap the gated build in as the marts BI reads; record the segment sizes it published."""
     tables = publish.publish(wh, safe_run_id(run_id))
@@ -295,6 +303,7 @@ def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path
                 batch_ids.append(ingest_source(wh, source, run_id, landing, settings, until=as_of)["batch_id"])
             gate(wh, "raw", run_id, batch_ids, settings, as_of)
             check_freshness(wh, run_id, as_of, settings)
+            erase(wh, run_id)
             transform(wh, as_of, settings)
             gate(wh, "marts", run_id, settings=settings, as_of=as_of)
             publish_marts(wh, run_id)
@@ -343,6 +352,7 @@ def backfill(start: date, end: date, wh: Warehouse | None = None, landing: Path 
                 gate(wh, "raw", day_run, batches, settings, day)
                 day += timedelta(days=1)
             check_freshness(wh, run_id, end, settings)
+            erase(wh, run_id)
             transform(wh, end, settings)
             gate(wh, "marts", run_id, settings=settings, as_of=end)
             publish_marts(wh, run_id)

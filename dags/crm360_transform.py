@@ -2,7 +2,8 @@
 ### crm360 transform
 
 Runs when every source's gated raw batch has arrived (the Assets
-`crm360://raw/<source>`): checks source freshness, builds the dbt project into
+`crm360://raw/<source>`): checks source freshness, applies deletion requests
+(the right to be forgotten), builds the dbt project into
 a schema readers cannot see, gates it, publishes it as `marts` in one
 transaction and records the run's health. Tiers are computed as of the newest
 `as_of` the ingest runs reported.
@@ -40,6 +41,11 @@ def crm360_transform():
         return run_step("check_freshness", run_id, date.fromisoformat(as_of))
 
     @task
+    def apply_erasures(run_id: str | None = None) -> dict:
+        """Remove people whose data must be forgotten from every layer, before dbt reads raw."""
+        return run_step("erase", run_id)
+
+    @task
     def dbt_build(as_of: str) -> dict:
         """dbt build (models, then their tests) into the unpublished marts schema."""
         return run_step("transform", date.fromisoformat(as_of))
@@ -66,7 +72,8 @@ def crm360_transform():
         return summary.mart_rows
 
     as_of = run_date()
-    source_freshness(as_of) >> dbt_build(as_of) >> gate_marts(as_of) >> publish() >> summarize(as_of)
+    (source_freshness(as_of) >> apply_erasures() >> dbt_build(as_of) >> gate_marts(as_of) >> publish()
+     >> summarize(as_of))
 
 
 crm360_transform()

@@ -48,7 +48,7 @@ def test_transform_runs_on_all_three_assets_in_order(dagbag):
     condition = dag.timetable.asset_condition
     assert type(condition).__name__ == "AssetAll"  # waits for every source, not any one
     assert {a.uri for a in condition.objects} == {"crm360://raw/sales", "crm360://raw/service", "crm360://raw/web"}
-    chain = ["run_date", "source_freshness", "dbt_build", "gate_marts", "publish", "summarize"]
+    chain = ["run_date", "source_freshness", "apply_erasures", "dbt_build", "gate_marts", "publish", "summarize"]
     assert set(dag.task_dict) == set(chain)
     for before, after in zip(chain[1:], chain[2:], strict=False):
         assert before in dag.task_dict[after].upstream_task_ids

@@ -1,0 +1,298 @@
+"""The right to be forgotten: a deletion request removes a person from every layer.
+
+``crm360 forget --email ...`` records a request in ``audit.erasure_requests``;
+the identifier is kept only as a SHA-256 digest of its normalised form, never in
+clear. The next run applies it (``apply_erasures``, after loading and before dbt):
+
+1. The request is resolved through the published identity graph
+   (``marts.customer_identifiers``) to the customers it names and every identifier
+   linked to them (guarded identifiers such as shared mailboxes link nobody, so
+   nobody else is taken along). Their digests go to ``audit.erased_identifiers``.
+2. Rows carrying an erased identifier are deleted from ``raw`` (shop customers,
+   their orders and order lines, tickets, web events; quarantined records that
+   quote one of the person's e-mails, phones or ids), from the incremental
+   staging and intermediate tables dbt would otherwise keep, from the value
+   predictions, and from the published marts; ``marts__previous`` is dropped.
+3. Every CSV export logged in ``audit.segment_exports`` that still exists is
+   rewritten without the person's rows.
+
+Every later run deletes newly loaded rows that carry an erased identifier (a new
+drop from a source system that still holds the person), looking only at rows
+loaded since the previous run. The load ledger keeps the files' digests, so
+files already loaded are not loaded again. The source systems' own drop folders
+are not crm360's to change: the request must also go to them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from psycopg import sql
+
+from crm360.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+IDENTIFIER_TYPES = ("email", "phone", "shop_customer_id", "visitor_id", "customer_key")
+
+DDL = """
+create table if not exists audit.erasure_requests (
+    request_id bigint generated always as identity primary key,
+    requested_at timestamptz not null default now(),
+    requested_by text not null,
+    identifier_type text not null,
+    identifier_hash text not null,
+    reason text,
+    status text not null default 'pending',
+    applied_at timestamptz,
+    applied_run_id text,
+    customers_found integer,
+    rows_deleted bigint
+);
+create table if not exists audit.erased_identifiers (
+    identifier_type text not null,
+    identifier_hash text not null,
+    request_id bigint not null,
+    erased_at timestamptz not null default now(),
+    primary key (identifier_type, identifier_hash)
+);
+create table if not exists audit.erasure_watermark (
+    id boolean primary key default true check (id),
+    loaded_through timestamptz not null
+);
+"""
+
+# sha256 of a text in SQL, the same digest as ``digest`` below
+SQL_HASH = "encode(sha256(convert_to({}, 'UTF8')), 'hex')"
+
+
+class ErasureError(ValueError):
+    """A deletion request crm360 cannot record."""
+
+
+def normalise(identifier_type: str, value: str) -> str:
+    """The form crm360 keeps the identifier in (see the staging models)."""
+    value = value.strip()
+    if identifier_type == "email":
+        return value.lower()
+    if identifier_type == "phone":
+        digits = re.sub(r"[\s().\-/]", "", value)
+        if digits.startswith("00"):
+            digits = "+" + digits[2:]
+        if not re.fullmatch(r"\+[0-9]{6,15}", digits):
+            raise ErasureError(f"phone {value!r}: give it in international form, e.g. +31 20 123 4567")
+        return digits
+    return value
+
+
+def digest(identifier_type: str, value: str) -> str:
+    return hashlib.sha256(normalise(identifier_type, value).encode()).hexdigest()
+
+
+def request_erasure(wh: Warehouse, identifier_type: str, value: str, requested_by: str,
+                    reason: str | None = None) -> int:
+    """Record a deletion request; returns its id. Applied by the next run."""
+    if identifier_type not in IDENTIFIER_TYPES:
+        raise ErasureError(f"unknown identifier type {identifier_type!r}; one of {', '.join(IDENTIFIER_TYPES)}")
+    if not value or not value.strip():
+        raise ErasureError(f"an empty {identifier_type} names nobody")
+    with wh.connect() as conn:
+        conn.execute(DDL)
+        request_id = conn.execute(
+            """insert into audit.erasure_requests (requested_by, identifier_type, identifier_hash, reason)
+               values (%s, %s, %s, %s) returning request_id""",
+            (requested_by, identifier_type, digest(identifier_type, value), reason)).fetchone()[0]
+        conn.commit()
+    return request_id
+
+
+def _exists(conn, relation: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
+
+
+def _resolve(conn, request_id: int, identifier_type: str, identifier_hash: str) -> tuple[int, list[str]]:
+    """Add the request's identifiers, and every identifier of the customers it names, to the erased set.
+    Returns the number of customers found and the plain values found (for the quarantine)."""
+    conn.execute("""insert into audit.erased_identifiers (identifier_type, identifier_hash, request_id)
+                    values (%s, %s, %s) on conflict do nothing""", (identifier_type, identifier_hash, request_id))
+    if not _exists(conn, "marts.customer_identifiers"):
+        return 0, []
+    h = sql.SQL(SQL_HASH).format(sql.Identifier("identifier_value"))
+    if identifier_type == "customer_key":
+        keys = conn.execute(sql.SQL("select distinct customer_key from marts.customer_identifiers "
+                                    "where {} = %s").format(sql.SQL(SQL_HASH).format(sql.Identifier("customer_key"))),
+                            (identifier_hash,)).fetchall()
+    else:
+        keys = conn.execute(sql.SQL("select distinct customer_key from marts.customer_identifiers "
+                                    "where identifier_type = %s and {} = %s and customer_key is not null").format(h),
+                            (identifier_type, identifier_hash)).fetchall()
+    keys = [k[0] for k in keys]
+    if not keys:
+        return 0, []
+    rows = conn.execute("""select identifier_type, identifier_value, customer_key from marts.customer_identifiers
+                           where customer_key = any(%s)""", (keys,)).fetchall()
+    values = []
+    for kind, value, key in rows:
+        conn.execute("""insert into audit.erased_identifiers (identifier_type, identifier_hash, request_id)
+                        values (%s, %s, %s), ('customer_key', %s, %s) on conflict do nothing""",
+                     (kind, hashlib.sha256(value.encode()).hexdigest(), request_id,
+                      hashlib.sha256(key.encode()).hexdigest(), request_id))
+        values.append(value)
+    return len(keys), values
+
+
+def _erased(conn, kind: str) -> sql.Composable:
+    return sql.SQL("(select identifier_hash from audit.erased_identifiers where identifier_type = {})").format(
+        sql.Literal(kind))
+
+
+def _delete(conn, table: str, condition: sql.Composable, since) -> int:
+    if not _exists(conn, table):
+        return 0
+    schema, name = table.split(".")
+    query = sql.SQL("delete from {}.{} where ({})").format(sql.Identifier(schema), sql.Identifier(name), condition)
+    if since is not None and schema == "raw":
+        query = sql.SQL("{} and _loaded_at > {}").format(query, sql.Literal(since))
+    return conn.execute(query).rowcount
+
+
+def _h(expr: str) -> sql.Composable:
+    return sql.SQL(SQL_HASH).format(sql.SQL(expr))
+
+
+def _delete_everywhere(conn, since) -> dict[str, int]:
+    """Delete rows carrying an erased identifier; raw rows only if loaded after ``since`` (None: all)."""
+    e, s, v = _erased(conn, "email"), _erased(conn, "shop_customer_id"), _erased(conn, "visitor_id")
+    k = _erased(conn, "customer_key")
+    deleted: dict[str, int] = {}
+
+    def run(table: str, condition: sql.Composable) -> None:
+        # after the first pass, only newly loaded raw rows can carry an erased identifier: what dbt
+        # builds from raw, and the marts, were cleaned when the request was applied
+        if since is None or table.startswith("raw."):
+            deleted[table] = deleted.get(table, 0) + _delete(conn, table, condition, since)
+
+    # shop records named by id or by an erased e-mail; their ids join the erased set, so orders follow
+    if _exists(conn, "raw.sales_customers"):
+        found = sql.SQL("select customer_id from raw.sales_customers where {} in {}").format(
+            _h("lower(trim(email))"), e)
+        if since is not None:
+            found = sql.SQL("{} and _loaded_at > {}").format(found, sql.Literal(since))
+        conn.execute(sql.SQL("""insert into audit.erased_identifiers (identifier_type, identifier_hash, request_id)
+                                select distinct 'shop_customer_id', {}, 0 from ({}) as f
+                                on conflict do nothing""").format(_h("f.customer_id"), found))
+    run("raw.sales_customers", sql.SQL("{} in {} or {} in {}").format(_h("customer_id"), s,
+                                                                      _h("lower(trim(email))"), e))
+    # lines before their orders: the orders name the customer
+    erased_orders = sql.SQL("(select order_id from raw.sales_orders where {} in {})").format(_h("customer_id"), s)
+    if _exists(conn, "raw.sales_orders"):
+        run("raw.sales_order_lines", sql.SQL("order_id in {}").format(erased_orders))
+        run("staging.stg_sales__order_lines", sql.SQL("order_id in {}").format(erased_orders))
+    run("raw.sales_orders", sql.SQL("{} in {}").format(_h("customer_id"), s))
+    run("staging.stg_sales__orders", sql.SQL("{} in {}").format(_h("customer_id"), s))
+    run("raw.service_tickets", sql.SQL("{} in {} or {} in {}").format(
+        _h("trim(record ->> 'customer_ref')"), s, _h("lower(trim(record -> 'requester' ->> 'email'))"), e))
+    run("raw.web_events", sql.SQL("{} in {} or {} in {} or {} in {}").format(
+        _h("trim(record ->> 'visitor_id')"), v, _h("trim(record ->> 'customer_id')"), s,
+        _h("lower(trim(record ->> 'email'))"), e))
+    run("staging.stg_web__events", sql.SQL("{} in {} or {} in {} or {} in {}").format(
+        _h("visitor_id"), v, _h("customer_id"), s, _h("email"), e))
+    for table in ("intermediate.int_web_visitors_aggregated", "intermediate.int_web_events_sessionized"):
+        run(table, sql.SQL("{} in {}").format(_h("visitor_id"), v))
+    run("intermediate.int_web_visitor_claims", sql.SQL("{} in {} or {} in {} or {} in {}").format(
+        _h("visitor_id"), v, _h("claim_value"), e, _h("claim_value"), s))
+    run("predictions.customer_value", sql.SQL("{} in {}").format(_h("customer_key"), k))
+    # the published marts: the person is gone for readers now, not only after the next publication
+    for (table,) in conn.execute("""select table_name from information_schema.columns
+                                    where table_schema = 'marts' and column_name = 'customer_key'
+                                      and table_name in (select table_name from information_schema.tables
+                                                         where table_schema = 'marts'
+                                                           and table_type = 'BASE TABLE')""").fetchall():
+        run(f"marts.{table}", sql.SQL("{} in {}").format(_h("customer_key"), k))
+    return {t: n for t, n in deleted.items() if n}
+
+
+def _scrub_exports(conn, keys_hashes: set[str]) -> int:
+    """Rewrite logged CSV exports without the erased customers; returns the rows removed."""
+    if not keys_hashes or not _exists(conn, "audit.segment_exports"):
+        return 0
+    removed = 0
+    for (destination,) in conn.execute("""select distinct destination from audit.segment_exports
+                                          where format = 'csv' and destination is not null""").fetchall():
+        path = Path(destination)
+        if not path.is_file():
+            continue
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or "customer_key" not in rows[0]:
+            continue
+        col = rows[0].index("customer_key")
+        kept = [rows[0]] + [r for r in rows[1:]
+                            if len(r) <= col or hashlib.sha256(r[col].encode()).hexdigest() not in keys_hashes]
+        if len(kept) == len(rows):
+            continue
+        tmp = path.with_name(path.name + ".erasing")
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows(kept)
+        os.replace(tmp, path)
+        removed += len(rows) - len(kept)
+        log.info("erasure: removed %d rows from export %s", len(rows) - len(kept), path)
+    return removed
+
+
+def apply_erasures(wh: Warehouse, run_id: str) -> dict:
+    """Apply pending deletion requests, and every request to rows loaded since the last run."""
+    with wh.connect() as conn:
+        conn.execute(DDL)
+        # one erasure at a time, and not under a publication's feet
+        conn.execute("select pg_advisory_xact_lock(hashtext('crm360.publish'))")
+        pending = conn.execute("""select request_id, identifier_type, identifier_hash
+                                  from audit.erasure_requests where status = 'pending'
+                                  order by request_id""").fetchall()
+        has_any = conn.execute("select exists (select 1 from audit.erased_identifiers)").fetchone()[0]
+        if not pending and not has_any:
+            conn.commit()
+            return {"requests": 0, "rows_deleted": {}}
+        row = conn.execute("select loaded_through from audit.erasure_watermark").fetchone()
+        since = row[0] if row and not pending else None
+        loaded_through = conn.execute(
+            "select max(m) from (select max(_loaded_at) as m from raw.sales_customers union all "
+            "select max(_loaded_at) from raw.web_events union all select max(_loaded_at) from raw.service_tickets "
+            "union all select max(_loaded_at) from raw.sales_orders) as t").fetchone()[0]
+        plain: list[str] = []
+        found: dict[int, int] = {}
+        for request_id, kind, identifier_hash in pending:
+            found[request_id], values = _resolve(conn, request_id, kind, identifier_hash)
+            plain += values
+        deleted = _delete_everywhere(conn, since)
+        for value in {v for v in plain if len(v) >= 6}:  # quarantined lines quoting the person
+            n = conn.execute("delete from raw._quarantine where strpos(raw_record, %s) > 0", (value,)).rowcount
+            if n:
+                deleted["raw._quarantine"] = deleted.get("raw._quarantine", 0) + n
+        if pending:  # the replaced marts and a rejected build still hold the person: neither is needed
+            for schema in ("marts__previous", "marts__build"):
+                conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+        key_hashes = {r[0] for r in conn.execute(
+            "select identifier_hash from audit.erased_identifiers where identifier_type = 'customer_key'")}
+        exports = _scrub_exports(conn, key_hashes) if pending else 0
+        total = sum(deleted.values())
+        for request_id, _kind, _hash in pending:
+            conn.execute("""update audit.erasure_requests set status = 'applied', applied_at = %s,
+                                   applied_run_id = %s, customers_found = %s, rows_deleted = %s
+                            where request_id = %s""",
+                         (datetime.now(UTC), run_id, found[request_id], total, request_id))
+        if loaded_through is not None:
+            conn.execute("""insert into audit.erasure_watermark (loaded_through) values (%s)
+                            on conflict (id) do update set loaded_through = excluded.loaded_through""",
+                         (loaded_through,))
+        conn.commit()
+    if pending or total:
+        log.info("erasure: %d new request(s), %d rows deleted %s, %d exported rows removed",
+                 len(pending), total, deleted, exports)
+    return {"requests": len(pending), "rows_deleted": deleted, "export_rows_removed": exports}
