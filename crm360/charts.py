@@ -183,9 +183,15 @@ def html_movements(movements: list[dict], pyramid_rows: list[dict]) -> str:
 SEGMENT_COLUMNS = ("segment_name", "description", "version", "customers", "contactable_customers", "as_of_date")
 
 
-def text_segments(segments: list[dict]) -> list[dict]:
-    """The segment rows the text report tabulates."""
-    return [{c: s.get(c) for c in SEGMENT_COLUMNS} for s in segments]
+def text_segments(segments: list[dict], width: int = 60) -> list[dict]:
+    """The segment rows the text report tabulates, descriptions cut to ``width`` characters."""
+    out = []
+    for s in segments:
+        row = {c: s.get(c) for c in SEGMENT_COLUMNS}
+        text = " ".join(str(row["description"] or "").split())
+        row["description"] = text if len(text) <= width else text[:width - 1].rstrip() + "\u2026"
+        out.append(row)
+    return out
 
 
 def html_segments(segments: list[dict]) -> str:

@@ -209,6 +209,51 @@ def cmd_forget(args) -> int:
     return 0
 
 
+def cmd_docs(args) -> int:
+    """Generate the dbt docs site from the warehouse; print where it is, or serve it."""
+    from crm360 import docs
+    from crm360.warehouse import get_warehouse
+
+    settings = get_settings()
+    if args.no_generate:
+        site = docs.DocsSite(docs.docs_dir(settings))
+        if not site.index.exists():
+            raise ValueError(f"no docs in {site.target} yet: run `crm360 docs` without --no-generate")
+    else:
+        site = docs.generate(get_warehouse(settings, prepare=False), settings)
+    if not args.serve:
+        print(f"dbt docs: {site.static_page}  (one file: open it in a browser)")
+        print(f"site folder: {site.target}  (`crm360 docs --serve` serves it)")
+        return 0
+    httpd = docs.server(site, args.host, args.port)
+    print(f"serving dbt docs on http://{args.host}:{httpd.server_address[1]}/  (Ctrl-C stops)", flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """The read-only segment browser for marketing, reading as the marketing role."""
+    from crm360 import access, web
+    from crm360.warehouse import get_warehouse
+
+    wh = access.as_role(get_warehouse(get_settings(), prepare=False), access.MARKETING)
+    httpd = web.make_server(wh, args.host, args.port)
+    print(f"segments on http://{args.host}:{httpd.server_address[1]}/  (read-only, as role {access.MARKETING}; "
+          "Ctrl-C stops)", flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crm360",
@@ -275,6 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default=None, help="e.g. the ticket of the request")
     p.add_argument("--requested-by", default=None, help="who recorded it (default: the OS user)")
     p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("docs", help="generate the dbt docs of the published marts; print the page or serve it")
+    p.add_argument("--serve", action="store_true", help="serve the site over HTTP until Ctrl-C")
+    p.add_argument("--port", type=int, default=8081, help="port to serve on (default 8081)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--no-generate", action="store_true", help="serve or show the docs generated last time")
+    p.set_defaults(func=cmd_docs)
+
+    p = sub.add_parser("serve", help="read-only web page where marketing browses segments and downloads lists")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("show", help="print what the latest run built")
     p.set_defaults(func=cmd_show)

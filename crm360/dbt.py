@@ -40,14 +40,16 @@ def dbt_executable() -> str:
 
 def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
             settings: Settings | None = None, check: bool = True,
-            extra_env: dict[str, str] | None = None) -> DbtResult:
+            extra_env: dict[str, str] | None = None, target_dir: Path | None = None) -> DbtResult:
+    """``target_dir`` (default: the settings' dbt target) is where dbt writes its artifacts."""
     settings = settings or get_settings()
-    settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir or settings.dbt_target_dir
+    target.mkdir(parents=True, exist_ok=True)
     settings.dbt_log_dir.mkdir(parents=True, exist_ok=True)
     cmd = [dbt_executable(), *args,
            "--project-dir", str(settings.dbt_project_dir),
            "--profiles-dir", str(settings.dbt_project_dir),
-           "--target-path", str(settings.dbt_target_dir)]
+           "--target-path", str(target)]
     if dbt_vars:
         cmd += ["--vars", json.dumps(dbt_vars)]
     env = {**os.environ, **wh.dbt_env(),
@@ -62,7 +64,7 @@ def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
     output = proc.stdout + proc.stderr
     for line in output.splitlines():
         log.info("dbt | %s", line)
-    results = _read_run_results(settings.dbt_target_dir)
+    results = _read_run_results(target)
     result = DbtResult(args=args, returncode=proc.returncode, output=output, results=results)
     if check and proc.returncode != 0:
         failed = result.failures()
