@@ -12,7 +12,8 @@ clear. The next run applies it (``apply_erasures``, after loading and before dbt
    their orders and order lines, tickets, web events; quarantined records that
    quote one of the person's e-mails, phones or ids), from the incremental
    staging and intermediate tables dbt would otherwise keep, from the value
-   predictions, and from the published marts; ``marts__previous`` is dropped.
+   predictions, and from the published marts; gate samples quoting them are
+   cleared; ``marts__previous`` and a rejected ``marts__build`` are dropped.
 3. Every CSV export logged in ``audit.segment_exports`` that still exists is
    rewritten without the person's rows.
 
@@ -271,10 +272,16 @@ def apply_erasures(wh: Warehouse, run_id: str) -> dict:
             found[request_id], values = _resolve(conn, request_id, kind, identifier_hash)
             plain += values
         deleted = _delete_everywhere(conn, since)
-        for value in {v for v in plain if len(v) >= 6}:  # quarantined lines quoting the person
+        for value in {v for v in plain if len(v) >= 6}:
+            # quarantined lines quoting the person, and gate samples showing one of their values
             n = conn.execute("delete from raw._quarantine where strpos(raw_record, %s) > 0", (value,)).rowcount
             if n:
                 deleted["raw._quarantine"] = deleted.get("raw._quarantine", 0) + n
+            if _exists(conn, "audit.gate_results"):
+                n = conn.execute("update audit.gate_results set sample = null "
+                                 "where strpos(sample::text, %s) > 0", (value,)).rowcount
+                if n:
+                    deleted["audit.gate_results (samples)"] = deleted.get("audit.gate_results (samples)", 0) + n
         if pending:  # the replaced marts and a rejected build still hold the person: neither is needed
             for schema in ("marts__previous", "marts__build"):
                 conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
