@@ -16,7 +16,7 @@ final as (
         edges.from_identifier_id,
         edges.to_identifier_id,
         edges.link_rule,
-        edges.evidence_count,
+        cast(edges.evidence_count as bigint) as evidence_count,
         edges.first_seen_at,
         edges.is_used,
         edges.blocked_reason,

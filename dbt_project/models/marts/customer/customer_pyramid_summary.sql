@@ -51,7 +51,7 @@ final as (
         tier,
         {{ tier_rank('pyramid', 'tier') }} as tier_order,
         cast(customers as bigint) as customers,
-        revenue_eur,
+        cast(revenue_eur as numeric(16, 2)) as revenue_eur,
         cast(customers::numeric / sum(customers) over (partition by snapshot_date, pyramid) as numeric(7, 6))
             as share_of_customers,
         cast(

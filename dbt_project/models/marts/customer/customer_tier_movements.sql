@@ -82,9 +82,11 @@ final as (
         {{ tier_rank('by_pyramid.pyramid', 'by_pyramid.from_tier') }}
         - {{ tier_rank('by_pyramid.pyramid', 'by_pyramid.to_tier') }} as tiers_moved,
         cast(by_pyramid.customers as bigint) as customers,
-        by_pyramid.period_revenue_eur,
-        case when snapshot_dates.next_snapshot_date is not null then by_pyramid.next_period_revenue_eur end
-            as next_period_revenue_eur
+        cast(by_pyramid.period_revenue_eur as numeric(16, 2)) as period_revenue_eur,
+        cast(
+            case when snapshot_dates.next_snapshot_date is not null then by_pyramid.next_period_revenue_eur end
+            as numeric(16, 2)
+        ) as next_period_revenue_eur
     from by_pyramid
     inner join snapshot_dates on by_pyramid.snapshot_date = snapshot_dates.snapshot_date
 )

@@ -196,8 +196,8 @@ final as (
         benchmark.group_order,
         {{ as_of_date() }} as as_of_date,
         coalesce(by_group.customers, 0) as customers,
-        coalesce(by_group.spend_before_eur, 0) as spend_before_eur,
-        coalesce(by_group.spend_after_eur, 0) as spend_after_eur,
+        cast(coalesce(by_group.spend_before_eur, 0) as numeric(16, 2)) as spend_before_eur,
+        cast(coalesce(by_group.spend_after_eur, 0) as numeric(16, 2)) as spend_after_eur,
         cast(100 * (by_group.spend_after_eur - by_group.spend_before_eur)
             / nullif(by_group.spend_before_eur, 0) as numeric(12, 2)) as change_pct,
         cast((by_group.spend_after_eur - by_group.spend_before_eur) / by_group.customers as numeric(14, 2))
