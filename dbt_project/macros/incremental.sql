@@ -28,9 +28,26 @@
 
 {#- A post-hook creating an index on this model if it does not exist yet. An
     incremental model's loaded_at needs a btree: max(loaded_at), its watermark, is
-    an index lookup there and a full scan with BRIN. -#}
+    an index lookup there and a full scan with BRIN.
+
+    Names longer than PostgreSQL's 63 characters end in a hash of the full name
+    instead of being cut (two cut names could collide). A table rebuilt in place
+    (a bare `dbt build` run twice) still has its predecessor, renamed to a backup
+    that dbt drops after this hook, holding the index name in the schema: that
+    index is dropped first, else the new table would silently get none. -#}
 {% macro ensure_index(columns, using='btree') -%}
     {%- set name = this.identifier ~ '__' ~ (columns | join('_')) ~ '__' ~ using ~ '_idx' -%}
+    {%- if name | length > 63 -%}
+        {%- set name = name[:54] ~ '_' ~ local_md5(name)[:8] -%}
+    {%- endif -%}
+    {%- if config.get('materialized') == 'table' -%}
+    do $ensure_index$ begin
+        if exists (select from pg_indexes where schemaname = '{{ this.schema }}' and indexname = '{{ name }}'
+                   and tablename <> '{{ this.identifier }}') then
+            drop index "{{ this.schema }}"."{{ name }}";
+        end if;
+    end $ensure_index$;
+    {% endif -%}
     create index if not exists "{{ name }}" on {{ this }} using {{ using }} ({{ columns | join(', ') }})
 {%- endmacro %}
 

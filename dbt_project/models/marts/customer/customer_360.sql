@@ -1,3 +1,8 @@
+{#- indexes for the BI queries in docs/bi_queries.sql -#}
+{{ config(post_hook=["{{ ensure_index(['customer_key']) }}",
+           "{{ ensure_index(['email']) }}",
+           "{{ ensure_index(['revenue_tier', 'lifecycle_stage']) }}",
+           "{{ ensure_index(['value_tier', 'lifecycle_stage']) }}"]) }}
 {#- One row per resolved customer: identifiers, profile and its freshness, sales,
     value, service and web facts, lifecycle stage, pyramid tiers and needs type. -#}
 with customers as (

@@ -1,3 +1,5 @@
+{#- index for the BI queries in docs/bi_queries.sql -#}
+{{ config(post_hook=["{{ ensure_index(['call_date', 'call_rank']) }}"]) }}
 {#- One row per customer to call on as_of_date: the daily follow-up call list.
 
     High-value customers (value or revenue tier in var('call_list_tiers')) who can be

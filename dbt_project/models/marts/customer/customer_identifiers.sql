@@ -1,3 +1,6 @@
+{#- indexes for the BI queries in docs/bi_queries.sql -#}
+{{ config(post_hook=["{{ ensure_index(['customer_key']) }}",
+           "{{ ensure_index(['identifier_value']) }}"]) }}
 {#- One row per identifier seen in any source: the customer it belongs to and the
     rules that linked it, or the guard that kept it from every customer. -#}
 with nodes as (

@@ -1,4 +1,6 @@
-{{ config(pre_hook="set local jit = off") }}
+{#- index for the BI queries in docs/bi_queries.sql -#}
+{{ config(pre_hook="set local jit = off",
+          post_hook=["{{ ensure_index(['snapshot_date', 'pyramid']) }}"]) }}
 {#- One row per snapshot_date, pyramid and tier: how many customers the tier held
     at that date and what share of the revenue they had brought by then.
 

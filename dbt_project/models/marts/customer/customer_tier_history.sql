@@ -1,4 +1,6 @@
-{{ config(pre_hook="set local jit = off") }}
+{#- index for the BI queries in docs/bi_queries.sql -#}
+{{ config(pre_hook="set local jit = off",
+          post_hook=["{{ ensure_index(['customer_key', 'pyramid']) }}"]) }}
 {#- One row per customer, pyramid ('activity' | 'revenue') and period over which
     the customer's tier in that pyramid stayed the same (slowly changing dimension,
     type 2).

@@ -1,4 +1,6 @@
-{{ config(pre_hook="set local jit = off") }}
+{#- index for the BI queries in docs/bi_queries.sql -#}
+{{ config(pre_hook="set local jit = off",
+          post_hook=["{{ ensure_index(['snapshot_date', 'pyramid']) }}"]) }}
 {#- One row per snapshot_date (the snapshot moved into), pyramid, from_tier and
     to_tier: how many customers went from from_tier at the previous snapshot to
     to_tier at this one (the month-by-month movement matrix).

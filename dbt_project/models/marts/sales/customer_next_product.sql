@@ -1,3 +1,5 @@
+{#- index for the BI queries in docs/bi_queries.sql -#}
+{{ config(post_hook=["{{ ensure_index(['customer_key', 'suggestion_rank']) }}"]) }}
 {#- One row per buying customer and suggestion (up to var('next_product_suggestions')):
     products to offer next, from the rules in product_affinity.
 
