@@ -15,7 +15,7 @@ AIRFLOW = ["airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-da
 
 def test_full_stack_is_described():
     assert "version" not in COMPOSE  # obsolete in Compose v2
-    assert set(SERVICES) == {"warehouse", "airflow-metadata", *AIRFLOW, "metabase"}
+    assert set(SERVICES) == {"warehouse", "airflow-metadata", *AIRFLOW, "metabase", "metabase-setup"}
     assert [SERVICES[s]["command"][0] for s in AIRFLOW] == ["db", "api-server", "scheduler", "dag-processor",
                                                              "triggerer"]
 
@@ -66,6 +66,47 @@ def test_no_literal_secrets():
         assert f"{variable}=" in example, f"{variable} is not in .env.example"
 
 
+def test_metabase_reads_the_warehouse_as_bi_reader():
+    setup = SERVICES["metabase-setup"]
+    env = setup["environment"]
+    assert env["MB_URL"] == "http://metabase:3000"
+    assert env["MB_WAREHOUSE_HOST"] == "warehouse" and env["MB_WAREHOUSE_DB"] == "crm360"
+    assert env["CRM360_BI_READER_PASSWORD"].startswith("${CRM360_BI_READER_PASSWORD:?")
+    assert setup["depends_on"] == {"metabase": {"condition": "service_healthy"}}
+    assert setup["restart"] == "no"
+    # the script it runs is the one in the repository, and it registers bi_reader on schema marts only
+    [mount] = setup["volumes"]
+    source, target = mount.split(":")[:2]
+    assert setup["entrypoint"] == ["/bin/sh", target]
+    script = (REPO / source).read_text().replace('\\"', '"')  # JSON written in the shell as \"
+    assert '"user": "bi_reader"' in script and '"schema-filters-patterns": "marts"' in script
+    assert "/api/setup" in script and "/api/database" in script
+    assert '"user": "crm360"' not in script and "CRM360_WAREHOUSE_PASSWORD" not in script
+    # the password reaches the role: the warehouse creates it at first start, every run sets it again
+    warehouse = SERVICES["warehouse"]
+    assert warehouse["environment"]["CRM360_BI_READER_PASSWORD"] == env["CRM360_BI_READER_PASSWORD"]
+    init = [v for v in warehouse["volumes"] if v.split(":")[1] == "/docker-entrypoint-initdb.d"]
+    assert init and "create role bi_reader login password" in "".join(
+        path.read_text() for path in (REPO / init[0].split(":")[0]).glob("*.sh"))
+    airflow = SERVICES["airflow-scheduler"]["environment"]
+    assert airflow["CRM360_BI_READER_PASSWORD"] == env["CRM360_BI_READER_PASSWORD"]
+    # Metabase itself holds no warehouse credentials and is checked for health before set-up
+    assert not any("PASSWORD" in key for key in SERVICES["metabase"]["environment"])
+    assert "healthcheck" in SERVICES["metabase"]
+
+
+def test_every_compose_variable_is_in_env_example_with_a_comment():
+    lines = (REPO / ".env.example").read_text().splitlines()
+    for variable in sorted(set(re.findall(r"\$\{([A-Z0-9_]+)", (REPO / "docker-compose.yml").read_text()))):
+        found = [i for i, line in enumerate(lines) if line.startswith(f"{variable}=")]
+        assert len(found) == 1, f"{variable} is in .env.example {len(found)} times"
+        # the comment above it, or above the block of variables it belongs to
+        above = found[0] - 1
+        while above >= 0 and re.match(r"[A-Z0-9_]+=", lines[above]):
+            above -= 1
+        assert above >= 0 and lines[above].startswith("# "), f"{variable} has no comment"
+
+
 def test_image_matches_the_pinned_airflow():
     lock = (REPO / "requirements.lock").read_text()
     pinned = re.search(r"^apache-airflow==([0-9.]+)$", lock, re.M).group(1)
@@ -86,7 +127,96 @@ def test_compose_config_validates_where_docker_compose_exists():
     if command is None:
         pytest.skip("neither 'docker compose' nor 'docker-compose' is installed here")
     env = {"CRM360_WAREHOUSE_PASSWORD": "x", "AIRFLOW_DB_PASSWORD": "x", "AIRFLOW_FERNET_KEY": "x",
-           "AIRFLOW_JWT_SECRET": "x", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+           "AIRFLOW_JWT_SECRET": "x", "CRM360_BI_READER_PASSWORD": "x", "METABASE_ADMIN_EMAIL": "x",
+           "METABASE_ADMIN_PASSWORD": "x", "PATH": "/usr/local/bin:/usr/bin:/bin"}
     result = subprocess.run([*command, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
                             capture_output=True, text=True, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr
+
+
+class _FakeMetabase:
+    """The few Metabase API endpoints docker/metabase-setup.sh calls, recording what it sends."""
+
+    def __init__(self):
+        import http.server
+        import json
+        import threading
+
+        self.setup_done = False
+        self.databases: list[dict] = []
+        self.calls: list[str] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, status, body):
+                data = json.dumps(body, separators=(",", ":")).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self):
+                return json.loads(self.rfile.read(int(self.headers["Content-Length"])))  # must be valid JSON
+
+            def do_GET(self):
+                fake.calls.append(f"GET {self.path}")
+                if self.path == "/api/health":
+                    return self._reply(200, {"status": "ok"})
+                if self.path == "/api/session/properties":
+                    return self._reply(200, {"setup-token": None if fake.setup_done else "token-1",
+                                             "has-user-setup": fake.setup_done, "site-name": "x"})
+                if self.path == "/api/database" and self.headers.get("X-Metabase-Session") == "session-1":
+                    return self._reply(200, {"data": [{"id": i + 1, "name": d["name"], "engine": d["engine"]}
+                                                      for i, d in enumerate(fake.databases)], "total": 1})
+                return self._reply(401, {"message": "Unauthenticated"})
+
+            def do_POST(self):
+                fake.calls.append(f"POST {self.path}")
+                body = self._body()
+                if self.path == "/api/setup" and body["token"] == "token-1" and not fake.setup_done:
+                    fake.setup_done = True
+                    fake.admin = body["user"]
+                    return self._reply(200, {"id": "session-1"})
+                if self.path == "/api/session" and body == {"username": fake.admin["email"],
+                                                            "password": fake.admin["password"]}:
+                    return self._reply(200, {"id": "session-1"})
+                if self.path == "/api/database" and self.headers.get("X-Metabase-Session") == "session-1":
+                    fake.databases.append(body)
+                    return self._reply(200, {"id": len(fake.databases), "name": body["name"]})
+                return self._reply(400, {"message": "bad request"})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="the set-up script needs curl")
+def test_metabase_setup_script_creates_the_admin_then_registers_the_warehouse_once():
+    fake = _FakeMetabase()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "MB_URL": fake.url, "MB_ADMIN_EMAIL": "admin@example.com",
+           "MB_ADMIN_PASSWORD": "a-Long-admin-secret-42", "CRM360_BI_READER_PASSWORD": "reader-secret_9"}
+    script = str(REPO / "docker" / "metabase-setup.sh")
+    try:
+        first = subprocess.run(["sh", script], env=env, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0, first.stderr
+        assert fake.admin["email"] == "admin@example.com" and fake.admin["password"] == "a-Long-admin-secret-42"
+        [database] = fake.databases
+        assert database["engine"] == "postgres" and database["name"] == "crm360 warehouse"
+        assert database["details"] == {"host": "warehouse", "port": 5432, "dbname": "crm360", "user": "bi_reader",
+                                       "password": "reader-secret_9", "ssl": False,
+                                       "schema-filters-type": "inclusion", "schema-filters-patterns": "marts"}
+        # again: Metabase is set up (log in instead) and the warehouse is registered (leave it)
+        second = subprocess.run(["sh", script], env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0, second.stderr
+        assert "registered already" in second.stdout and len(fake.databases) == 1
+        assert fake.calls.count("POST /api/setup") == 1 and fake.calls.count("POST /api/session") == 1
+        # a password that cannot go into the JSON as it is is refused, naming the variable
+        bad = subprocess.run(["sh", script], env={**env, "CRM360_BI_READER_PASSWORD": 'a"b'},
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode != 0 and "CRM360_BI_READER_PASSWORD" in bad.stderr
+    finally:
+        fake.server.shutdown()
