@@ -119,7 +119,7 @@ def _e(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def svg_pyramid(pyramid: str, tiers: list[dict], width: int = 540, bar_area: int = 240, row_height: int = 34) -> str:
+def svg_pyramid(pyramid: str, tiers: list[dict], width: int = 540, bar_area: int = 220, row_height: int = 34) -> str:
     """An inline SVG pyramid: one centred bar per tier, top tier on top, width by customers,
     labelled with the tier, its customers and its shares of customers and revenue."""
     gap = 6
@@ -201,7 +201,7 @@ def html_segments(segments: list[dict]) -> str:
     rows = []
     for s in segments:
         n = int(s.get("customers") or 0)
-        bar = (f'<svg width="160" height="12"><rect width="{round(n / largest * 160)}" height="12" '
+        bar = (f'<svg width="160" height="12"><rect width="{max(1, round(n / largest * 160)) if n else 0}" height="12" '
                'fill="#4f7fd0"/></svg>')
         rows.append(f"<tr><td>{_e(s.get('segment_name'))}</td><td>{_e(s.get('description'))}</td>"
                     f"<td>{_e(s.get('version'))}</td><td class=num>{n:,}</td>"
