@@ -125,7 +125,7 @@ def chromium():
         browser.close()
 
 
-def test_marketing_browses_segments_and_downloads_a_list(published, browser_server, chromium, tmp_path):
+def test_marketing_browses_segments_and_downloads_a_list(chromium, published, browser_server, tmp_path):
     wh, _, _, _ = published
     sizes = dict(_query(wh, "select segment_name, count(*) from marts.segment_members group by segment_name"))
     segment_names = [r[0] for r in _query(wh, "select segment_name from marts.segments order by 1")]
