@@ -1,97 +1,228 @@
-"""Time each pipeline step on one generated data set, in one process.
+"""Time and measure the memory of each pipeline step: a full build, then one more day.
 
     .venv/bin/python bench/pipeline_steps.py --preset small [--repeat 3]
+    .venv/bin/python bench/pipeline_steps.py --preset medium --landing DIR --repeat 1
+    .venv/bin/python bench/pipeline_steps.py --presets tiny,small,medium --repeat 1
 
-Prints seconds per step (median over repeats of a full run on a fresh database)
-and each step's share of the run, including the quality gates' share. Uses the
-embedded warehouse unless CRM360_WAREHOUSE_URL is set (a fresh database is
-created on that server and dropped afterwards).
+For each preset: generate the drops (or reuse --landing), then on a fresh
+database run every step of a daily run as the DAGs do (load per source, raw
+gate, freshness, erasures, dbt build with the value fit, marts gate, publish,
+summarize) over the whole history: the full build. Then add the next day's
+drops (`generate --next-day`) and run the same steps again: the one-day
+incremental run. Each repetition gets a fresh database and a fresh copy of the
+landing folder; figures are medians.
+
+Printed per step: seconds and the memory the step added (peak resident set of
+this process and its children, dbt included, sampled every 20 ms, less what the
+process held when the step began); the identity resolution models
+and the value fit are broken out of the dbt build. Then the ratios issue 7 sets
+targets for: the one-day run against the full build, the gates' share of a
+run, and the full build against 10 minutes. The PostgreSQL server's memory is
+not in the peaks (its buffers are shared and bounded by its configuration).
+
+Uses the embedded warehouse unless CRM360_WAREHOUSE_URL is set (a fresh
+database is created on that server and dropped afterwards).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
+import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
+import psutil
+
 from crm360 import ingest, pipeline, warehouse
-from crm360.generate import GeneratorConfig, generate
+from crm360.generate import GeneratorConfig, generate, generate_next_day
 from crm360.settings import Settings, get_settings
 
-STEPS = ["ingest", "gate_raw", "freshness", "dbt_build", "gate_marts", "publish", "summarize"]
+STEPS = ["load_sales", "load_service", "load_web", "gate_raw", "freshness", "erasures", "dbt_build",
+         "gate_marts", "publish", "summarize"]
+# parts of dbt_build, reported beside it
+IDENTITY_MODELS = ("int_identity_nodes", "int_identity_edges", "int_identity_components", "int_identifiers_linked",
+                   "int_customers_resolved")
+TARGET_FULL_SECONDS = {"medium": 600}
 
 
-def one_run(wh, settings: Settings, landing: Path, as_of, run_id: str) -> dict[str, float]:
-    timings: dict[str, float] = {}
+class PeakMemory:
+    """Peak resident memory of this process and its children while a block runs, and how far
+    it rose above what the process held when the block began (``growth``)."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._me = psutil.Process()
+
+    def _sample(self) -> int:
+        total = 0
+        for proc in [self._me, *self._me.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(self.interval)
+
+    @property
+    def growth(self) -> int:
+        return max(0, self.peak - self.start)
+
+    def __enter__(self) -> PeakMemory:
+        self.start = self.peak = self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def one_run(wh, settings: Settings, landing: Path, as_of: date, run_id: str) -> dict[str, tuple[float, int]]:
+    """Every step of one run: {step: (seconds, peak bytes)}; plus identity and value_fit seconds."""
+    out: dict[str, tuple[float, int]] = {}
 
     def timed(name, fn, *args, **kwargs):
-        started = time.perf_counter()
-        result = fn(*args, **kwargs)
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+        with PeakMemory() as mem:
+            started = time.perf_counter()
+            result = fn(*args, **kwargs)
+            seconds = time.perf_counter() - started
+        out[name] = (seconds, mem.growth)
         return result
 
     pipeline.prepare(wh)
-    batches = [timed("ingest", pipeline.ingest_source, wh, s, run_id, landing, settings)["batch_id"]
+    batches = [timed(f"load_{s}", pipeline.ingest_source, wh, s, run_id, landing, settings, until=as_of)["batch_id"]
                for s in ingest.SOURCES]
     timed("gate_raw", pipeline.gate, wh, "raw", run_id, batches, settings, as_of)
     timed("freshness", pipeline.check_freshness, wh, run_id, as_of, settings)
-    timed("dbt_build", pipeline.transform, wh, as_of, settings)
+    timed("erasures", pipeline.erase, wh, run_id)
+    built = timed("dbt_build", pipeline.transform, wh, as_of, settings)
     timed("gate_marts", pipeline.gate, wh, "marts", run_id, None, settings, as_of)
     timed("publish", pipeline.publish_marts, wh, run_id)
     timed("summarize", pipeline.summarize, wh, run_id, as_of, settings=settings)
-    return timings
+    models = built["model_seconds"]
+    out["identity"] = (sum(models.get(m, 0.0) for m in IDENTITY_MODELS), 0)
+    out["value_fit"] = (built["value_model"]["seconds"], 0)
+    return out
+
+
+def _recorded_config(landing: Path, preset: str) -> GeneratorConfig:
+    """The generator config the landing was made with, so the next day extends that world."""
+    manifest = json.loads((landing / "manifest.json").read_text())
+    recorded = {k: date.fromisoformat(v) if k in ("start_date", "end_date") else v
+                for k, v in manifest["config"].items()}
+    return GeneratorConfig(**{**recorded, "workers": GeneratorConfig.preset(preset).workers})
+
+
+def bench_preset(preset: str, landing_arg: str | None, repeat: int, base: Settings, tmp: Path) -> dict:
+    source = Path(landing_arg) if landing_arg else tmp / f"landing_{preset}"
+    generated = None
+    if not (source / "manifest.json").exists():
+        started = time.perf_counter()
+        generate(source, GeneratorConfig.preset(preset))
+        generated = time.perf_counter() - started
+    manifest = json.loads((source / "manifest.json").read_text())
+    as_of = date.fromisoformat(manifest["end_date"]) + timedelta(days=1)
+    cfg = _recorded_config(source, preset)
+    settings = Settings(project_dir=base.project_dir, home=tmp / "home", landing_dir=source,
+                        warehouse_url=base.warehouse_url)
+    server = warehouse.from_url(base.warehouse_url) if base.warehouse_url else warehouse.start_embedded(settings)
+    full, day = [], []
+    for i in range(repeat):
+        # the next day is added to a copy: the source landing stays as it was for the next repetition
+        landing = tmp / f"run_{preset}_{i}"
+        shutil.copytree(source, landing, copy_function=os.link if _same_fs(source, tmp) else shutil.copy2)
+        name = f"crm360_bench_{uuid.uuid4().hex[:8]}"
+        wh = warehouse.ensure_database(server, name)
+        wh.ensure_schemas()
+        try:
+            full.append(one_run(wh, settings, landing, as_of, f"bench_full_{i}"))
+            started = time.perf_counter()
+            generate_next_day(landing, cfg)
+            next_day_gen = time.perf_counter() - started
+            day.append(one_run(wh, settings, landing, as_of + timedelta(days=1), f"bench_day_{i}"))
+        finally:
+            warehouse.drop_database(server, name)
+            shutil.rmtree(landing, ignore_errors=True)
+    if not base.warehouse_url:
+        warehouse.stop_embedded(settings)
+    return {"preset": preset, "manifest": manifest, "generated": generated, "next_day_generate": next_day_gen,
+            "full": _medians(full), "day": _medians(day), "repeat": repeat}
+
+
+def _same_fs(a: Path, b: Path) -> bool:
+    return a.stat().st_dev == b.stat().st_dev
+
+
+def _medians(runs: list[dict]) -> dict[str, tuple[float, int]]:
+    return {k: (statistics.median(r[k][0] for r in runs), int(statistics.median(r[k][1] for r in runs)))
+            for k in runs[0]}
+
+
+def report(result: dict) -> None:
+    m, full, day = result["manifest"], result["full"], result["day"]
+    print(f"\n## preset {result['preset']}: {m['people']:,} people, {m['orders']:,} orders, "
+          f"{m['web_events']:,} web events; median of {result['repeat']} run(s)")
+    if result["generated"] is not None:
+        print(f"generated in {result['generated']:.1f}s; next day generated in {result['next_day_generate']:.1f}s")
+    print(f"{'step':<14}{'full s':>10}{'full +MB':>10}{'day s':>10}{'day +MB':>10}{'day/full':>10}")
+    for step in STEPS:
+        (fs, fm), (ds, dm) = full[step], day[step]
+        ratio = f"{ds / fs:.1%}" if fs > 0.005 else "-"
+        print(f"{step:<14}{fs:>10.2f}{fm / 2**20:>10.0f}{ds:>10.2f}{dm / 2**20:>10.0f}{ratio:>10}")
+    for part in ("identity", "value_fit"):
+        print(f"  {part:<12}{full[part][0]:>10.2f}{'':>10}{day[part][0]:>10.2f}   (part of dbt_build)")
+    total_full = sum(full[s][0] for s in STEPS)
+    total_day = sum(day[s][0] for s in STEPS)
+    print(f"{'total':<14}{total_full:>10.2f}{'':>10}{total_day:>10.2f}{'':>10}{total_day / total_full:>10.1%}")
+    gates_full = full["gate_raw"][0] + full["gate_marts"][0]
+    gates_day = day["gate_raw"][0] + day["gate_marts"][0]
+    print("targets:")
+    print(f"  one-day run under 5 % of the full build: {total_day / total_full:.1%} "
+          f"({'met' if total_day / total_full < 0.05 else 'missed'})")
+    print(f"  gates under 15 % of a run: full {gates_full / total_full:.1%}, one day {gates_day / total_day:.1%} "
+          f"({'met' if max(gates_full / total_full, gates_day / total_day) < 0.15 else 'missed'})")
+    target = TARGET_FULL_SECONDS.get(result["preset"])
+    if target:
+        print(f"  full build under {target / 60:.0f} minutes: {total_full / 60:.1f} min "
+              f"({'met' if total_full < target else 'missed'})")
+    grew = [s for s in STEPS if day[s][1] > 1.25 * full[s][1] and day[s][1] > 50 * 2**20]
+    print(f"  a one-day step's memory not above the full build's (+25 %, 50 MB slack): "
+          f"{'met' if not grew else 'missed for ' + ', '.join(grew)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="small")
+    parser.add_argument("--preset", default=None, help="one preset (default small)")
+    parser.add_argument("--presets", default=None, help="several, comma-separated, e.g. tiny,small,medium")
+    parser.add_argument("--landing", default=None, help="drops to reuse (with one preset only)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    presets = (args.presets.split(",") if args.presets else [args.preset or "small"])
+    if args.landing and len(presets) > 1:
+        parser.error("--landing goes with one preset")
 
     base = get_settings()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GB, Python {platform.python_version()}; "
+          f"warehouse: {'configured server' if base.warehouse_url else 'embedded pgserver'}")
     with tempfile.TemporaryDirectory(prefix="crm360_bench_") as tmp:
-        tmp = Path(tmp)
-        settings = Settings(project_dir=base.project_dir, home=tmp / "home", landing_dir=tmp / "landing",
-                            warehouse_url=base.warehouse_url)
-        started = time.perf_counter()
-        world, manifest = generate(settings.landing_dir, GeneratorConfig.preset(args.preset))
-        gen_seconds = time.perf_counter() - started
-        as_of = world.end_date + timedelta(days=1)
-        server = (warehouse.from_url(settings.warehouse_url) if settings.warehouse_url
-                  else warehouse.start_embedded(settings))
-        runs = []
-        for i in range(args.repeat):
-            name = f"crm360_bench_{uuid.uuid4().hex[:8]}"
-            wh = warehouse.ensure_database(server, name)
-            wh.ensure_schemas()
-            try:
-                runs.append(one_run(wh, settings, settings.landing_dir, as_of, f"bench_{i}"))
-            finally:
-                warehouse.drop_database(server, name)
-        if not settings.warehouse_url:
-            warehouse.stop_embedded(settings)
-
-    med = {s: statistics.median(r[s] for r in runs) for s in STEPS}
-    total = sum(med.values())
-    print(f"crm360 pipeline steps, preset {args.preset}: {manifest['people']:,} people, "
-          f"{manifest['orders']:,} orders, {manifest['web_events']:,} web events "
-          f"(generated in {gen_seconds:.1f}s)")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"warehouse: {'configured server' if base.warehouse_url else 'embedded pgserver'}; "
-          f"median of {args.repeat} runs, each on a fresh database")
-    print(f"{'step':<12}{'seconds':>10}{'share':>9}")
-    for s in STEPS:
-        print(f"{s:<12}{med[s]:>10.2f}{med[s] / total:>9.1%}")
-    print(f"{'total':<12}{total:>10.2f}{1:>9.0%}")
-    gates = med["gate_raw"] + med["gate_marts"]
-    print(f"gates (raw + marts): {gates:.2f}s = {gates / total:.1%} of the run "
-          f"(with freshness: {(gates + med['freshness']) / total:.1%})")
+        for preset in presets:
+            report(bench_preset(preset, args.landing, args.repeat, base, Path(tmp)))
 
 
 if __name__ == "__main__":

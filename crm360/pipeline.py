@@ -148,6 +148,12 @@ def transform_stages() -> list[list[str]]:
             ["build", "--exclude", VALUE_INPUT, UNIT_TESTS, "--indirect-selection", "cautious"]]
 
 
+def build_vars(as_of: date, settings: Settings | None = None) -> dict:
+    """The vars of a run's dbt invocations. The segments are validated here, before anything
+    is built: a bad segments.yml fails the run with its file, segment and reason."""
+    return {"as_of_date": as_of.isoformat(), "segments": segments.dbt_var(segments.load(settings=settings))}
+
+
 def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> dict:
     """dbt build (models, then their tests) with the marts going to the build schema, in two
     stages around the customer value fit (crm360.value), which reads the first stage's purchase
@@ -155,8 +161,7 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
     from crm360 import value  # numpy and scipy: only for the step that needs them
 
     publish.reset_build(wh)
-    # the segments are validated before anything is built: a bad segments.yml fails the run here
-    run_vars = {"as_of_date": as_of.isoformat(), "segments": segments.dbt_var(segments.load(settings=settings))}
+    run_vars = build_vars(as_of, settings)
     env = {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD}
     first, second = transform_stages()
     results = dbt.run_dbt(wh, first, run_vars, settings=settings, extra_env=env).results
@@ -167,14 +172,17 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
     models = sorted((r for r in results if (r["unique_id"] or "").startswith("model.")),
                     key=lambda r: -(r.get("execution_time") or 0))
-    slowest = {r["unique_id"].split(".")[-1]: round(r["execution_time"] or 0, 2) for r in models[:10]}
-    return {"nodes": len(results), "statuses": statuses, "value_model": fit, "slowest_models": slowest}
+    seconds = {r["unique_id"].split(".")[-1]: round(r["execution_time"] or 0, 2) for r in models}
+    slowest = dict(list(seconds.items())[:10])
+    return {"nodes": len(results), "statuses": statuses, "value_model": fit, "slowest_models": slowest,
+            "model_seconds": seconds}
 
 
 def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, settings: Settings | None = None) -> dict:
     """dbt source freshness; stops the run only if freshness_action is 'fail'."""
     action = dbt_vars(settings).get("freshness_action", "warn")
-    run_vars = {"as_of_date": as_of.isoformat()} if as_of else None  # as the build: no re-parse
+    # the same vars as the build: dbt re-parses the whole project when they change
+    run_vars = build_vars(as_of, settings) if as_of else None
     results = freshness.check(wh, safe_run_id(run_id), action=action, settings=settings, dbt_vars=run_vars)
     counts: dict[str, int] = {}
     for r in results:
