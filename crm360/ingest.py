@@ -405,6 +405,12 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
                        batch_id = excluded.batch_id, loaded_at = excluded.loaded_at""",
                 (job.source, rel, digest, outcome.rows, job.batch_id, job.loaded_at),
             )
+    except psycopg.OperationalError as exc:
+        # the server or the connection failed (a restart, a lost network), not the file: this must
+        # stay a retryable error, unlike IngestError, which fails an Airflow task without retries
+        exc.add_note(f"{rel}: the load was cut off ({exc.__class__.__name__}); nothing from the file was "
+                     "committed, a retry loads it")
+        raise
     except psycopg.Error as exc:
         detail = (exc.diag.context or "").strip().replace("\n", " ") if exc.diag else ""
         raise IngestError(f"{rel}: the database rejected the file ({exc.__class__.__name__}: "
