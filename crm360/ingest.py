@@ -22,6 +22,17 @@ more than ``CRM360_MAX_BAD_ROW_FRACTION`` (default 1 %) of a batch's records are
 malformed, the whole batch is taken back out and the load fails; a file of which
 more than half is malformed is unreadable and fails on its own.
 
+Limits on what one record may be, so a broken export fails clearly instead of exhausting
+memory: a line of a CSV or JSON-lines file longer than ``CRM360_MAX_RECORD_BYTES``
+(default 16 MiB) fails its file, read no further than that line's first 16 MiB, and so
+does a JSON document larger than ``CRM360_MAX_DOCUMENT_BYTES`` (default 256 MiB).
+Timestamps dated before 1900 or after 2099 are not mistakes of a day but sentinels or
+typos (0001-01-01, 9999-12-31): their records are quarantined like other bad values.
+JSON strings holding a NUL character or a lone UTF-16 surrogate, which PostgreSQL
+cannot store, and required ids that are objects, arrays or booleans are quarantined too.
+Drops compressed with gzip, bz2, xz or zstd (by their file name) are read decompressed; a
+truncated or corrupt one fails its file with the reason.
+
 Schema drift: a CSV column the contract does not know is added to the raw table
 (kept, not dropped) and a JSON field it does not know stays in ``record``; both
 are reported in ``audit.schema_drift``. A missing required column fails the file.
@@ -31,11 +42,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import logging
+import lzma
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -43,6 +55,7 @@ from pathlib import Path
 
 import fsspec
 import psycopg
+from fsspec.utils import infer_compression
 from psycopg import sql
 
 from crm360.settings import Settings, get_settings
@@ -64,6 +77,9 @@ log = logging.getLogger(__name__)
 
 COPY_CHUNK = 1 << 20  # bytes handed to COPY per write
 UNREADABLE_FRACTION = 0.5  # a file worse than this is not data with some dirt in it, it is the wrong file
+MAX_RECORD_ENV, MAX_RECORD_DEFAULT = "CRM360_MAX_RECORD_BYTES", 16 << 20  # one line of a CSV or JSON-lines file
+MAX_DOCUMENT_ENV, MAX_DOCUMENT_DEFAULT = "CRM360_MAX_DOCUMENT_BYTES", 256 << 20  # one JSON document file
+PLAUSIBLE_YEARS = (1900, 2099)  # timestamps dated in other years are quarantined
 
 
 class IngestError(RuntimeError):
@@ -167,6 +183,27 @@ def max_bad_fraction() -> float:
     return fraction
 
 
+def _byte_limit(env: str, default: int) -> int:
+    value = os.environ.get(env)
+    if not value:
+        return default
+    try:
+        limit = int(value)
+    except ValueError:
+        raise IngestError(f"{env} must be a whole number of bytes, got {value!r}") from None
+    if limit < 1:
+        raise IngestError(f"{env} must be positive, got {value!r}")
+    return limit
+
+
+def max_record_bytes() -> int:
+    return _byte_limit(MAX_RECORD_ENV, MAX_RECORD_DEFAULT)
+
+
+def max_document_bytes() -> int:
+    return _byte_limit(MAX_DOCUMENT_ENV, MAX_DOCUMENT_DEFAULT)
+
+
 def prepare_raw(wh: Warehouse) -> None:
     """Create raw tables, quarantine, drift log and the load ledger (idempotent).
 
@@ -243,7 +280,16 @@ class Drop:
     path: str  # in ``fs``
     rel: str  # ``<source>/<path under the source's location>``: stable if the location moves
 
+    @property
+    def compression(self) -> str | None:
+        return infer_compression(self.path)
+
     def open(self):
+        """The file's bytes, decompressed if its name says it is compressed (.gz, .bz2, .xz, .zst)."""
+        return self.fs.open(self.path, "rb", compression="infer")
+
+    def open_stored(self):
+        """The file's bytes as stored (what its checksum is taken of)."""
         return self.fs.open(self.path, "rb")
 
 
@@ -276,7 +322,7 @@ def discover(landing: Path, source: FileSource, until: date | None = None) -> It
 
 def sha256_of(drop: Drop) -> str:
     digest = hashlib.sha256()
-    with drop.open() as fh:
+    with drop.open_stored() as fh:
         for chunk in iter(lambda: fh.read(COPY_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -405,6 +451,11 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
                        batch_id = excluded.batch_id, loaded_at = excluded.loaded_at""",
                 (job.source, rel, digest, outcome.rows, job.batch_id, job.loaded_at),
             )
+    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        if job.drop.compression is None:  # reading a plain file failed: the storage's problem, worth a retry
+            raise
+        raise IngestError(f"{rel}: the {job.drop.compression} file is truncated or corrupt ({exc}); nothing "
+                          "from it was loaded") from None
     except psycopg.OperationalError as exc:
         # the server or the connection failed (a restart, a lost network), not the file: this must
         # stay a retryable error, unlike IngestError, which fails an Airflow task without retries
@@ -454,6 +505,19 @@ def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identi
         reasons.append((sql.SQL("nullif(btrim({v}), '') is not null and not (raw._is_valid({v}, {t}){o})").format(
             v=v, t=sql.Literal(type_name), o=literal_only),
             sql.SQL("{} || left({}, 80)").format(sql.Literal(f"{column}: not a valid {type_name}: "), v)))
+        if type_name in _MOMENT_TYPES:  # valid, but no real record is dated in year 1 or 9999
+            # read from the digits before the first '-' and the era, not by casting (a second validity check
+            # per value); the usual 'YYYY-' in range is settled by comparing text, the rest by a pattern
+            low, high = PLAUSIBLE_YEARS
+            reasons.append((sql.SQL(
+                "case when substr({v}, 5, 1) = '-' and left({v}, 4) collate \"C\" between {lo_t} and {hi_t} "
+                "and strpos(upper({v}), 'BC') = 0 then false "
+                r"else {v} ~ '^\s*[0-9]{{1,9}}-' and (substring({v} from '^\s*([0-9]{{1,9}})-')::integer "
+                r"not between {lo} and {hi} or {v} ~* '\mBC\s*$') end").format(
+                    v=v, lo=sql.Literal(low), hi=sql.Literal(high), lo_t=sql.Literal(str(low)),
+                    hi_t=sql.Literal(str(high))),
+                sql.SQL("{} || left({}, 80)").format(
+                    sql.Literal(f"{column}: a year outside the plausible {low} to {high}: "), v)))
     types = dict(contract.types)
     for column, condition, reason in contract.checks:
         if present is not None and column not in present:
@@ -498,14 +562,13 @@ def _locate(job: _FileLoad, header: list[str], cols: list[str], wanted: dict[tup
     """Line and record numbers of the CSV records SQL validation rejected (read again,
     only for files that had any). ``header`` is the file's header as crm360 columns."""
     with job.drop.open() as fh:
-        text = fh.read().decode("utf-8-sig", errors="replace")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=job.drop.table.delimiter)
-    next(reader)
-    index = [header.index(c) if c in header else None for c in cols]
-    for record, fields in enumerate(reader, start=1):
-        key = tuple(fields[i] if i is not None and i < len(fields) else "" for i in index)
-        if key in wanted and wanted[key]:
-            yield reader.line_num, record, job.drop.table.delimiter.join(fields), wanted[key].pop()
+        reader = csv.reader(_text_lines(fh, job.rel, "replace"), delimiter=job.drop.table.delimiter)
+        next(reader)
+        index = [header.index(c) if c in header else None for c in cols]
+        for record, fields in enumerate(reader, start=1):
+            key = tuple(fields[i] if i is not None and i < len(fields) else "" for i in index)
+            if key in wanted and wanted[key]:
+                yield reader.line_num, record, job.drop.table.delimiter.join(fields), wanted[key].pop()
 
 
 def _quarantine(conn: psycopg.Connection, job: _FileLoad, bad: list) -> None:
@@ -513,7 +576,9 @@ def _quarantine(conn: psycopg.Connection, job: _FileLoad, bad: list) -> None:
                                     raw_record, _batch_id, _loaded_at) from stdin"""
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         for line, record, reason, raw in bad:
-            copy.write_row((job.source, job.contract.table, job.rel, line, record, reason, raw[:10_000],
+            # text holds neither NUL nor lone surrogates: those are shown escaped (\x00, \ud83e)
+            raw = raw[:10_000].replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+            copy.write_row((job.source, job.contract.table, job.rel, line, record, reason, raw,
                             job.batch_id, job.loaded_at))
 
 
@@ -530,11 +595,73 @@ def _record_drift(conn: psycopg.Connection, job: _FileLoad, columns: list[str]) 
                 ", ".join(columns))
 
 
+def _too_long(rel: str, line: int, limit: int) -> IngestError:
+    return IngestError(f"{rel}: line {line}: longer than {limit} bytes ({MAX_RECORD_ENV}): not a record but a broken "
+                       "export (missing line ends, or binary data); nothing from the file was loaded")
+
+
+def _lines(fh, rel: str, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """(line number, line with its line end) of a line-delimited file, read in chunks: a
+    line longer than ``limit`` bytes fails the file before more than that is held in memory."""
+    limit = limit or max_record_bytes()
+    number, pending = 0, b""
+    while chunk := fh.read(COPY_CHUNK):
+        lines = (pending + chunk if pending else chunk).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            number += 1
+            if len(line) > limit:
+                raise _too_long(rel, number, limit)
+            yield number, line + b"\n"
+        if len(pending) > limit:
+            raise _too_long(rel, number + 1, limit)
+    if pending:
+        yield number + 1, pending
+
+
+def _text_lines(fh, rel: str, errors: str) -> Iterator[str]:
+    """The lines of a UTF-8 file as text (a byte-order mark dropped), for the csv module."""
+    for number, line in _lines(fh, rel):
+        text = line.decode("utf-8", errors)
+        yield text[1:] if number == 1 and text.startswith("\ufeff") else text
+
+
+class _LineLengths:
+    """Follows the line lengths of a stream handed on in chunks, without splitting it."""
+
+    def __init__(self, rel: str, limit: int) -> None:
+        self.rel, self.limit, self.line, self.length = rel, limit, 1, 0
+
+    def feed(self, chunk: bytes) -> None:
+        end = chunk.find(b"\n")
+        if end < 0:
+            self.length += len(chunk)
+            self.check()
+            return
+        self.length += end
+        self.check()
+        if self.limit < len(chunk):  # a line inside the chunk could be too long as well
+            start = end + 1
+            while (end := chunk.find(b"\n", start)) >= 0:
+                self.line, self.length = self.line + 1, end - start
+                self.check()
+                start = end + 1
+            self.line, self.length = self.line + 1, len(chunk) - start
+        else:
+            self.line += chunk.count(b"\n")
+            self.length = len(chunk) - chunk.rfind(b"\n") - 1
+        self.check()
+
+    def check(self) -> None:
+        if self.length > self.limit:
+            raise _too_long(self.rel, self.line, self.limit)
+
+
 def _csv_header(job: _FileLoad) -> tuple[bytes, list[str], list[str]]:
     """(first line, header as in the file, header as crm360 columns) of a CSV drop."""
     table, rel = job.drop.table, job.rel
     with job.drop.open() as fh:
-        first = fh.readline()
+        first = next((line for _, line in _lines(fh, rel)), b"")
     try:
         header_line = first.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -570,7 +697,9 @@ def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) 
             with cur.copy(fast) as copy, job.drop.open() as fh:
                 if first.startswith(b"\xef\xbb\xbf"):  # COPY would read the BOM as part of the first name
                     fh.seek(3)
+                lengths = _LineLengths(rel, max_record_bytes())
                 while chunk := fh.read(COPY_CHUNK):
+                    lengths.feed(chunk)
                     copy.write(chunk)
             outcome.rows = cur.rowcount
             return outcome, header
@@ -589,10 +718,14 @@ def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) 
 
 def _csv_records(job: _FileLoad, width: int) -> Iterator[tuple[int, int, object, str | None]]:
     """(line, record number, fields or raw text, problem) for each data record of a CSV file."""
-    with job.drop.open() as fh:
-        text = fh.read().decode("utf-8-sig", errors="surrogateescape")
     delimiter = job.drop.table.delimiter
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    with job.drop.open() as fh:
+        reader = csv.reader(_text_lines(fh, job.rel, "surrogateescape"), delimiter=delimiter)
+        yield from _csv_checked(job, reader, width)
+
+
+def _csv_checked(job: _FileLoad, reader, width: int) -> Iterator[tuple[int, int, object, str | None]]:
+    delimiter = job.drop.table.delimiter
     try:
         next(reader)
         for record, fields in enumerate(reader, start=1):
@@ -652,12 +785,18 @@ def _json_records(job: _FileLoad) -> Iterator[tuple[int | None, int, str, str | 
         absent = [k for k in contract.required if record.get(k) in (None, "")]
         if absent:
             return record, f"required field(s) missing: {', '.join(absent)}", []
+        for k in contract.required:
+            if isinstance(record[k], (dict, list, bool)):
+                return record, f"{k}: expected a string or number, got {_JSON_TYPES[type(record[k])]}", []
+        unstorable = _unstorable(record)
+        if unstorable:
+            return record, unstorable, []
         unknown = [k for k in record if contract.known and k not in contract.known]
         return record, None, unknown
 
     if table.format == "jsonl":
         with job.drop.open() as fh:
-            for number, raw in enumerate(fh, start=1):
+            for number, raw in _lines(fh, rel):
                 if not raw.strip():
                     continue
                 try:
@@ -674,8 +813,12 @@ def _json_records(job: _FileLoad) -> Iterator[tuple[int | None, int, str, str | 
                 text = json.dumps(record, ensure_ascii=False) if rename else line.rstrip("\n")
                 yield number, number, text, problem, unknown
         return
+    limit = max_document_bytes()
     with job.drop.open() as fh:
-        data = fh.read()
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise IngestError(f"{rel}: the JSON document is larger than {limit} bytes ({MAX_DOCUMENT_ENV}); split the "
+                          "export into smaller files or raise the limit; nothing from it was loaded")
     try:
         document = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -690,7 +833,35 @@ def _json_records(job: _FileLoad) -> Iterator[tuple[int | None, int, str, str | 
         yield None, number, json.dumps(record, ensure_ascii=False), problem, unknown
 
 
-_JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unstorable(value: object, where: str = "") -> str | None:
+    """Why PostgreSQL cannot store a parsed JSON value (a NUL character or a lone UTF-16
+    surrogate in a string or key: JSON allows both, jsonb and text do not), or None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{where or 'a value'}: contains a NUL character (\\u0000), which PostgreSQL cannot store"
+        if _SURROGATE.search(value):
+            return f"{where or 'a value'}: contains a lone UTF-16 surrogate, which is not a character"
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        path = f"{where}.{key}" if where else key
+        problem = _unstorable(key, path) if isinstance(value, dict) else None
+        problem = problem or _unstorable(item, path)
+        if problem:
+            return problem
+    return None
+
+
 COPY_BATCH_LINES = 20_000
 
 
@@ -715,16 +886,19 @@ def _copy_jsonl_fast(conn: psycopg.Connection, job: _FileLoad, target: sql.Ident
         with conn.transaction(), conn.cursor() as cur:  # a savepoint: the checked path can follow
             with cur.copy(stmt) as copy, job.drop.open() as fh:
                 batch: list[bytes] = []
-                for number, raw in enumerate(fh, start=1):
+                size = 0
+                for number, raw in _lines(fh, job.rel):
                     line = raw.rstrip(b"\r\n")
                     if not line.strip():
                         continue
                     # COPY's text format: escape its escape character and its separators
                     line = line.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\r", b"\\r")
                     batch.append(b"%d\t%s\n" % (number, line))
-                    if len(batch) >= COPY_BATCH_LINES:
+                    size += len(line)
+                    if len(batch) >= COPY_BATCH_LINES or size >= 8 * COPY_CHUNK:
                         copy.write(b"".join(batch))
                         batch.clear()
+                        size = 0
                 if batch:
                     copy.write(b"".join(batch))
             rows = cur.rowcount
@@ -735,14 +909,18 @@ def _copy_jsonl_fast(conn: psycopg.Connection, job: _FileLoad, target: sql.Ident
     required = [sql.SQL("case when coalesce(record ->> {k}, '') = '' then {k} end").format(k=sql.Literal(k))
                 for k in contract.required]
     missing = sql.SQL("concat_ws(', ', {})").format(sql.SQL(", ").join(required)) if required else sql.SQL("''")
+    # an id that is an object, an array or a boolean is no id (the same checks as _json_records)
+    typed = [sql.SQL("case when jsonb_typeof(record -> {k}) in ('object', 'array', 'boolean') then {k} || "
+                     "': expected a string or number, got ' || jsonb_typeof(record -> {k}) end").format(
+                         k=sql.Literal(k)) for k in contract.required]
     problem = sql.SQL("case when jsonb_typeof(record) <> 'object' then 'expected a JSON object, got ' "
-                      "|| jsonb_typeof(record) else nullif({}, '') end").format(missing)
+                      "|| jsonb_typeof(record) when {m} <> '' then 'required field(s) missing: ' || {m} "
+                      "else {t} end").format(m=missing, t=sql.SQL("coalesce({})").format(sql.SQL(", ").join(typed))
+                                             if typed else sql.SQL("null"))
     bad = conn.execute(sql.SQL("delete from {t} where _source_file = %s and ({p}) is not null "
                                "returning _record_number, {p}, record::text").format(t=target, p=problem),
                        (job.rel,)).fetchall()
     for number, problem, text in sorted(bad):
-        if not problem.startswith("expected"):
-            problem = f"required field(s) missing: {problem}"
         outcome.bad.append((number, number, problem, text))
     outcome.rows -= len(bad)
     if contract.known:
