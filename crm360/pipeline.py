@@ -148,6 +148,10 @@ def transform_stages() -> list[list[str]]:
             ["build", "--exclude", VALUE_INPUT, UNIT_TESTS, "--indirect-selection", "cautious"]]
 
 
+# dbt's environment in a run: the marts go to the build schema (see crm360.publish)
+BUILD_ENV = {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD}
+
+
 def build_vars(as_of: date, settings: Settings | None = None) -> dict:
     """The vars of a run's dbt invocations. The segments are validated here, before anything
     is built: a bad segments.yml fails the run with its file, segment and reason."""
@@ -162,7 +166,7 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
 
     publish.reset_build(wh)
     run_vars = build_vars(as_of, settings)
-    env = {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD}
+    env = BUILD_ENV
     first, second = transform_stages()
     results = dbt.run_dbt(wh, first, run_vars, settings=settings, extra_env=env).results
     fit = value.fit_and_predict(wh, as_of, settings)
@@ -183,7 +187,8 @@ def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, setti
     action = dbt_vars(settings).get("freshness_action", "warn")
     # the same vars as the build: dbt re-parses the whole project when they change
     run_vars = build_vars(as_of, settings) if as_of else None
-    results = freshness.check(wh, safe_run_id(run_id), action=action, settings=settings, dbt_vars=run_vars)
+    results = freshness.check(wh, safe_run_id(run_id), action=action, settings=settings, dbt_vars=run_vars,
+                              extra_env=BUILD_ENV)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
