@@ -101,7 +101,13 @@ def holding(wh: Warehouse, parts: Sequence[str], run_id: str, as_of: date | None
             yield
         finally:
             if not conn.closed and not conn.broken:
-                conn.execute("select pg_advisory_unlock_all()")
+                try:
+                    conn.execute("select pg_advisory_unlock_all()")
+                except psycopg.OperationalError as exc:
+                    # the session ended under us (a server restart): its locks ended with it, and
+                    # the error that ended the block, if any, is the one to report
+                    log.warning("run %s: the lock session was lost before release (%s)", run_id,
+                                str(exc).strip())
 
 
 def _prepare(conn: psycopg.Connection) -> None:
