@@ -3,7 +3,7 @@
 -- in dbt_project/macros/incremental.sql) while building in marts__build; the
 -- publication renames the schema, and the indexes move with their tables.
 --
--- Format, read by tests/test_bi_queries.py: every query starts with a "-- query:"
+-- Format, read by tests/test_contracts.py: every query starts with a "-- query:"
 -- line naming it, then "-- dashboard:" and "-- index:" lines, and ends with ";".
 -- {{name}} is a filter value, written the way a Metabase native question takes a
 -- variable, so a query can be pasted into Metabase as is. The test fills the
