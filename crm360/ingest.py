@@ -355,20 +355,31 @@ def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
             "select source_file, sha256 from audit.load_files where source = %s", (source_name,)
         ).fetchall())
         conn.commit()
-        for drop in discover(Path(landing), binding, until):
-            digest = sha256_of(drop)
-            if known.get(drop.rel) == digest:
-                result.files_skipped.append(drop.rel)
-                continue
-            loaded = _load_file(conn, _FileLoad(source_name, drop, batch_id, loaded_at), digest)
-            result.files_loaded.append(drop.rel)
-            name = drop.table.name
-            result.rows[name] = result.rows.get(name, 0) + loaded.rows
-            if loaded.bad:
-                result.quarantined[name] = result.quarantined.get(name, 0) + len(loaded.bad)
-                bad_total += len(loaded.bad)
-                first_bad = first_bad or (drop.rel, loaded)
-            result.drift += [f"{drop.rel}: {d}" for d in loaded.drift]
+        try:
+            for drop in discover(Path(landing), binding, until):
+                digest = sha256_of(drop)
+                if known.get(drop.rel) == digest:
+                    result.files_skipped.append(drop.rel)
+                    continue
+                loaded = _load_file(conn, _FileLoad(source_name, drop, batch_id, loaded_at), digest)
+                result.files_loaded.append(drop.rel)
+                name = drop.table.name
+                result.rows[name] = result.rows.get(name, 0) + loaded.rows
+                if loaded.bad:
+                    result.quarantined[name] = result.quarantined.get(name, 0) + len(loaded.bad)
+                    bad_total += len(loaded.bad)
+                    first_bad = first_bad or (drop.rel, loaded)
+                result.drift += [f"{drop.rel}: {d}" for d in loaded.drift]
+        except IngestError as exc:
+            # the batch's files loaded before the bad one would stay in raw without ever being
+            # gated (the next run skips them): take the batch back out, the next run loads it whole
+            files = conn.execute("select count(*) from audit.load_files where batch_id = %s", (batch_id,)).fetchone()[0]
+            conn.commit()
+            if not files:
+                raise
+            unload_batches(wh, [batch_id])
+            raise IngestError(f"{exc}; the {files} file(s) of batch {batch_id} loaded before it were taken back "
+                              "out") from None
     if first_bad:
         _check_batch_threshold(wh, result, bad_total, threshold, first_bad)
     log.info("loaded %s: %d files, %d skipped, rows %s, quarantined %s", source_name,

@@ -84,6 +84,21 @@ def ingest_source(wh: Warehouse, source: str, run_id: str, landing: Path | None 
     return result.as_dict()
 
 
+def ingest_all(wh: Warehouse, run_id: str, landing: Path | None = None, settings: Settings | None = None,
+               until: date | None = None) -> list[str]:
+    """Load every source as a batch of its own; returns the batch ids. If a source's drops cannot
+    be loaded, the batches this run loaded before it are taken back out: they were never gated,
+    and the next run would skip their files."""
+    batch_ids: list[str] = []
+    try:
+        for source in ingest.SOURCES:
+            batch_ids.append(ingest_source(wh, source, run_id, landing, settings, until=until)["batch_id"])
+    except ingest.IngestError:
+        ingest.unload_batches(wh, batch_ids)
+        raise
+    return batch_ids
+
+
 def dbt_vars(settings: Settings | None = None) -> dict:
     """The project's configuration: the vars in dbt_project.yml."""
     settings = settings or get_settings()
@@ -311,9 +326,7 @@ def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path
     with locks.holding(wh, locks.EVERY_PART, safe_run_id(run_id), as_of):  # a second run stops or waits here
         prepare(wh)
         with _failure_recorded(wh, run_id, as_of, settings):
-            batch_ids = []
-            for source in ingest.SOURCES:
-                batch_ids.append(ingest_source(wh, source, run_id, landing, settings, until=as_of)["batch_id"])
+            batch_ids = ingest_all(wh, run_id, landing, settings, as_of)
             gate(wh, "raw", run_id, batch_ids, settings, as_of)
             check_freshness(wh, run_id, as_of, settings)
             erase(wh, run_id)
@@ -360,8 +373,7 @@ def backfill(start: date, end: date, wh: Warehouse | None = None, landing: Path 
             day = start
             while day <= end:
                 day_run = f"backfill_{day.isoformat()}"
-                batches = [ingest_source(wh, source, day_run, landing, settings, until=day)["batch_id"]
-                           for source in ingest.SOURCES]
+                batches = ingest_all(wh, day_run, landing, settings, day)
                 gate(wh, "raw", day_run, batches, settings, day)
                 day += timedelta(days=1)
             check_freshness(wh, run_id, end, settings)

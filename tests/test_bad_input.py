@@ -533,3 +533,36 @@ def test_unicode_and_sql_looking_text_arrive_verbatim_and_unstorable_text_is_qua
     n_events = n_tickets + 1
     assert _quarantined(wh, f"web/events_{BAD_DAY}.jsonl") == [
         (n_events, n_events, "page: contains a NUL character (\\u0000), which PostgreSQL cannot store")]
+
+
+# --------------------------------------------------------------------------- a bad file among good ones
+
+def test_a_bad_file_takes_its_whole_batch_back_out(wh, landing, tmp_path):
+    """The files of a batch loaded before a bad one are not left in raw ungated (the next
+    run would skip them and no gate would ever see them): within a source, and across the
+    sources of one run. Once the file is fixed the next run loads and gates them all."""
+    day = landing / "sales" / BAD_DAY
+    day.mkdir()
+    (day / "customers.csv").write_text("\n".join([CUSTOMERS_HEADER, f"C9,registered,N,M,n@example.com,,B,BE,DE,"
+                                                                     f"{BAD_DAY}T08:00:00Z"]) + "\n")
+    (day / "orders.csv").write_text("order_id,ordered_at\nO9,2026-03-02T10:00:00Z\n")  # sorts after customers
+    before = _snapshot(wh)
+    with pytest.raises(ingest.IngestError, match=rf"^sales/{BAD_DAY}/orders.csv: line 1: required column\(s\) "
+                                                 r"missing: customer_id, status; the 1 file\(s\) of batch bad:sales "
+                                                 "loaded before it were taken back out$"):
+        ingest.load_source(wh, landing, "sales", "bad:sales")
+    assert _snapshot(wh) == before
+
+    # across sources: run_all loads sales (good now), then service fails: sales is taken out again
+    (day / "orders.csv").write_text("\n".join([ORDERS_HEADER, *_orders(2, 90, BAD_DAY)]) + "\n")
+    (landing / "service" / f"tickets_{BAD_DAY}.json").write_text('{"tickets": [')
+    from crm360 import pipeline
+
+    settings = make_settings(tmp_path / "home", landing, wh.conninfo)
+    with pytest.raises(ingest.IngestError, match=rf"^service/tickets_{BAD_DAY}.json: line 1: invalid JSON"):
+        pipeline.run_all(AS_OF, "day3", wh, landing=landing, settings=settings)
+    assert _snapshot(wh) == before
+    (landing / "service" / f"tickets_{BAD_DAY}.json").write_text(json.dumps({"tickets": [_ticket(9)]}))
+    assert pipeline.ingest_all(wh, "day3b", landing, settings, AS_OF) == ["day3b:sales", "day3b:service",
+                                                                         "day3b:web"]
+    assert [e[3] for e in _of(_snapshot(wh), BAD_DAY)["ledger"]] == ["day3b:sales", "day3b:sales", "day3b:service"]
