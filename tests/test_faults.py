@@ -115,19 +115,39 @@ def load_all(wh, landing, as_of) -> None:
 
 
 @pytest.fixture(scope="module")
-def clean(embedded_server, tmp_path_factory):
+def server(tmp_path_factory):
+    """An embedded PostgreSQL of this module's own: the tests restart it, which no other
+    module's server (and certainly not a shared one) may go through."""
+    settings = make_settings(tmp_path_factory.mktemp("faults_pg"), Path("."))
+    wh = warehouse.start_embedded(settings)
+    yield SimpleNamespace(wh=wh, settings=settings)
+    warehouse.stop_embedded(settings)
+
+
+def restart(server) -> None:
+    """pg_ctl restart -m fast: sessions are terminated, the server is back when this returns."""
+    import pgserver
+    from pgserver._commands import pg_ctl  # pinned pgserver, as crm360.warehouse.stop_embedded
+
+    pgdata = server.settings.pgdata_dir
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata,
+           user=pgserver.get_server(pgdata, cleanup_mode=None).system_user)
+
+
+@pytest.fixture(scope="module")
+def clean(server, tmp_path_factory):
     """One clean run of the tiny preset: (warehouse, settings, landing, as_of, fingerprint)."""
     root = tmp_path_factory.mktemp("faults")
     landing = root / "landing"
     world, _ = generate(landing, GeneratorConfig.preset("tiny", seed=SEED))
     name = f"crm360_test_{uuid.uuid4().hex[:10]}"
-    wh = warehouse.ensure_database(embedded_server, name)
+    wh = warehouse.ensure_database(server.wh, name)
     settings = make_settings(root / "home", landing)
     as_of = world.end_date + timedelta(days=1)
     pipeline.run_all(as_of, RUN, wh, landing=landing, settings=settings)
     prints = fingerprint(wh)
     yield SimpleNamespace(wh=wh, settings=settings, landing=landing, as_of=as_of, prints=prints, root=root)
-    warehouse.drop_database(embedded_server, name)
+    warehouse.drop_database(server.wh, name)
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +157,9 @@ def fault_rng():
     return random.Random(seed), seed
 
 
-def test_fingerprint_sees_a_lost_and_a_duplicated_row(clean, fresh_db, embedded_server):
+def test_fingerprint_sees_a_lost_and_a_duplicated_row(clean, fresh_db, server):
     """The comparison can fail: one row fewer, or one row twice, is a difference."""
-    wh = fresh_db(embedded_server)
+    wh = fresh_db(server.wh)
     pipeline.prepare(wh)
     load_all(wh, clean.landing, clean.as_of)
     assert_same(only(fingerprint(wh), "raw", "audit"), only(clean.prints, "raw", "audit"))
@@ -201,8 +221,8 @@ def _copy_in_progress(conn, dbname: str) -> tuple[int, int] | None:
     return row if done >= 3 else None
 
 
-def test_loader_killed_mid_copy_loads_everything_once_on_retry(clean, fresh_db, embedded_server):
-    wh = fresh_db(embedded_server)
+def test_loader_killed_mid_copy_loads_everything_once_on_retry(clean, fresh_db, server):
+    wh = fresh_db(server.wh)
     pipeline.prepare(wh)
     proc = subprocess.Popen([sys.executable, "-c", SLOW_LOADER, wh.conninfo, str(clean.landing),
                              clean.as_of.isoformat(), RUN], cwd=REPO, stdout=subprocess.PIPE,
@@ -273,47 +293,39 @@ def slow_copies(monkeypatch):
         yield
 
 
-def test_postgres_restart_mid_load_fails_the_task_and_the_retry_completes(clean, tmp_path, monkeypatch):
-    """On a private server: the shared one is not ours to restart."""
-    from pgserver._commands import pg_ctl  # pinned pgserver, as crm360.warehouse.stop_embedded
+def test_postgres_restart_mid_load_fails_the_task_and_the_retry_completes(clean, server, fresh_db, monkeypatch):
+    wh = fresh_db(server.wh)
+    pipeline.prepare(wh)
+    outcome: dict = {}
 
-    settings = make_settings(tmp_path / "home", clean.landing)
-    wh = warehouse.start_embedded(settings)
-    try:
-        pipeline.prepare(wh)
-        outcome: dict = {}
+    def load():
+        try:
+            outcome["result"] = pipeline.ingest_source(wh, "web", RUN, clean.landing, until=clean.as_of)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
 
-        def load():
-            try:
-                outcome["result"] = pipeline.ingest_source(wh, "web", RUN, clean.landing, until=clean.as_of)
-            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-                outcome["error"] = exc
+    with slow_copies(monkeypatch):
+        worker = threading.Thread(target=load)
+        worker.start()
+        with wh.connect(autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while not _copy_in_progress(conn, wh.dbname) and worker.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        assert worker.is_alive(), f"the load ended before the restart: {outcome}"
+        restart(server)
+        worker.join(timeout=60)
+    error = outcome.get("error")
+    assert error is not None, "the load survived a server restart mid-COPY?"
+    print(f"load during the restart failed with {type(error).__name__}: {error} {getattr(error, '__notes__', '')}")
+    # a lost connection is worth a retry: not the bad-data error that fails a task without one
+    assert not isinstance(error, ingest.IngestError), error
+    assert isinstance(error, psycopg.OperationalError), repr(error)
+    raw_matches_ledger(wh)
 
-        with slow_copies(monkeypatch):
-            worker = threading.Thread(target=load)
-            worker.start()
-            with wh.connect(autocommit=True) as conn:
-                deadline = time.monotonic() + 60
-                while not _copy_in_progress(conn, wh.dbname) and worker.is_alive() and time.monotonic() < deadline:
-                    time.sleep(0.02)
-            assert worker.is_alive(), f"the load ended before the restart: {outcome}"
-            server = __import__("pgserver").get_server(settings.pgdata_dir, cleanup_mode=None)
-            pg_ctl(["-w", "-m", "fast", "restart"], pgdata=settings.pgdata_dir, user=server.system_user)
-            worker.join(timeout=60)
-        error = outcome.get("error")
-        assert error is not None, "the load survived a server restart mid-COPY?"
-        print(f"load during the restart failed with {type(error).__name__}: {error}")
-        # a lost connection is worth a retry: not the bad-data error that fails a task without one
-        assert not isinstance(error, ingest.IngestError), error
-        assert isinstance(error, psycopg.OperationalError), repr(error)
-        raw_matches_ledger(wh)
+    load_all(wh, clean.landing, clean.as_of)
 
-        load_all(wh, clean.landing, clean.as_of)
-
-        raw_matches_ledger(wh)
-        assert_same(only(fingerprint(wh), "raw", "audit"), only(clean.prints, "raw", "audit"))
-    finally:
-        warehouse.stop_embedded(settings)
+    raw_matches_ledger(wh)
+    assert_same(only(fingerprint(wh), "raw", "audit"), only(clean.prints, "raw", "audit"))
 
 
 # -- the whole DAG, every task retried, with faults in the transform, a gate and publication
@@ -458,17 +470,18 @@ def _publish_killed_mid_transaction(wh, publish_task) -> BaseException | None:
                     break
                 time.sleep(0.05)
             assert pid, f"publication never reached its last statement: {outcome}"
-            renamed = admin.execute("select count(*) from pg_locks where pid = %s and granted "
-                                    "and locktype = 'object'", (pid,)).fetchone()[0]
+            renamed = admin.execute("select count(*) from pg_locks where pid = %s and granted and locktype = "
+                                    "'object' and classid = 'pg_namespace'::regclass", (pid,)).fetchone()[0]
+            assert renamed >= 2, "publication was stopped before it renamed both schemas"
             time.sleep(0.3)  # readers query while the renames are uncommitted
             admin.execute("select pg_terminate_backend(%s)", (pid,))
         worker.join(timeout=60)
         holder.rollback()
-    print(f"publication killed holding {renamed} object locks: {type(outcome.get('error')).__name__}")
+    print(f"publication killed holding {renamed} schema locks: {type(outcome.get('error')).__name__}")
     return outcome.get("error")
 
 
-def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, fault_rng, tmp_path, monkeypatch):
+def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, server, fault_rng, tmp_path, monkeypatch):
     """The DAGs' tasks in order, each called as its DAG calls it (crm360_airflow.run_step), each
     run twice: after a first attempt that succeeded, was interrupted at a random crm360 call,
     or hit an injected fault (a failing dbt model, a failing marts gate, a publication killed
@@ -525,12 +538,43 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, faul
         with monkeypatch.context() as patch:
             patch.setenv("CRM360_PROJECT_DIR", str(faulty))
             patch.setenv("CRM360_HOME", str(tmp_path / "faulty_home"))  # keep the real project's parse cache
-            with pytest.raises(DbtError, match=broken_model):
+            with pytest.raises(DbtError, match=broken_model) as failure:
                 crm360_airflow.run_step("transform", as_of)
+        failed("dbt_build", failure.value)
         assert _marts_state(wh) == before, "a failed build changed the published marts"
         log.append(f"dbt_build: model {broken_model} failed, nothing published, re-run")
 
-    attempt("dbt_build", lambda: crm360_airflow.run_step("transform", as_of), failing_model)
+    def restarted_build():
+        """The fixed project's build, with PostgreSQL restarted while dbt writes a mart."""
+        done, restarted = threading.Event(), []
+
+        def watch():
+            with wh.connect(autocommit=True) as conn:
+                while not done.wait(0.05):
+                    if conn.execute("select 1 from pg_stat_activity where state = 'active' and query ilike %s "
+                                    "and pid <> pg_backend_pid()", (f"%create%{publish.BUILD}%",)).fetchone():
+                        break
+                else:
+                    return
+            restart(server)
+            restarted.append(True)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            with pytest.raises(DbtError) as failure:
+                crm360_airflow.run_step("transform", as_of)
+        finally:
+            done.set()
+            watcher.join(timeout=120)
+        assert restarted, "dbt never wrote a mart"
+        failed("dbt_build", failure.value)
+        assert _marts_state(wh) == before, "a build cut off by a restart changed the published marts"
+        first = str(failure.value).splitlines()[0]
+        log.append(f"dbt_build: PostgreSQL restarted while dbt wrote the marts ({first[:160]}), retried")
+
+    attempt("dbt_build", lambda: crm360_airflow.run_step("transform", as_of),
+            lambda: (failing_model(), restarted_build()))
 
     def failing_gate():
         with monkeypatch.context() as patch:
