@@ -13,7 +13,12 @@ with definitions as (
     union all
     {%- endif %}
     {%- else %}
-    select null::text, null::text, null::text, null::text, null::text
+    select
+        null::text as segment_name,
+        null::text as description,
+        null::text as source_model,
+        null::text as filter_sql,
+        null::text as version
     where false
     {%- endfor %}
 ),
