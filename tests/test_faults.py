@@ -10,10 +10,11 @@ ledger's ``batch_id`` are kept, since a retry of a run reuses its run id, and wi
 its batch ids. Floating-point columns (the value model's predictions) are compared
 rounded to 6 decimals.
 
-The clean reference is built once per module. Faults in loading compare raw and the
-load ledger; faults in the transform, the gates and publication run inside the
-whole-DAG retry test, on the reference database itself, so the module pays for two
-dbt builds besides the reference's.
+The clean reference is built once per module, on an embedded PostgreSQL of the
+module's own, which the tests restart (no other module's server, let alone a shared
+one). Faults in loading compare raw and the load ledger; faults in the transform,
+the gates and publication run inside the whole-DAG retry test, on the reference
+database itself, so the module pays for about two dbt builds besides the reference's.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def load_all(wh, landing, as_of) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def own_server(tmp_path_factory):
     """An embedded PostgreSQL of this module's own: the tests restart it, which no other
     module's server (and certainly not a shared one) may go through."""
     settings = make_settings(tmp_path_factory.mktemp("faults_pg"), Path("."))
@@ -135,19 +136,19 @@ def restart(server) -> None:
 
 
 @pytest.fixture(scope="module")
-def clean(server, tmp_path_factory):
+def clean(own_server, tmp_path_factory):
     """One clean run of the tiny preset: (warehouse, settings, landing, as_of, fingerprint)."""
     root = tmp_path_factory.mktemp("faults")
     landing = root / "landing"
     world, _ = generate(landing, GeneratorConfig.preset("tiny", seed=SEED))
     name = f"crm360_test_{uuid.uuid4().hex[:10]}"
-    wh = warehouse.ensure_database(server.wh, name)
+    wh = warehouse.ensure_database(own_server.wh, name)
     settings = make_settings(root / "home", landing)
     as_of = world.end_date + timedelta(days=1)
     pipeline.run_all(as_of, RUN, wh, landing=landing, settings=settings)
     prints = fingerprint(wh)
     yield SimpleNamespace(wh=wh, settings=settings, landing=landing, as_of=as_of, prints=prints, root=root)
-    warehouse.drop_database(server.wh, name)
+    warehouse.drop_database(own_server.wh, name)
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +158,9 @@ def fault_rng():
     return random.Random(seed), seed
 
 
-def test_fingerprint_sees_a_lost_and_a_duplicated_row(clean, fresh_db, server):
+def test_fingerprint_sees_a_lost_and_a_duplicated_row(clean, fresh_db, own_server):
     """The comparison can fail: one row fewer, or one row twice, is a difference."""
-    wh = fresh_db(server.wh)
+    wh = fresh_db(own_server.wh)
     pipeline.prepare(wh)
     load_all(wh, clean.landing, clean.as_of)
     assert_same(only(fingerprint(wh), "raw", "audit"), only(clean.prints, "raw", "audit"))
@@ -221,8 +222,8 @@ def _copy_in_progress(conn, dbname: str) -> tuple[int, int] | None:
     return row if done >= 3 else None
 
 
-def test_loader_killed_mid_copy_loads_everything_once_on_retry(clean, fresh_db, server):
-    wh = fresh_db(server.wh)
+def test_loader_killed_mid_copy_loads_everything_once_on_retry(clean, fresh_db, own_server):
+    wh = fresh_db(own_server.wh)
     pipeline.prepare(wh)
     proc = subprocess.Popen([sys.executable, "-c", SLOW_LOADER, wh.conninfo, str(clean.landing),
                              clean.as_of.isoformat(), RUN], cwd=REPO, stdout=subprocess.PIPE,
@@ -293,8 +294,8 @@ def slow_copies(monkeypatch):
         yield
 
 
-def test_postgres_restart_mid_load_fails_the_task_and_the_retry_completes(clean, server, fresh_db, monkeypatch):
-    wh = fresh_db(server.wh)
+def test_postgres_restart_mid_load_fails_the_task_and_the_retry_completes(clean, own_server, fresh_db, monkeypatch):
+    wh = fresh_db(own_server.wh)
     pipeline.prepare(wh)
     outcome: dict = {}
 
@@ -312,7 +313,7 @@ def test_postgres_restart_mid_load_fails_the_task_and_the_retry_completes(clean,
             while not _copy_in_progress(conn, wh.dbname) and worker.is_alive() and time.monotonic() < deadline:
                 time.sleep(0.02)
         assert worker.is_alive(), f"the load ended before the restart: {outcome}"
-        restart(server)
+        restart(own_server)
         worker.join(timeout=60)
     error = outcome.get("error")
     assert error is not None, "the load survived a server restart mid-COPY?"
@@ -481,7 +482,8 @@ def _publish_killed_mid_transaction(wh, publish_task) -> BaseException | None:
     return outcome.get("error")
 
 
-def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, server, fault_rng, tmp_path, monkeypatch):
+def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_server, fault_rng, tmp_path,
+                                                                      monkeypatch):
     """The DAGs' tasks in order, each called as its DAG calls it (crm360_airflow.run_step), each
     run twice: after a first attempt that succeeded, was interrupted at a random crm360 call,
     or hit an injected fault (a failing dbt model, a failing marts gate, a publication killed
@@ -556,7 +558,7 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, serv
                         break
                 else:
                     return
-            restart(server)
+            restart(own_server)
             restarted.append(True)
 
         watcher = threading.Thread(target=watch)
