@@ -198,7 +198,8 @@ def test_truncated_or_corrupt_gzip_is_refused_and_the_whole_file_loads_later(wh,
 
 def test_files_in_another_encoding(wh, landing, tmp_path, monkeypatch, capsys):
     """UTF-16 fails at its header; a Latin-1 export fails as unreadable (every accented row
-    is not UTF-8); a single Latin-1 row in a large UTF-8 file is quarantined with its line."""
+    is not UTF-8), and so do JSON files in either; a single Latin-1 row in a large UTF-8 file
+    is quarantined with its line."""
     day = landing / "sales" / BAD_DAY
     day.mkdir()
     rows = [f"C{i},registered,Zoë,Müller,z{i}@example.com,,Köln,NW,DE,{BAD_DAY}T08:00:00Z" for i in range(10, 14)]
@@ -212,6 +213,18 @@ def test_files_in_another_encoding(wh, landing, tmp_path, monkeypatch, capsys):
     expected = f"{rel}: line 2: not valid UTF-8; 4 of 4 records malformed (100.0%); nothing from the file was loaded"
     assert _refused(wh, landing, "sales", "not valid UTF-8") == expected
     assert _cli_error(wh, landing, tmp_path, monkeypatch, capsys) == expected
+
+    # JSON: a document is read whole, so it fails at the first byte that is not UTF-8; JSON lines
+    # in UTF-16 are not UTF-8 on any line
+    tickets = landing / "service" / f"tickets_{BAD_DAY}.json"
+    tickets.write_bytes(json.dumps({"tickets": [_ticket(7, subject="Grüße")]}, ensure_ascii=False).encode("latin-1"))
+    _refused(wh, landing, "service", rf"^service/tickets_{BAD_DAY}.json: byte \d+: the file is not valid UTF-8; "
+                                     "nothing from it was loaded$")
+    tickets.unlink()
+    (landing / "web" / f"events_{BAD_DAY}.jsonl").write_bytes("\n".join(_event(i) for i in range(70, 75)).encode(
+        "utf-16"))
+    _refused(wh, landing, "web", rf"^web/events_{BAD_DAY}.jsonl: line 1: not valid UTF-8; 5 of 5 records malformed")
+    (landing / "web" / f"events_{BAD_DAY}.jsonl").unlink()
 
     good = [f"C{i},registered,Zoë,Müller,z{i}@example.com,,Köln,NW,DE,{BAD_DAY}T08:00:00Z" for i in range(20, 220)]
     customers.write_bytes("\n".join([CUSTOMERS_HEADER, *good]).encode() + b"\n" + rows[0].encode("latin-1") + b"\n")
