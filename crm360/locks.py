@@ -13,7 +13,7 @@ The parts:
   serves every run, so two builds must not overlap, whatever their dates.
 
 ``run_all`` and ``backfill`` hold every part for their whole run; an Airflow task
-holds the part its step writes (Airflow's ``max_active_runs=1`` keeps two runs of
+holds the part its step writes (applying erasures writes them all) (Airflow's ``max_active_runs=1`` keeps two runs of
 one DAG apart already; the lock keeps a CLI run and a DAG run apart).
 
 A run that finds a part taken waits up to ``CRM360_RUN_LOCK_WAIT`` seconds
@@ -174,6 +174,8 @@ def parts_for_step(step_name: str, args: Sequence) -> tuple[list[str], str, date
         return [MARTS], f"transform for {arg(0)}", arg(0)
     if step_name == "publish_marts":
         return [MARTS], str(arg(0)), None
+    if step_name == "erase":  # deletes from every source's raw tables and from the published marts
+        return list(EVERY_PART), str(arg(0)), None
     if step_name == "prepare":
         return [PREPARE], "prepare", None
     return [], "", None

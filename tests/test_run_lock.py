@@ -154,6 +154,7 @@ def test_steps_name_the_parts_they_write():
     assert locks.parts_for_step("gate", ("marts", "r", None, None, AS_OF))[0] == ["marts"]
     assert locks.parts_for_step("transform", (AS_OF,))[0] == ["marts"]
     assert locks.parts_for_step("publish_marts", ("r",))[0] == ["marts"]
+    assert locks.parts_for_step("erase", ("r",))[0] == list(locks.EVERY_PART)
     assert locks.parts_for_step("check_freshness", ("r", AS_OF))[0] == []
     assert set(locks.EVERY_PART) == {"ingest:sales", "ingest:service", "ingest:web", "marts"}
     assert ingest.SOURCES.keys() == {p.split(":")[1] for p in locks.EVERY_PART if p.startswith("ingest:")}
