@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint venv lock clean stop help
+.PHONY: demo test lint venv lock bench-deps clean stop help
 
 help:            ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -33,6 +33,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 lock:            ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile --python-version 3.11 pyproject.toml --extra dev -o requirements.lock --no-header --quiet
+
+bench-deps: venv ## add the benchmark-only packages (dlt) to .venv, leaving requirements.lock's versions as they are
+	$(BIN)/uv pip install --python $(BIN)/python -c requirements.lock -r bench/requirements.txt
 
 stop: venv       ## stop the embedded PostgreSQL
 	$(BIN)/crm360 warehouse stop

@@ -1,20 +1,24 @@
-"""Load throughput of crm360's loaders against psql \\copy (and pandas) on the same files, in one run.
+"""Load throughput of crm360's loaders against psql \\copy, pandas and dlt on the same files, in one run.
 
     .venv/bin/python bench/load_throughput.py --preset small [--repeat 3] [--sources sales,web,service]
     .venv/bin/python bench/load_throughput.py --preset medium --landing DIR --days 7
 
-Each repetition uses a fresh database and loads the same drop files three ways, timing each source:
+Each repetition uses a fresh database and loads the same drop files four ways, timing each source:
 
 * crm360: ``crm360.ingest.load_source`` per source into ``raw.*``;
 * psql \\copy: one psql process per source runs a generated script, one ``\\copy`` per file, into
   ``bench_copy.*`` tables created ``like raw.* including defaults`` (the meta columns fill from the
   same ``crm360.*`` settings). JSON lines go in one per row, into a text column (``--jsonl-into
   jsonb``: into ``record jsonb``). The service tickets (one JSON document per file) are crm360 only;
-* pandas: ``read_csv(...).to_sql(method="multi", chunksize=10_000)`` into ``bench_pandas.*``, sales CSVs only.
+* pandas: ``read_csv(...).to_sql(method="multi", chunksize=10_000)`` into ``bench_pandas.*``, sales CSVs only;
+* dlt: one ``pipeline.run`` per source (extract, normalize, load) of dlt's filesystem readers into the
+  ``bench_dlt`` dataset: CSVs with ``read_csv`` as text, JSON lines with ``read_jsonl``, the tickets of
+  each service document as records. Needs ``make bench-deps``; skipped with a message when missing.
 
 The files are found where crm360.generate writes them (the layout of the default sources.yml), and
 the run checks that crm360 loaded exactly those files. Prints rows, median seconds and rows/s per
-source and method, crm360's rows/s as a share of psql's (target: at least 70 %), and checks that the
+source and method, the peak memory (RSS) of each load, crm360's rows/s as a share of psql's (target:
+at least 70 %), and checks that the
 methods' row counts agree, allowing for the records crm360 quarantined. Uses the embedded warehouse
 (a throwaway server under a temporary directory) unless CRM360_WAREHOUSE_URL is set; each database
 is dropped afterwards. Exits 1 on errors and on row count mismatches, never on a missed target.
@@ -26,6 +30,7 @@ import argparse
 import csv
 import importlib.util
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -46,8 +51,10 @@ from crm360 import ingest, warehouse
 from crm360.generate import PRESETS, GeneratorConfig, generate
 from crm360.settings import Settings, get_settings
 
-CRM360, PSQL, PANDAS = "crm360", "psql \\copy", "pandas to_sql"
-METHODS = (CRM360, PSQL, PANDAS)
+CRM360, PSQL, PANDAS, DLT = "crm360", "psql \\copy", "pandas to_sql", "dlt"
+METHODS = (CRM360, PSQL, PANDAS, DLT)
+DLT_DATASET = "bench_dlt"
+DLT_FORMATS = ("insert_values", "csv")  # what dlt's postgres destination loads from: INSERT statements or COPY
 TARGET_SHARE = 0.70  # the issue's target: crm360 at least 70 % of psql \copy's rows/s
 PANDAS_CHUNK = 10_000
 # control characters json.dumps always escapes: as CSV quote and delimiter they never occur in a JSON line
@@ -143,6 +150,53 @@ def timed(fn, *args, **kwargs) -> tuple[object, float]:
     return result, time.perf_counter() - started
 
 
+@dataclass(frozen=True)
+class Step:
+    """One timed load, run in a process of its own: what it returned, its seconds and its peak memory."""
+
+    value: object
+    seconds: float
+    peak_rss: int  # bytes: the kernel's high-water mark of the worker's resident memory
+
+
+def peak_rss_of(pid: int | str) -> int | None:
+    """The kernel's high-water mark of a process's resident memory (VmHWM), in bytes; None once it ended.
+
+    VmHWM starts afresh when a process execs, unlike getrusage's ru_maxrss, which keeps the peak of
+    the memory a child was forked with: a worker spawned by a big parent would be charged the parent's.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) * 1024 if found else None
+
+
+def _step_in_worker(fn_name: str, args: tuple) -> tuple[object, float, int]:
+    """Runs in the spawned worker: the step, then the worker's peak RSS."""
+    value, seconds = globals()[fn_name](*args)
+    return value, seconds, peak_rss_of("self") or 0
+
+
+def run_step(fn, *args) -> Step:
+    """``fn(*args)`` -> (value, seconds) in a fresh spawned process, so each load's peak memory is its own.
+
+    The step function does its own timing, after its imports and connections. The load runs in the
+    worker (crm360, pandas, dlt: dlt's load threads too), so the worker's peak RSS, from the kernel and
+    not sampled, is the load's, the interpreter and the benchmark's imports included. psql runs as a
+    process of its own: its step returns that process's peak (``run_psql``).
+    """
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        value, seconds, peak = pool.apply(_step_in_worker, (fn.__name__, args))
+    return Step(value, seconds, peak)
+
+
+def step_nothing() -> tuple[None, float]:
+    """A worker that loads nothing: the baseline every in-process peak includes."""
+    return None, 0.0
+
+
 # --------------------------------------------------------------------------- warehouse
 
 
@@ -189,6 +243,14 @@ def count_rows(wh: warehouse.Warehouse, schema: str, table: str) -> int:
         return conn.execute(f"select count(*) from {schema}.{quote_ident(table)}").fetchone()[0]
 
 
+def count_rows_if_any(wh: warehouse.Warehouse, schema: str, table: str) -> int:
+    """Rows in a table some loader may not have created (dlt creates none for a file set without records)."""
+    with wh.connect() as conn:
+        exists = conn.execute("select to_regclass(%s) is not null",
+                              (f"{schema}.{quote_ident(table)}",)).fetchone()[0]
+    return count_rows(wh, schema, table) if exists else 0
+
+
 def quarantined(wh: warehouse.Warehouse) -> dict[str, int]:
     """Records crm360 set aside as malformed, per raw table."""
     with wh.connect() as conn:
@@ -200,7 +262,7 @@ def server_version(wh: warehouse.Warehouse) -> str:
         return conn.execute("show server_version").fetchone()[0]
 
 
-# --------------------------------------------------------------------------- the three loaders
+# --------------------------------------------------------------------------- the four loaders
 
 
 def load_crm360(wh: warehouse.Warehouse, drops: Drops, source: str, batch_id: str,
@@ -247,11 +309,26 @@ def psql_script(drops: Drops, source: str, batch_id: str, loaded_at: datetime, j
     return "\n".join(lines) + "\n"
 
 
-def run_psql(psql: str, env: dict[str, str], script: Path) -> None:
-    done = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script)],
-                          env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"psql failed on {script.name}: {done.stderr.strip()}")
+def run_psql(psql: str, env: dict[str, str], script: Path) -> int:
+    """Runs the script; returns psql's peak RSS in bytes.
+
+    The peak is psql's VmHWM (``peak_rss_of``), read every 10 ms while psql runs: it only grows, so the
+    last reading misses at most the last 10 ms.
+    """
+    with tempfile.TemporaryFile() as err, subprocess.Popen(
+            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script)],
+            env=env, stdout=subprocess.DEVNULL, stderr=err) as proc:
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, peak_rss_of(proc.pid) or 0)  # None: ended (or a zombie) since poll
+            try:
+                proc.wait(0.01)
+            except subprocess.TimeoutExpired:
+                pass
+        if proc.returncode:
+            err.seek(0)
+            raise RuntimeError(f"psql failed on {script.name}: {err.read().decode(errors='replace').strip()}")
+    return peak
 
 
 def load_pandas(engine, drops: Drops, source: str, batch_id: str, loaded_at: datetime) -> int:
@@ -276,59 +353,166 @@ def pandas_applies(drops: Drops, source: str) -> bool:
     return all(table.fmt == "csv" for table, _ in drops.files[source])
 
 
+def dlt_installed() -> bool:
+    return importlib.util.find_spec("dlt") is not None
+
+
+def dlt_credentials(wh: warehouse.Warehouse):
+    """dlt's postgres credentials for ``wh``.
+
+    dlt requires a host and a password: a socket folder (the embedded warehouse) goes in the connection
+    string's query, which libpq reads after the host it stands in for; trust authentication gets an
+    empty password.
+    """
+    from dlt.destinations.impl.postgres.configuration import PostgresCredentials
+
+    fields = {"database": wh.dbname, "username": wh.user, "password": wh.password or "", "port": wh.port,
+              "host": "localhost" if wh.is_socket else wh.host, "query": {"host": wh.host} if wh.is_socket else {}}
+    return PostgresCredentials(fields)
+
+
+def dlt_pipeline(wh: warehouse.Warehouse, source: str, rep: int, work: Path):
+    """A dlt pipeline into the ``bench_dlt`` dataset, its state kept under ``work`` (never the user's home)."""
+    import dlt
+
+    return dlt.pipeline(pipeline_name=f"crm360_bench_{source}_{rep}", pipelines_dir=str(work / "dlt_pipelines"),
+                        destination=dlt.destinations.postgres(credentials=dlt_credentials(wh)),
+                        dataset_name=DLT_DATASET)
+
+
+def dlt_resources(drops: Drops, source: str) -> list:
+    """dlt's filesystem source with its readers, one resource per file set of ``source`` named like the raw table.
+
+    The files are listed by the same globs as for the other methods, under the same landing folder. CSVs
+    are read as text (``dtype=str``, empty fields stay empty), as for pandas; JSON lines one record per
+    line; a service document is a JSON object whose ``tickets`` list holds the records.
+    """
+    import dlt
+    from dlt.common import json as dlt_json
+    from dlt.sources.filesystem import filesystem, read_csv, read_jsonl
+
+    @dlt.transformer
+    def read_ticket_documents(items):
+        for file_obj in items:
+            with file_obj.open() as fh:
+                tickets = dlt_json.load(fh).get("tickets") or []
+            if tickets:
+                yield tickets
+
+    resources = []
+    for table in drops.tables(source):
+        files = filesystem(bucket_url=drops.landing.as_uri(), file_glob=table.pattern)
+        if table.fmt == "csv":
+            reader = files | read_csv(dtype=str, keep_default_na=False, encoding="utf-8")
+        elif table.fmt == "jsonl":
+            reader = files | read_jsonl()
+        else:
+            reader = files | read_ticket_documents()
+        resources.append(reader.with_name(table.table))
+    return resources
+
+
+def load_dlt(pipeline, drops: Drops, source: str, file_format: str) -> None:
+    """Extract, normalize and load every file of ``source`` in one ``pipeline.run``; raises if a job failed."""
+    from dlt.common.exceptions import DltException
+
+    try:
+        info = pipeline.run(dlt_resources(drops, source), write_disposition="append", loader_file_format=file_format)
+        info.raise_on_failed_jobs()
+    except DltException as exc:
+        raise RuntimeError(f"dlt failed on {source}: {exc}") from exc
+
+
 # --------------------------------------------------------------------------- one repetition
+
+
+# Each step runs in a spawned worker (run_step): it connects, imports what it needs, then times the load.
+
+
+def step_crm360(wh: warehouse.Warehouse, drops: Drops, source: str, batch_id: str,
+                loaded_at: datetime) -> tuple[tuple[int, list[str]], float]:
+    result, seconds = timed(load_crm360, wh, drops, source, batch_id, loaded_at)
+    return (sum(result.rows.values()), result.files_loaded), seconds
+
+
+def step_psql(psql: str, env: dict[str, str], script: Path) -> tuple[int, float]:
+    return timed(run_psql, psql, env, script)
+
+
+def step_pandas(wh: warehouse.Warehouse, drops: Drops, source: str, batch_id: str,
+                loaded_at: datetime) -> tuple[int, float]:
+    import pandas  # noqa: F401  (imported before the clock starts)
+    from sqlalchemy import create_engine
+
+    engine = create_engine(wh.sqlalchemy_url())
+    try:
+        return timed(load_pandas, engine, drops, source, batch_id, loaded_at)
+    finally:
+        engine.dispose()
+
+
+def step_dlt(wh: warehouse.Warehouse, drops: Drops, source: str, rep: int, work: Path,
+             file_format: str) -> tuple[None, float]:
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # no anonymous usage reports from a benchmark
+    pipeline = dlt_pipeline(wh, source, rep, work)
+    return timed(load_dlt, pipeline, drops, source, file_format)
 
 
 @dataclass
 class Repetition:
-    """Seconds and rows per (source, method) of one repetition, plus its row count check."""
+    """Seconds, rows and peak RSS per (source, method) of one repetition, plus its row count check."""
 
     seconds: dict[tuple[str, str], float] = field(default_factory=dict)
     rows: dict[tuple[str, str], int] = field(default_factory=dict)
+    peak_rss: dict[tuple[str, str], int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
+    def record(self, key: tuple[str, str], step: Step) -> None:
+        self.seconds[key], self.peak_rss[key] = step.seconds, step.peak_rss
+
 
 def run_once(server: warehouse.Warehouse, drops: Drops, psql: str, work: Path, rep: int,
-             jsonl_into: str, methods: tuple[str, ...] = METHODS) -> Repetition:
+             jsonl_into: str, methods: tuple[str, ...] = METHODS, dlt_format: str = DLT_FORMATS[0]) -> Repetition:
     """All methods for all sources on a fresh database, which is dropped afterwards."""
-    from sqlalchemy import create_engine
-
     name = f"crm360_bench_load_{uuid.uuid4().hex[:8]}"
     wh = warehouse.ensure_database(server, name)
-    engine = None
     try:
         wh.ensure_schemas()
         ingest.prepare_raw(wh)
         sources = list(drops.files)
         create_bench_tables(wh, sources, jsonl_into)
-        engine = create_engine(wh.sqlalchemy_url())
         env = psql_env(wh)
         out = Repetition()
         loaded_at = datetime.now(UTC)
         for source in sources:
             batch_id = f"bench_{rep}_{source}"
             settle(wh)
-            result, out.seconds[source, CRM360] = timed(load_crm360, wh, drops, source, batch_id, loaded_at)
-            out.rows[source, CRM360] = sum(result.rows.values())
-            out.problems += same_files(drops, source, result.files_loaded)
+            step = run_step(step_crm360, wh, drops, source, batch_id, loaded_at)
+            out.record((source, CRM360), step)
+            out.rows[source, CRM360], files_loaded = step.value
+            out.problems += same_files(drops, source, files_loaded)
             script = psql_script(drops, source, batch_id, loaded_at, jsonl_into)
             if script is not None:
                 path = work / f"copy_{source}.psql"
                 path.write_text(script, encoding="utf-8")
                 settle(wh)
-                _, out.seconds[source, PSQL] = timed(run_psql, psql, env, path)
+                step = run_step(step_psql, psql, env, path)
+                out.record((source, PSQL), Step(None, step.seconds, step.value))  # psql's own peak, not the worker's
                 out.rows[source, PSQL] = sum(count_rows(wh, "bench_copy", t.table) for t in drops.tables(source))
             if PANDAS in methods and pandas_applies(drops, source):
                 settle(wh)
-                out.rows[source, PANDAS], out.seconds[source, PANDAS] = timed(
-                    load_pandas, engine, drops, source, batch_id, loaded_at)
+                step = run_step(step_pandas, wh, drops, source, batch_id, loaded_at)
+                out.record((source, PANDAS), step)
+                out.rows[source, PANDAS] = step.value
+            if DLT in methods:
+                settle(wh)
+                out.record((source, DLT), run_step(step_dlt, wh, drops, source, rep, work, dlt_format))
+                out.rows[source, DLT] = sum(count_rows_if_any(wh, DLT_DATASET, t.table) for t in drops.tables(source))
         out.quarantined = quarantined(wh)
         out.problems += check_counts(wh, drops, out)
         return out
     finally:
-        if engine is not None:
-            engine.dispose()
         warehouse.drop_database(server, name)
 
 
@@ -349,7 +533,8 @@ def check_counts(wh: warehouse.Warehouse, drops: Drops, out: Repetition) -> list
             raw = count_rows(wh, "raw", table.table)
             bad = out.quarantined.get(table.table, 0)
             counts = {"psql": count_rows(wh, "bench_copy", table.table) if (source, PSQL) in out.rows else None,
-                      "pandas": count_rows(wh, "bench_pandas", table.table) if (source, PANDAS) in out.rows else None}
+                      "pandas": count_rows(wh, "bench_pandas", table.table) if (source, PANDAS) in out.rows else None,
+                      "dlt": count_rows_if_any(wh, DLT_DATASET, table.table) if (source, DLT) in out.rows else None}
             for method, n in counts.items():
                 if n is not None and n != raw + bad:
                     problems.append(f"{table.table}: {method} loaded {n:,} rows, crm360 {raw:,} "
@@ -375,8 +560,10 @@ def machine_facts(wh: warehouse.Warehouse, psql: str, drops: Drops, preset: str,
 
 
 def median_table(reps: list[Repetition], drops: Drops) -> list[str]:
-    """One line per source and method: rows, median seconds, rows/s, MB/s, share of psql's rows/s."""
-    lines = [f"{'source':<9}{'method':<15}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'MB/s':>8}{'vs psql':>9}"]
+    """One line per source and method: rows, median seconds, rows/s, MB/s, share of psql's rows/s, and the
+    highest peak RSS over the repetitions."""
+    lines = [f"{'source':<9}{'method':<15}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'MB/s':>8}{'vs psql':>9}"
+             f"{'peak MB':>9}"]
     for source in drops.files:
         measured = [m for m in METHODS if (source, m) in reps[0].seconds]
         seconds = {m: statistics.median(r.seconds[source, m] for r in reps) for m in measured}
@@ -385,8 +572,10 @@ def median_table(reps: list[Repetition], drops: Drops) -> list[str]:
         psql_rate = rate.get(PSQL)
         for m in measured:
             share = f"{rate[m] / psql_rate:.0%}" if psql_rate else "n/a"
+            peak = max(r.peak_rss[source, m] for r in reps)
             lines.append(f"{source:<9}{m:<15}{rows[m]:>12,}{seconds[m]:>10.2f}{rate[m]:>12,.0f}"
-                         f"{drops.bytes(source) / 1e6 / seconds[m]:>8.1f}{share:>9}")
+                         f"{drops.bytes(source) / 1e6 / seconds[m]:>8.1f}{share:>9}"
+                         f"{peak / 2**20:>9,.0f}")
         if psql_rate:
             share = rate[CRM360] / psql_rate
             verdict = "meets" if share >= TARGET_SHARE else "misses"
@@ -394,17 +583,24 @@ def median_table(reps: list[Repetition], drops: Drops) -> list[str]:
                          f"{TARGET_SHARE:.0%} target")
         else:
             lines.append(f"{'':<9}psql: not measured (a whole JSON document per file has no \\copy equivalent "
-                         "that yields one row per record); crm360 only")
+                         "that yields one row per record)")
     return lines
 
 
-def notes(jsonl_into: str) -> list[str]:
+def notes(jsonl_into: str, dlt_format: str, idle_rss: int) -> list[str]:
     into = "a 'line text' column" if jsonl_into == "text" else "the 'record jsonb' column (_record_number null)"
     return [
         "psql: one process per source, session settings for the meta columns, one \\copy per file; "
         f"CSV with ({CSV_COPY_OPTIONS}); JSON lines into {into} with csv format, \\x01 quote, \\x02 delimiter",
         "pandas: read_csv(dtype=str) + to_sql(method='multi', chunksize=10_000) through SQLAlchemy/psycopg2, "
         "CSV sources only",
+        f"dlt: one pipeline.run per source (extract + normalize + load, loader_file_format={dlt_format!r}) of "
+        f"the filesystem source's read_csv(dtype=str) / read_jsonl / the tickets of each service document, "
+        f"into dataset {DLT_DATASET}; its pipeline is created before the clock starts, its tables during the run",
+        "peak MB: each load runs in a fresh worker process; the kernel's peak RSS (VmHWM) of that worker for "
+        "crm360, pandas and dlt (Python and the benchmark's imports included: a worker that loads nothing peaks at "
+        f"{idle_rss / 2**20:,.0f} MB), of the psql process for psql; highest over the repetitions; the "
+        "PostgreSQL server's memory is not counted",
         "seconds: wall clock per source, median over repetitions, each on a fresh database; "
         "MB/s: the source's file bytes over those seconds",
     ]
@@ -424,6 +620,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--days", type=int, help="only the drops of the last N days")
     parser.add_argument("--no-pandas", action="store_true",
                         help="skip pandas to_sql (it needs ~15 minutes for the medium preset's sales)")
+    parser.add_argument("--no-dlt", action="store_true", help="skip dlt (also skipped when it is not installed)")
+    parser.add_argument("--dlt-format", choices=DLT_FORMATS, default=DLT_FORMATS[0],
+                        help="dlt's loader file format for postgres: insert_values (its default) or csv (COPY)")
     parser.add_argument("--jsonl-into", choices=("text", "jsonb"), default="text",
                         help="what psql \\copy loads each JSON line into (default: a text column)")
     args = parser.parse_args(argv)
@@ -462,18 +661,22 @@ def prepare_drops(args: argparse.Namespace, tmp: Path) -> tuple[Drops, str]:
     return drops, origin
 
 
-def report(args: argparse.Namespace, facts: list[str], reps: list[Repetition], drops: Drops) -> list[str]:
+def report(args: argparse.Namespace, facts: list[str], reps: list[Repetition], drops: Drops,
+           idle_rss: int) -> list[str]:
     """Print the results; return the row count mismatches found."""
-    print(f"crm360 load throughput vs psql \\copy, median of {args.repeat} repetition(s)")
+    print(f"crm360 load throughput vs psql \\copy, pandas and dlt, median of {args.repeat} repetition(s)")
     print("\n".join(facts))
     print("\n".join(median_table(reps, drops)))
-    print("\n".join(f"note: {n}" for n in notes(args.jsonl_into)))
+    print("\n".join(f"note: {n}" for n in notes(args.jsonl_into, args.dlt_format, idle_rss)))
     bad = sorted({f"{t}: {n:,}" for r in reps for t, n in r.quarantined.items()})
     print(f"quarantined by crm360: {'; '.join(bad) if bad else 'none'}")
     problems = [f"repetition {i + 1}: {p}" for i, r in enumerate(reps) for p in r.problems]
     for problem in problems:
         print(f"ROW COUNT MISMATCH {problem}", file=sys.stderr)
-    agree = "agree per table (psql and pandas = crm360 + quarantined)"
+    compared = [name for name, m in (("psql", PSQL), ("pandas", PANDAS), ("dlt", DLT))
+                if any(key[1] == m for key in reps[0].rows)]
+    agree = (f"agree per table ({', '.join(compared)} = crm360 + quarantined)" if compared
+             else "crm360 only, nothing to compare")
     print(f"row counts: {'MISMATCH (see stderr)' if problems else agree}")
     return problems
 
@@ -482,6 +685,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base = get_settings()
     psql = find_psql()
+    methods = tuple(m for m in METHODS if not (args.no_pandas and m == PANDAS) and not (args.no_dlt and m == DLT))
+    if DLT in methods and not dlt_installed():
+        print("dlt not installed: make bench-deps (skipping dlt)", file=sys.stderr)
+        methods = tuple(m for m in methods if m != DLT)
     with tempfile.TemporaryDirectory(prefix="crm360_bench_load_") as tmp:
         tmp = Path(tmp)
         drops, origin = prepare_drops(args, tmp)
@@ -492,15 +699,16 @@ def main(argv: list[str] | None = None) -> int:
                   else warehouse.start_embedded(settings))
         try:
             facts = machine_facts(server, psql, drops, args.preset, origin)
-            methods = tuple(m for m in METHODS if not (args.no_pandas and m == PANDAS))
-            reps = [run_once(server, drops, psql, tmp, i, args.jsonl_into, methods) for i in range(args.repeat)]
+            idle_rss = run_step(step_nothing).peak_rss
+            reps = [run_once(server, drops, psql, tmp, i, args.jsonl_into, methods, args.dlt_format)
+                    for i in range(args.repeat)]
         except (RuntimeError, psycopg.Error) as exc:  # crm360's IngestError and WarehouseError included
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:
             if not settings.warehouse_url:
                 warehouse.stop_embedded(settings)
-        problems = report(args, facts, reps, drops)
+        problems = report(args, facts, reps, drops, idle_rss)
     return 1 if problems else 0
 
 
