@@ -412,8 +412,11 @@ def dlt_resources(drops: Drops, source: str) -> list:
     return resources
 
 
-def load_dlt(pipeline, drops: Drops, source: str, file_format: str) -> None:
-    """Extract, normalize and load every file of ``source`` in one ``pipeline.run``; raises if a job failed."""
+def load_dlt(pipeline, drops: Drops, source: str, file_format: str) -> dict[str, float]:
+    """Extract, normalize and load every file of ``source`` in one ``pipeline.run``; raises if a job failed.
+
+    Returns the seconds of each of dlt's steps, from the run's trace.
+    """
     from dlt.common.exceptions import DltException
 
     try:
@@ -421,6 +424,8 @@ def load_dlt(pipeline, drops: Drops, source: str, file_format: str) -> None:
         info.raise_on_failed_jobs()
     except DltException as exc:
         raise RuntimeError(f"dlt failed on {source}: {exc}") from exc
+    return {str(step.step): (step.finished_at - step.started_at).total_seconds()
+            for step in pipeline.last_trace.steps if step.finished_at and step.step != "run"}
 
 
 # --------------------------------------------------------------------------- one repetition
@@ -452,7 +457,7 @@ def step_pandas(wh: warehouse.Warehouse, drops: Drops, source: str, batch_id: st
 
 
 def step_dlt(wh: warehouse.Warehouse, drops: Drops, source: str, rep: int, work: Path,
-             file_format: str) -> tuple[None, float]:
+             file_format: str) -> tuple[dict[str, float], float]:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # no anonymous usage reports from a benchmark
     pipeline = dlt_pipeline(wh, source, rep, work)
     return timed(load_dlt, pipeline, drops, source, file_format)
@@ -465,6 +470,7 @@ class Repetition:
     seconds: dict[tuple[str, str], float] = field(default_factory=dict)
     rows: dict[tuple[str, str], int] = field(default_factory=dict)
     peak_rss: dict[tuple[str, str], int] = field(default_factory=dict)
+    dlt_steps: dict[str, dict[str, float]] = field(default_factory=dict)  # per source: dlt's step -> seconds
     quarantined: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -507,7 +513,9 @@ def run_once(server: warehouse.Warehouse, drops: Drops, psql: str, work: Path, r
                 out.rows[source, PANDAS] = step.value
             if DLT in methods:
                 settle(wh)
-                out.record((source, DLT), run_step(step_dlt, wh, drops, source, rep, work, dlt_format))
+                step = run_step(step_dlt, wh, drops, source, rep, work, dlt_format)
+                out.record((source, DLT), step)
+                out.dlt_steps[source] = step.value
                 out.rows[source, DLT] = sum(count_rows_if_any(wh, DLT_DATASET, t.table) for t in drops.tables(source))
         out.quarantined = quarantined(wh)
         out.problems += check_counts(wh, drops, out)
@@ -576,6 +584,11 @@ def median_table(reps: list[Repetition], drops: Drops) -> list[str]:
             lines.append(f"{source:<9}{m:<15}{rows[m]:>12,}{seconds[m]:>10.2f}{rate[m]:>12,.0f}"
                          f"{drops.bytes(source) / 1e6 / seconds[m]:>8.1f}{share:>9}"
                          f"{peak / 2**20:>9,.0f}")
+        if DLT in measured:
+            steps = {name: statistics.median(r.dlt_steps[source].get(name, 0.0) for r in reps)
+                     for name in reps[0].dlt_steps[source]}
+            lines.append(f"{'':<9}dlt's own steps (median s): "
+                         + ", ".join(f"{name} {secs:.2f}" for name, secs in steps.items()))
         if psql_rate:
             share = rate[CRM360] / psql_rate
             verdict = "meets" if share >= TARGET_SHARE else "misses"
