@@ -100,9 +100,7 @@ MARTS_CHECKSUM = """
 """
 
 
-@pytest.fixture(scope="module")
-def published(embedded_server, tmp_path_factory):
-    """A fresh database with one successful run published: (warehouse, settings, landing, as_of)."""
+def _publish_tiny(embedded_server, tmp_path_factory):
     from datetime import timedelta
 
     from crm360 import pipeline
@@ -116,5 +114,22 @@ def published(embedded_server, tmp_path_factory):
     settings = make_settings(root / "home", landing)
     as_of = world.end_date + timedelta(days=1)
     pipeline.run_all(as_of, "first", wh, landing=landing, settings=settings)
-    yield wh, settings, landing, as_of
+    return wh, settings, landing, as_of, name
+
+
+@pytest.fixture(scope="module")
+def published(embedded_server, tmp_path_factory):
+    """A fresh database with one successful run published: (warehouse, settings, landing, as_of).
+    The module may change it as it likes."""
+    *handle, name = _publish_tiny(embedded_server, tmp_path_factory)
+    yield tuple(handle)
+    warehouse.drop_database(embedded_server, name)
+
+
+@pytest.fixture(scope="session")
+def shared_published(embedded_server, tmp_path_factory):
+    """The same, built once per test process and shared by modules that only read it (they may
+    add to logs such as audit.segment_exports, and must put back anything else they change)."""
+    *handle, name = _publish_tiny(embedded_server, tmp_path_factory)
+    yield tuple(handle)
     warehouse.drop_database(embedded_server, name)

@@ -2,7 +2,7 @@
 types), an index for every query in docs/bi_queries.sql, and dbt exposures naming
 the dashboards and the marts they read.
 
-The warehouse-backed tests share one published tiny run (the module's `published`
+The warehouse-backed tests share one published tiny run (the session's `shared_published`
 fixture). dbt runs three marts against it, once; the contract check
 fails a model before anything is written."""
 
@@ -106,7 +106,7 @@ PROBE_SCHEMA = "marts__contract_probe"
 
 
 @pytest.fixture(scope="module")
-def probe_run(published, tmp_path_factory):
+def probe_run(shared_published, tmp_path_factory):
     """One dbt run of three marts of a copy of the project into a probe schema, on
     the published run's intermediate tables (the published marts are not touched):
     - customer_pyramid with a column's type changed and customer_identifiers with a
@@ -116,7 +116,7 @@ def probe_run(published, tmp_path_factory):
       the old table to a backup that still holds the index name while the new
       table's post-hooks run, and the new table must get its index anyway.
     Returns (dbt result, indexes on the rebuilt table, tables left in the schema)."""
-    wh, _, _, as_of = published
+    wh, _, _, as_of = shared_published
     root = tmp_path_factory.mktemp("contract_probe")
     shutil.copytree(REPO / "dbt_project", root / "dbt_project", ignore=shutil.ignore_patterns("target", "logs"))
     _break_column(root / "dbt_project", "customer_pyramid", "        revenue_rank,\n",
@@ -188,8 +188,8 @@ def _index_scans(plan: dict) -> set[str]:
     return found
 
 
-def test_documented_bi_queries_use_their_indexes(published):
-    wh, _, _, as_of = published
+def test_documented_bi_queries_use_their_indexes(shared_published):
+    wh, _, _, as_of = shared_published
     queries = _bi_queries()
     assert len(queries) >= 10 and len({q["name"] for q in queries}) == len(queries)
     with psycopg.connect(wh.conninfo, cursor_factory=psycopg.ClientCursor) as conn:

@@ -1,6 +1,6 @@
 """What the published warehouse serves to people: the dbt docs site (``crm360 docs``)
 and marketing's read-only segment browser (``crm360 serve``), driven in headless
-Chromium. Both share one published tiny run.
+Chromium. Both share one published tiny run (`shared_published`).
 
 The browser test needs Debian's Chromium (``apt-get install chromium``) and the
 ``playwright`` package; without them it is skipped, unless CRM360_REQUIRE_BROWSER=1
@@ -33,8 +33,8 @@ def _query(wh, query: str, params=()) -> list[tuple]:
 
 # ---------------------------------------------------------------- dbt docs
 
-def test_docs_describe_the_published_marts_and_are_served(published):
-    wh, settings, _, _ = published
+def test_docs_describe_the_published_marts_and_are_served(shared_published):
+    wh, settings, _, _ = shared_published
     site = docs.generate(wh, settings)
     for name in (*docs.SITE_FILES, docs.STATIC_PAGE):
         assert (site.target / name).stat().st_size > 0, name
@@ -65,8 +65,8 @@ def test_docs_describe_the_published_marts_and_are_served(published):
 # ---------------------------------------------------------------- segment browser, without a browser
 
 @pytest.fixture(scope="module")
-def browser_server(published):
-    wh, _, _, _ = published
+def browser_server(shared_published):
+    wh, _, _, _ = shared_published
     httpd = web.make_server(access.as_role(wh, access.MARKETING), port=0)
     web.start_in_thread(httpd)
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -74,8 +74,8 @@ def browser_server(published):
     httpd.server_close()
 
 
-def test_segment_browser_binds_to_this_machine_only_by_default(published):
-    httpd = web.make_server(published[0], port=0)
+def test_segment_browser_binds_to_this_machine_only_by_default(shared_published):
+    httpd = web.make_server(shared_published[0], port=0)
     try:
         assert httpd.server_address[0] == "127.0.0.1"
     finally:
@@ -125,8 +125,8 @@ def chromium():
         browser.close()
 
 
-def test_marketing_browses_segments_and_downloads_a_list(chromium, published, browser_server, tmp_path):
-    wh, _, _, _ = published
+def test_marketing_browses_segments_and_downloads_a_list(chromium, shared_published, browser_server, tmp_path):
+    wh, _, _, _ = shared_published
     sizes = dict(_query(wh, "select segment_name, count(*) from marts.segment_members group by segment_name"))
     segment_names = [r[0] for r in _query(wh, "select segment_name from marts.segments order by 1")]
     assert segment_names, "the published run has no segments"
