@@ -9,7 +9,7 @@ Each repetition uses a fresh database and loads the same drop files four ways, t
 * psql \\copy: one psql process per source runs a generated script, one ``\\copy`` per file, into
   ``bench_copy.*`` tables created ``like raw.* including defaults`` (the meta columns fill from the
   same ``crm360.*`` settings). JSON lines go in one per row, into a text column (``--jsonl-into
-  jsonb``: into ``record jsonb``). The service tickets (one JSON document per file) are crm360 only;
+  jsonb``: into ``record jsonb``). The service tickets (one JSON document per file) are not loaded by psql;
 * pandas: ``read_csv(...).to_sql(method="multi", chunksize=10_000)`` into ``bench_pandas.*``, sales CSVs only;
 * dlt: one ``pipeline.run`` per source (extract, normalize, load) of dlt's filesystem readers into the
   ``bench_dlt`` dataset: CSVs with ``read_csv`` as text, JSON lines with ``read_jsonl``, the tickets of
