@@ -335,7 +335,8 @@ def test_postgres_restart_mid_load_fails_the_task_and_the_retry_completes(clean,
 CRM360_DIR = str(Path(crm360.__file__).resolve().parent)
 # About how many crm360 function calls each task makes here (measured); an interruption
 # point is drawn from 1 to this, so a draw past the task's end is a retry after success.
-CALLS = {"prepare_warehouse": 40, "load": 900, "gate_raw": 170, "source_freshness": 60, "summarize": 150}
+CALLS = {"prepare_warehouse": 40, "load": 900, "gate_raw": 170, "source_freshness": 60, "apply_erasures": 10,
+         "summarize": 150}
 RECENT_DAYS = 3  # the drops the DAG run has to load; the rest is there from earlier runs
 
 
@@ -536,6 +537,7 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_
         attempt("gate_raw", lambda s=source: crm360_airflow.run_step("gate", "raw", RUN, [batches[s]], None, as_of))
     raw_matches_ledger(wh)
     attempt("source_freshness", lambda: crm360_airflow.run_step("check_freshness", RUN, as_of))
+    attempt("apply_erasures", lambda: crm360_airflow.run_step("erase", RUN))
 
     def failing_model():
         with monkeypatch.context() as patch:
