@@ -146,6 +146,9 @@ def bench_preset(preset: str, landing_arg: str | None, repeat: int, base: Settin
         # the next day is added to a copy: the source landing stays as it was for the next repetition
         landing = tmp / f"run_{preset}_{i}"
         shutil.copytree(source, landing, copy_function=os.link if _same_fs(source, tmp) else shutil.copy2)
+        # the drops are linked, not copied; the manifest, which the next day rewrites, is a copy of its own
+        (landing / "manifest.json").unlink()
+        shutil.copy2(source / "manifest.json", landing / "manifest.json")
         name = f"crm360_bench_{uuid.uuid4().hex[:8]}"
         wh = warehouse.ensure_database(server, name)
         wh.ensure_schemas()
