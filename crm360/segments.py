@@ -252,7 +252,11 @@ class _Parser:
                 self.i -= 1
                 raise SegmentError(f"unknown column {tok.text!r} at position {tok.pos + 1}; "
                                    f"documented columns: {', '.join(sorted(self.columns))}")
-            return f'"{name}"', self.columns[name] or None
+            data_type = self.columns[name] or None
+            if data_type and data_type.endswith("[]"):
+                self.i -= 1
+                self.fail(f"{name} holds a list ({data_type}); a filter compares single values")
+            return f'"{name}"', data_type
         self.i -= 1
         return self.literal(None), self.literal_type(self.toks[self.i - 1])
 

@@ -14,7 +14,8 @@ from crm360.cli import main
 from crm360.segments import SegmentError, compile_filter
 
 COLUMNS = {"value_tier": "text", "revenue_eur": "numeric", "lifecycle_stage": "text", "email": "text",
-           "has_marketing_consent": "boolean", "last_order_at": "timestamptz", "complaints": "integer"}
+           "has_marketing_consent": "boolean", "last_order_at": "timestamptz", "complaints": "integer",
+           "emails": "text[]"}
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -54,6 +55,7 @@ def test_filters_are_rewritten_from_their_parse_tree(text, expected):
     ("value_tier = 'top' value_tier", "expected and, or or the end"),
     ("email like value_tier", "expected a quoted pattern"),
     ("email = 'a\\b'", "backslashes"),
+    ("emails = 'a@example.com'", "emails holds a list (text[]); a filter compares single values"),
 ])
 def test_anything_but_a_filter_over_documented_columns_is_refused(text, reason):
     with pytest.raises(SegmentError) as exc:
