@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import string
+import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -128,52 +130,32 @@ def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None
     (the run date), ``marts`` (the schema under audit) and what
     ``query_params`` computes.
     """
-    import great_expectations as gx
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-
     settings = settings or get_settings()
     suites = load_suites(stage, settings.expectations_dir)
     context = _context()
     datasource = context.data_sources.add_sql(name="warehouse", connection_string=wh.sqlalchemy_url())
     results: list[CheckResult] = []
-    for suite_def in suites:
-        query = string.Template(suite_def.query).safe_substitute(params or {})
-        if not query.lstrip().lower().startswith("select "):  # GX query assets must start with SELECT
-            query = f"select * from ({query}) as suite_query"
-        if stage == "raw":
-            if not batch_ids:
-                log.info("gate %s: no new batch for %s, skipped", stage, suite_def.name)
-                continue
-            quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in batch_ids)
-            query = f"select * from ({query}) as checked where _batch_id in ({quoted})"
-            if not _has_rows(wh, query):  # this batch brought nothing for the suite: no verdict to record
-                log.info("gate %s: no rows of %s in the batch, skipped", stage, suite_def.name)
-                continue
-        asset = datasource.add_query_asset(name=suite_def.name, query=query)
-        batch = asset.add_batch_definition_whole_table("whole")
-        suite = context.suites.add(gx.ExpectationSuite(name=suite_def.name))
-        for exp in suite_def.expectations:
-            config = ExpectationConfiguration(type=exp["type"], kwargs=exp.get("kwargs", {}))
-            suite.add_expectation(config.to_domain_obj())
-        validation = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{stage}:{suite_def.name}", data=batch, suite=suite)
-        )
-        result_format = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
-        if suite_def.key:  # sample offending rows by key, not just values
-            result_format["unexpected_index_column_names"] = list(suite_def.key)
-        outcome = validation.run(result_format=result_format)
-        for item in outcome.results:
-            res = item.result or {}
-            results.append(CheckResult(
-                suite=suite_def.name,
-                expectation=item.expectation_config.type,
-                column=item.expectation_config.kwargs.get("column"),
-                success=bool(item.success),
-                unexpected_count=res.get("unexpected_count"),
-                observed_value=None if res.get("observed_value") is None
-                else str(res.get("observed_value")),
-                sample=_sample(res),
-            ))
+    scratch: list[str] = []
+    try:
+        for suite_def in suites:
+            query = string.Template(suite_def.query).safe_substitute(params or {})
+            if not query.lstrip().lower().startswith("select "):  # GX query assets must start with SELECT
+                query = f"select * from ({query}) as suite_query"
+            if stage == "raw":
+                if not batch_ids:
+                    log.info("gate %s: no new batch for %s, skipped", stage, suite_def.name)
+                    continue
+                quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in batch_ids)
+                query = f"select * from ({query}) as checked where _batch_id in ({quoted})"
+                table = _materialize(wh, suite_def.name, query)
+                if table is None:  # this batch brought nothing for the suite: no verdict to record
+                    log.info("gate %s: no rows of %s in the batch, skipped", stage, suite_def.name)
+                    continue
+                scratch.append(table)
+                query = f"select * from {table}"
+            _validate(context, datasource, stage, suite_def, query, results)
+    finally:
+        _drop(wh, scratch)
     record_results(wh, stage, run_id, results)
     failures = [r for r in results if not r.success]
     log.info("gate %s: %d checks, %d failed", stage, len(results), len(failures))
@@ -182,9 +164,58 @@ def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None
     return results
 
 
-def _has_rows(wh: Warehouse, query: str) -> bool:
+def _materialize(wh: Warehouse, name: str, query: str) -> str | None:
+    """The batch's rows of a raw suite's query, computed once into a scratch table; None if none.
+
+    Every expectation GX runs is a query of its own over the asset: over the raw JSON of a
+    history's web events, each of them would extract the fields of ten million records again."""
+    table = f"audit._gate_{re.sub(r'[^a-z0-9_]', '_', name.lower())}_{uuid.uuid4().hex[:8]}"
     with wh.connect() as conn:
-        return conn.execute(f"select exists ({query})").fetchone()[0]  # noqa: S608 - suite query from the repo
+        rows = conn.execute(f"create unlogged table {table} as {query}").rowcount  # noqa: S608 - suite from the repo
+        if not rows:
+            conn.rollback()
+            return None
+        conn.commit()
+    return table
+
+
+def _drop(wh: Warehouse, tables: list[str]) -> None:
+    if tables:
+        with wh.connect(autocommit=True) as conn:
+            for table in tables:
+                conn.execute(f"drop table if exists {table}")
+
+
+def _validate(context, datasource, stage: str, suite_def: Suite, query: str, results: list[CheckResult]) -> None:
+    """Run one suite over ``query`` with GX; append its checks to ``results``."""
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    asset = datasource.add_query_asset(name=suite_def.name, query=query)
+    batch = asset.add_batch_definition_whole_table("whole")
+    suite = context.suites.add(gx.ExpectationSuite(name=suite_def.name))
+    for exp in suite_def.expectations:
+        config = ExpectationConfiguration(type=exp["type"], kwargs=exp.get("kwargs", {}))
+        suite.add_expectation(config.to_domain_obj())
+    validation = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{stage}:{suite_def.name}", data=batch, suite=suite)
+    )
+    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
+    if suite_def.key:  # sample offending rows by key, not just values
+        result_format["unexpected_index_column_names"] = list(suite_def.key)
+    outcome = validation.run(result_format=result_format)
+    for item in outcome.results:
+        res = item.result or {}
+        results.append(CheckResult(
+            suite=suite_def.name,
+            expectation=item.expectation_config.type,
+            column=item.expectation_config.kwargs.get("column"),
+            success=bool(item.success),
+            unexpected_count=res.get("unexpected_count"),
+            observed_value=None if res.get("observed_value") is None
+            else str(res.get("observed_value")),
+            sample=_sample(res),
+        ))
 
 
 def _sample(result: dict) -> list:
