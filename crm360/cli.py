@@ -227,6 +227,10 @@ def cmd_docs(args) -> int:
         return 0
     httpd = docs.server(site, args.host, args.port)
     print(f"serving dbt docs on http://{args.host}:{httpd.server_address[1]}/  (Ctrl-C stops)", flush=True)
+    return _serve_until_interrupted(httpd)
+
+
+def _serve_until_interrupted(httpd) -> int:
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:
@@ -245,13 +249,7 @@ def cmd_serve(args) -> int:
     httpd = web.make_server(wh, args.host, args.port)
     print(f"segments on http://{args.host}:{httpd.server_address[1]}/  (read-only, as role {access.MARKETING}; "
           "Ctrl-C stops)", flush=True)
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
-    return 0
+    return _serve_until_interrupted(httpd)
 
 
 def build_parser() -> argparse.ArgumentParser:

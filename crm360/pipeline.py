@@ -328,12 +328,17 @@ def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path
         with _failure_recorded(wh, run_id, as_of, settings):
             batch_ids = ingest_all(wh, run_id, landing, settings, as_of)
             gate(wh, "raw", run_id, batch_ids, settings, as_of)
-            check_freshness(wh, run_id, as_of, settings)
-            erase(wh, run_id)
-            transform(wh, as_of, settings)
-            gate(wh, "marts", run_id, settings=settings, as_of=as_of)
-            publish_marts(wh, run_id)
+            _build_and_publish(wh, run_id, as_of, settings)
         return summarize(wh, run_id, as_of, settings=settings)
+
+
+def _build_and_publish(wh: Warehouse, run_id: str, as_of: date, settings: Settings) -> None:
+    """What follows the gated loads in one run: freshness, erasures, dbt, the marts gate, publication."""
+    check_freshness(wh, run_id, as_of, settings)
+    erase(wh, run_id)
+    transform(wh, as_of, settings)
+    gate(wh, "marts", run_id, settings=settings, as_of=as_of)
+    publish_marts(wh, run_id)
 
 
 @contextmanager
@@ -376,9 +381,5 @@ def backfill(start: date, end: date, wh: Warehouse | None = None, landing: Path 
                 batches = ingest_all(wh, day_run, landing, settings, day)
                 gate(wh, "raw", day_run, batches, settings, day)
                 day += timedelta(days=1)
-            check_freshness(wh, run_id, end, settings)
-            erase(wh, run_id)
-            transform(wh, end, settings)
-            gate(wh, "marts", run_id, settings=settings, as_of=end)
-            publish_marts(wh, run_id)
+            _build_and_publish(wh, run_id, end, settings)
         return summarize(wh, run_id, end, settings=settings)
