@@ -410,13 +410,13 @@ def record_sizes(wh: Warehouse, run_id: str) -> int:
 
 
 def list_segments(wh: Warehouse) -> list[dict]:
+    from crm360.health import fetch_dicts
+
     with wh.connect() as conn:
-        cur = conn.execute("""
+        return fetch_dicts(conn, """
             select segment_name, description, source_model, filter_sql, version, customers,
                    contactable_customers, as_of_date
             from marts.segments order by segment_name""")
-        cols = [c.name for c in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
 
 def _segment(conn, name: str) -> dict:

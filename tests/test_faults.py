@@ -34,8 +34,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import psycopg
-import psycopg._copy_base
 import pytest
+import slow_reads
 from conftest import MARTS_CHECKSUM, REPO, make_settings
 from psycopg import sql
 
@@ -176,34 +176,17 @@ def test_fingerprint_sees_a_lost_and_a_duplicated_row(clean, fresh_db, own_serve
 # -- fault 1: the loader is killed in the middle of a COPY
 
 SLOW_LOADER = """
-import sys, time
+import sys
 from datetime import date
 from pathlib import Path
-from crm360 import ingest, pipeline
+
+sys.path.insert(0, "tests")
+import slow_reads
+from crm360 import pipeline
 from crm360.warehouse import from_url
 
 # the test must catch the COPY running: small batches, sent at once, read slowly
-import psycopg._copy_base
-psycopg._copy_base.BUFFER_SIZE = 64
-ingest.COPY_BATCH_LINES = 5
-open_file = ingest.Drop.open
-
-class Slow:
-    def __init__(self, fh):
-        self.fh = fh
-    def __enter__(self):
-        return self
-    def __exit__(self, *exc):
-        self.fh.close()
-    def read(self, size=-1):
-        time.sleep(0.01)
-        return self.fh.read(size if size is None or size < 0 else min(size, 512))
-    def __iter__(self):
-        for line in self.fh:
-            time.sleep(0.01)
-            yield line
-
-ingest.Drop.open = lambda drop: Slow(open_file(drop))
+slow_reads.apply(setattr)
 url, landing, as_of, run_id = sys.argv[1:]
 pipeline.ingest_source(from_url(url), "web", run_id, Path(landing), until=date.fromisoformat(as_of))
 print("finished")
@@ -267,31 +250,8 @@ def test_loader_killed_mid_copy_loads_everything_once_on_retry(clean, fresh_db, 
 @contextmanager
 def slow_copies(monkeypatch):
     """Read JSON lines files slowly, so a COPY is running long enough to be hit."""
-    open_file = ingest.Drop.open
-
-    class Slow:
-        def __init__(self, fh):
-            self.fh = fh
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.fh.close()
-
-        def read(self, size=-1):
-            time.sleep(0.01)
-            return self.fh.read(size if size is None or size < 0 else min(size, 512))
-
-        def __iter__(self):
-            for line in self.fh:
-                time.sleep(0.01)
-                yield line
-
     with monkeypatch.context() as patch:
-        patch.setattr(ingest, "COPY_BATCH_LINES", 5)
-        patch.setattr(psycopg._copy_base, "BUFFER_SIZE", 64)
-        patch.setattr(ingest.Drop, "open", lambda drop: Slow(open_file(drop)))
+        slow_reads.apply(patch.setattr)
         yield
 
 
