@@ -167,10 +167,20 @@ def transform_stages() -> list[list[str]]:
 BUILD_ENV = {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD}
 
 
-def build_vars(as_of: date, settings: Settings | None = None) -> dict:
-    """The vars of a run's dbt invocations. The segments are validated here, before anything
-    is built: a bad segments.yml fails the run with its file, segment and reason."""
-    return {"as_of_date": as_of.isoformat(), "segments": segments.dbt_var(segments.load(settings=settings))}
+def build_env(as_of: date) -> dict[str, str]:
+    """The environment of a run's dbt invocations: the build schema and the as-of date.
+
+    The date goes in an env var, not in --vars (which the macro as_of_date() reads first, for
+    hand-run builds): dbt re-parses the whole project when a var changes, i.e. every day,
+    while a changed env var re-parses only the files that read it."""
+    return {**BUILD_ENV, "CRM360_AS_OF_DATE": as_of.isoformat()}
+
+
+def build_vars(settings: Settings | None = None) -> dict:
+    """The vars of a run's dbt invocations, the same every day unless segments.yml changes. The
+    segments are validated here, before anything is built: a bad segments.yml fails the run
+    with its file, segment and reason."""
+    return {"segments": segments.dbt_var(segments.load(settings=settings))}
 
 
 def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> dict:
@@ -180,8 +190,8 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
     from crm360 import value  # numpy and scipy: only for the step that needs them
 
     publish.reset_build(wh)
-    run_vars = build_vars(as_of, settings)
-    env = BUILD_ENV
+    run_vars = build_vars(settings)
+    env = build_env(as_of)
     first, second = transform_stages()
     results = dbt.run_dbt(wh, first, run_vars, settings=settings, extra_env=env).results
     fit = value.fit_and_predict(wh, as_of, settings)
@@ -200,10 +210,10 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
 def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, settings: Settings | None = None) -> dict:
     """dbt source freshness; stops the run only if freshness_action is 'fail'."""
     action = dbt_vars(settings).get("freshness_action", "warn")
-    # the same vars as the build: dbt re-parses the whole project when they change
-    run_vars = build_vars(as_of, settings) if as_of else None
+    # the same vars and env as the build: dbt re-parses what reads them when they change
+    run_vars = build_vars(settings)
     results = freshness.check(wh, safe_run_id(run_id), action=action, settings=settings, dbt_vars=run_vars,
-                              extra_env=BUILD_ENV)
+                              extra_env=build_env(as_of) if as_of else BUILD_ENV)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

@@ -519,9 +519,9 @@ def test_transform_fits_between_the_two_builds(monkeypatch):
     assert [c[0] for c in calls] == ["reset", "dbt", "fit", "dbt"]
     first, second = pipeline.transform_stages()
     assert calls[1][1] == first and calls[3][1] == second
-    assert calls[1][2] == calls[3][2] == pipeline.build_vars(date(2026, 11, 1))
-    assert calls[1][2]["as_of_date"] == "2026-11-01" and calls[1][2]["segments"]
-    assert calls[1][3] == calls[3][3] == {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD}
+    assert calls[1][2] == calls[3][2] == pipeline.build_vars()
+    assert "as_of_date" not in calls[1][2] and calls[1][2]["segments"]
+    assert calls[1][3] == calls[3][3] == {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD, "CRM360_AS_OF_DATE": "2026-11-01"}
     assert calls[2] == ("fit", date(2026, 11, 1))
     # the fake first build returns 2 "pass" nodes, the second 4 "success" ones
     assert result["nodes"] == 2 + 4 and result["statuses"] == {"pass": 2, "success": 4}

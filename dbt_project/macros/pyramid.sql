@@ -1,6 +1,11 @@
 {#- The date the run computes tiers for, as a SQL date literal. -#}
 {% macro as_of_date() -%}
+    {#- var('as_of_date') when given (hand-run builds, unit tests); else CRM360_AS_OF_DATE,
+        which crm360 runs set: a var changing daily would make dbt re-parse the whole project -#}
     {%- set value = var('as_of_date', none) -%}
+    {%- if value is none or value == '' -%}
+        {%- set value = env_var('CRM360_AS_OF_DATE', '') -%}
+    {%- endif -%}
     {%- if value is none or value == '' -%}
         current_date
     {%- else -%}
