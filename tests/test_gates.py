@@ -77,3 +77,24 @@ def test_a_suite_without_query_is_rejected(tmp_path):
     )
     with pytest.raises(ValueError, match="bad.json: a suite needs"):
         load_suites("raw", tmp_path)
+
+
+def test_raw_gate_names_web_events_without_a_utc_offset(db, tmp_path):
+    """The web suite matches the ISO 8601 pattern once in its query and checks the flag."""
+    (tmp_path / "web").mkdir()
+    events = [{"event_id": "E1", "visitor_id": "v1", "event_type": "page_view", "occurred_at": "2026-01-01T10:00:00Z"},
+              {"event_id": "E2", "visitor_id": "v1", "event_type": "page_view", "occurred_at": "2026-01-01 11:00:00"},
+              {"event_id": "E3", "visitor_id": "v2", "event_type": "login", "occurred_at": "2026-01-03T09:00:00+01:00"}]
+    (tmp_path / "web" / "events_2026-01-01.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    ingest.load_source(db, tmp_path, "web", "run3:web")
+    with pytest.raises(GateFailed) as failure:
+        gates.run_gate(db, "raw", "run3", ["run3:web"], params=PARAMS)
+    assert "raw_web_events.occurred_at_is_iso8601: expect_column_values_to_be_in_set" in str(failure.value)
+    with db.connect() as conn:
+        failed = dict(conn.execute(
+            "select column_name, sample from audit.gate_results where run_id = 'run3' and not success").fetchall())
+        passed = conn.execute("select count(*) from audit.gate_results where run_id = 'run3' and success").fetchone()[0]
+    # E2 has no offset; E3 is dated after the run's day; the offending rows are sampled by key
+    assert failed == {"occurred_at_is_iso8601": [{"event_id": "E2", "occurred_at_is_iso8601": False}],
+                      "is_in_future": [{"event_id": "E3", "is_in_future": True}]}
+    assert passed == 3
