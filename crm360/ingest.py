@@ -13,6 +13,10 @@ A file is the unit of work: it is loaded in one transaction that first removes
 any earlier rows of the same file, then records the file and its checksum in
 ``audit.load_files``. Re-running a load therefore never duplicates rows, a file
 whose bytes have not changed is skipped, and a failure leaves nothing partial.
+Files are loaded ``CRM360_LOAD_WORKERS`` at a time (default: 2, or 1 on one CPU),
+each worker with its own connection: one COPY keeps one server process busy, and
+the checks after it run on the server too. The rows of a batch carry its one
+``_loaded_at``, so the order the files commit in changes nothing downstream.
 
 Malformed records (broken JSON lines, CSV rows with the wrong number of fields,
 bytes that are not UTF-8, records missing a required field, values that do not
@@ -46,9 +50,12 @@ import json
 import logging
 import lzma
 import os
+import queue
 import re
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -79,6 +86,8 @@ COPY_CHUNK = 1 << 20  # bytes handed to COPY per write
 UNREADABLE_FRACTION = 0.5  # a file worse than this is not data with some dirt in it, it is the wrong file
 MAX_RECORD_ENV, MAX_RECORD_DEFAULT = "CRM360_MAX_RECORD_BYTES", 16 << 20  # one line of a CSV or JSON-lines file
 MAX_DOCUMENT_ENV, MAX_DOCUMENT_DEFAULT = "CRM360_MAX_DOCUMENT_BYTES", 256 << 20  # one JSON document file
+LOAD_WORKERS_ENV = "CRM360_LOAD_WORKERS"  # files of a source loaded at once, each on its own connection
+DEADLOCK_RETRIES = 3  # two files adding the same new column can deadlock; the loser's file is retried whole
 PLAUSIBLE_YEARS = (1900, 2099)  # timestamps dated in other years are quarantined
 
 
@@ -194,6 +203,20 @@ def _byte_limit(env: str, default: int) -> int:
     if limit < 1:
         raise IngestError(f"{env} must be positive, got {value!r}")
     return limit
+
+
+def load_workers() -> int:
+    """How many files of a source load at once: CRM360_LOAD_WORKERS, else 2 (1 on one CPU)."""
+    value = os.environ.get(LOAD_WORKERS_ENV)
+    if not value:
+        return min(2, os.cpu_count() or 1)
+    try:
+        workers = int(value)
+    except ValueError:
+        raise IngestError(f"{LOAD_WORKERS_ENV} must be a whole number, got {value!r}") from None
+    if workers < 1:
+        raise IngestError(f"{LOAD_WORKERS_ENV} must be at least 1, got {value!r}")
+    return workers
 
 
 def max_record_bytes() -> int:
@@ -347,21 +370,36 @@ def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
     result = LoadResult(source=source_name, batch_id=batch_id)
     first_bad: tuple[str, _Outcome] | None = None
     bad_total = 0
-    with wh.connect() as conn:
-        # Each file commits with its ledger row, so a commit lost in a crash only means a file
-        # not yet loaded, which the next run loads: waiting for every commit's WAL flush buys nothing.
-        conn.execute("set synchronous_commit = off")
+    workers = load_workers()
+    with ExitStack() as stack:
+        conn = _loader_connection(wh, stack)
         known = dict(conn.execute(
             "select source_file, sha256 from audit.load_files where source = %s", (source_name,)
         ).fetchall())
         conn.commit()
+        drops = list(discover(Path(landing), binding, until))
+        idle: queue.SimpleQueue[psycopg.Connection] = queue.SimpleQueue()
+        idle.put(conn)
+        for _ in range(min(workers, len(drops)) - 1):
+            idle.put(_loader_connection(wh, stack))
+
+        def load(drop: Drop) -> _Outcome | None:
+            """The file's outcome, or None if it is loaded already with these bytes."""
+            digest = sha256_of(drop)
+            if known.get(drop.rel) == digest:
+                return None
+            worker = idle.get()
+            try:
+                return _load_file_retrying(worker, _FileLoad(source_name, drop, batch_id, loaded_at), digest)
+            finally:
+                idle.put(worker)
+
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"load-{source_name}"))
         try:
-            for drop in discover(Path(landing), binding, until):
-                digest = sha256_of(drop)
-                if known.get(drop.rel) == digest:
+            for drop, loaded in zip(drops, pool.map(load, drops), strict=True):  # in discovery order
+                if loaded is None:
                     result.files_skipped.append(drop.rel)
                     continue
-                loaded = _load_file(conn, _FileLoad(source_name, drop, batch_id, loaded_at), digest)
                 result.files_loaded.append(drop.rel)
                 name = drop.table.name
                 result.rows[name] = result.rows.get(name, 0) + loaded.rows
@@ -370,7 +408,10 @@ def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
                     bad_total += len(loaded.bad)
                     first_bad = first_bad or (drop.rel, loaded)
                 result.drift += [f"{drop.rel}: {d}" for d in loaded.drift]
-        except IngestError as exc:
+        except BaseException as exc:
+            pool.shutdown(wait=True, cancel_futures=True)  # files already started finish or roll back
+            if not isinstance(exc, IngestError):
+                raise
             # the batch's files loaded before the bad one would stay in raw without ever being
             # gated (the next run skips them): take the batch back out, the next run loads it whole
             files = conn.execute("select count(*) from audit.load_files where batch_id = %s", (batch_id,)).fetchone()[0]
@@ -428,6 +469,29 @@ class _Outcome:
     rows: int = 0
     bad: list[tuple[int | None, int | None, str, str]] = field(default_factory=list)  # line, record, reason, raw
     drift: list[str] = field(default_factory=list)
+
+
+def _loader_connection(wh: Warehouse, stack: ExitStack) -> psycopg.Connection:
+    conn = stack.enter_context(wh.connect())
+    # Each file commits with its ledger row, so a commit lost in a crash only means a file not yet
+    # loaded, which the next run loads: waiting for every commit's WAL flush buys nothing.
+    conn.execute("set synchronous_commit = off")
+    conn.commit()
+    return conn
+
+
+def _load_file_retrying(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcome:
+    """``_load_file``, again if the server chose it as a deadlock's victim: two files bringing the
+    same new column each hold the table while waiting to alter it; the victim rolled back whole."""
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            return _load_file(conn, job, digest)
+        except psycopg.errors.DeadlockDetected:
+            if attempt == DEADLOCK_RETRIES:
+                raise
+            log.info("%s: deadlock with another file of the batch, loading it again (attempt %d)", job.rel,
+                     attempt + 1)
+    raise AssertionError("unreachable")
 
 
 def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcome:
@@ -506,43 +570,58 @@ def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identi
         return sql.SQL("(record ->> {})").format(sql.Literal(column)) if json_table else sql.Identifier(column)
 
     present = set(header) if header is not None else None  # a CSV may lack optional columns
-    reasons = []
+    # Per column: a cheap test that the value is fine (the usual case), then the conditions that
+    # say why it is not, evaluated only for the values that fail it. Each condition goes first
+    # where it is cheapest; AND stops at the first false.
+    reasons = []  # (condition, reason text) for the CASE that names the first reason of a bad row
+    suspects = []  # per column: a row may be bad because of it
     for column, type_name in contract.types:
         if present is not None and column not in present:
             continue
         v = value(column)
+        invalid = sql.SQL("not raw._is_valid({v}, {t}) and nullif(btrim({v}), '') is not null").format(
+            v=v, t=sql.Literal(type_name))
+        if type_name not in _MOMENT_TYPES:
+            reasons.append((invalid, sql.SQL("{} || left({}, 80)").format(
+                sql.Literal(f"{column}: not a valid {type_name}: "), v)))
+            suspects.append(invalid)
+            continue
         # PostgreSQL reads 'yesterday', 'now' and 'infinity' as moments; no export means them
-        literal_only = sql.SQL(r" and {} ~ '^\s*[0-9]'").format(v) if type_name in _MOMENT_TYPES else sql.SQL("")
-        reasons.append((sql.SQL("nullif(btrim({v}), '') is not null and not (raw._is_valid({v}, {t}){o})").format(
-            v=v, t=sql.Literal(type_name), o=literal_only),
-            sql.SQL("{} || left({}, 80)").format(sql.Literal(f"{column}: not a valid {type_name}: "), v)))
-        if type_name in _MOMENT_TYPES:  # valid, but no real record is dated in year 1 or 9999
-            # read from the digits before the first '-' and the era, not by casting (a second validity check
-            # per value); the usual 'YYYY-' in range is settled by comparing text, the rest by a pattern
-            low, high = PLAUSIBLE_YEARS
-            reasons.append((sql.SQL(
-                "case when substr({v}, 5, 1) = '-' and left({v}, 4) collate \"C\" between {lo_t} and {hi_t} "
-                "and strpos(upper({v}), 'BC') = 0 then false "
-                r"else {v} ~ '^\s*[0-9]{{1,9}}-' and (substring({v} from '^\s*([0-9]{{1,9}})-')::integer "
-                r"not between {lo} and {hi} or {v} ~* '\mBC\s*$') end").format(
-                    v=v, lo=sql.Literal(low), hi=sql.Literal(high), lo_t=sql.Literal(str(low)),
-                    hi_t=sql.Literal(str(high))),
-                sql.SQL("{} || left({}, 80)").format(
-                    sql.Literal(f"{column}: a year outside the plausible {low} to {high}: "), v)))
+        literal = sql.SQL(r"{} ~ '^\s*[0-9]'").format(v)
+        low, high = PLAUSIBLE_YEARS
+        # valid, but no real record is dated in year 1 or 9999: read from the digits before the
+        # first '-' and the era, not by casting (a second validity check per value)
+        implausible = sql.SQL(
+            r"{v} ~ '^\s*[0-9]{{1,9}}-' and (substring({v} from '^\s*([0-9]{{1,9}})-')::integer "
+            r"not between {lo} and {hi} or {v} ~* '\mBC\s*$')").format(v=v, lo=sql.Literal(low), hi=sql.Literal(high))
+        reasons.append((sql.SQL("nullif(btrim({v}), '') is not null and not (raw._is_valid({v}, {t}) and {lit})")
+                        .format(v=v, t=sql.Literal(type_name), lit=literal),
+                        sql.SQL("{} || left({}, 80)").format(sql.Literal(f"{column}: not a valid {type_name}: "), v)))
+        reasons.append((implausible, sql.SQL("{} || left({}, 80)").format(
+            sql.Literal(f"{column}: a year outside the plausible {low} to {high}: "), v)))
+        # fine for sure: four digits in the plausible years, a '-', no era (no B anywhere), valid;
+        # text comparisons in the C collation, no regular expression (the costly part per value)
+        fine = sql.SQL(
+            "{v} collate \"C\" >= {lo_t} and {v} collate \"C\" < {hi_t} and substr({v}, 5, 1) = '-' "
+            "and translate(left({v}, 4), '0123456789', '') = '' and strpos({v}, 'B') = 0 "
+            "and strpos({v}, 'b') = 0 and raw._is_valid({v}, {t})").format(
+                v=v, t=sql.Literal(type_name), lo_t=sql.Literal(f"{low:04d}-"), hi_t=sql.Literal(f"{high + 1:04d}"))
+        suspects.append(sql.SQL("{v} is not null and not coalesce({fine}, false) and (({a}) or ({b}))").format(
+            v=v, fine=fine, a=reasons[-2][0], b=reasons[-1][0]))
     types = dict(contract.types)
     for column, condition, reason in contract.checks:
         if present is not None and column not in present:
             continue
         v = value(column)
-        guard = sql.SQL("nullif(btrim({v}), '') is not null").format(v=v)
-        if column in types:
-            guard = sql.SQL("{} and raw._is_valid({}, {})").format(guard, v, sql.Literal(types[column]))
         cond = sql.SQL(condition.replace("v::", "{v}::")).format(v=v)
-        reasons.append((sql.SQL("{} and not ({})").format(guard, cond),
-                        sql.SQL("{} || left({}, 80)").format(sql.Literal(f"{column}: {reason}: "), v)))
+        broken = sql.SQL("not ({}) and nullif(btrim({}), '') is not null").format(cond, v)
+        if column in types:  # the check casts: only values of the type can break it
+            broken = sql.SQL("raw._is_valid({}, {}) and {}").format(v, sql.Literal(types[column]), broken)
+        reasons.append((broken, sql.SQL("{} || left({}, 80)").format(sql.Literal(f"{column}: {reason}: "), v)))
+        suspects.append(broken)
     if not reasons:
         return []
-    any_bad = sql.SQL(" or ").join(sql.SQL("({})").format(c) for c, _ in reasons)
+    any_bad = sql.SQL(" or ").join(sql.SQL("({})").format(c) for c in suspects)
     case = sql.SQL("case {} end").format(sql.SQL(" ").join(
         sql.SQL("when {} then {}").format(c, r) for c, r in reasons))
     if json_table:
