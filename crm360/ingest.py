@@ -87,7 +87,6 @@ UNREADABLE_FRACTION = 0.5  # a file worse than this is not data with some dirt i
 MAX_RECORD_ENV, MAX_RECORD_DEFAULT = "CRM360_MAX_RECORD_BYTES", 16 << 20  # one line of a CSV or JSON-lines file
 MAX_DOCUMENT_ENV, MAX_DOCUMENT_DEFAULT = "CRM360_MAX_DOCUMENT_BYTES", 256 << 20  # one JSON document file
 LOAD_WORKERS_ENV = "CRM360_LOAD_WORKERS"  # files of a source loaded at once, each on its own connection
-DEADLOCK_RETRIES = 3  # two files adding the same new column can deadlock; the loser's file is retried whole
 PLAUSIBLE_YEARS = (1900, 2099)  # timestamps dated in other years are quarantined
 
 
@@ -390,7 +389,7 @@ def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
                 return None
             worker = idle.get()
             try:
-                return _load_file_retrying(worker, _FileLoad(source_name, drop, batch_id, loaded_at), digest)
+                return _load_file(worker, _FileLoad(source_name, drop, batch_id, loaded_at), digest)
             finally:
                 idle.put(worker)
 
@@ -480,20 +479,6 @@ def _loader_connection(wh: Warehouse, stack: ExitStack) -> psycopg.Connection:
     return conn
 
 
-def _load_file_retrying(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcome:
-    """``_load_file``, again if the server chose it as a deadlock's victim: two files bringing the
-    same new column each hold the table while waiting to alter it; the victim rolled back whole."""
-    for attempt in range(1, DEADLOCK_RETRIES + 1):
-        try:
-            return _load_file(conn, job, digest)
-        except psycopg.errors.DeadlockDetected:
-            if attempt == DEADLOCK_RETRIES:
-                raise
-            log.info("%s: deadlock with another file of the batch, loading it again (attempt %d)", job.rel,
-                     attempt + 1)
-    raise AssertionError("unreachable")
-
-
 def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcome:
     target = sql.Identifier("raw", job.contract.table)
     rel = job.rel
@@ -503,10 +488,16 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
             conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{job.source}:{rel}",))
             conn.execute("select set_config('crm360.batch_id', %s, true), set_config('crm360.source_file', %s, true),"
                          " set_config('crm360.loaded_at', %s, true)", (job.batch_id, rel, job.loaded_at.isoformat()))
+            if isinstance(job.contract, CsvTable):
+                # New columns are added before the file touches the table: a transaction that holds the
+                # table while it waits to alter it deadlocks with another file doing the same
+                first, _, header = _csv_header(job)
+                drift = _add_new_columns(conn, job.contract, header)
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (rel,))
             conn.execute("delete from raw._quarantine where source_file = %s", (rel,))
             if isinstance(job.contract, CsvTable):
-                outcome, header = _copy_csv(conn, job, target)
+                outcome = _copy_csv(conn, job, target, first, header)
+                outcome.drift = drift
             else:
                 outcome, header = _copy_json(conn, job, target), None
             moved = _invalid_values(conn, job, target, header)  # already in raw and counted: taken out again
@@ -772,13 +763,10 @@ def _csv_header(job: _FileLoad) -> tuple[bytes, list[str], list[str]]:
     return first, names, header
 
 
-def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) -> tuple[_Outcome, list[str]]:
+def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier, first: bytes,
+              header: list[str]) -> _Outcome:
     rel, delimiter = job.rel, job.drop.table.delimiter
-    first, _, header = _csv_header(job)
     outcome = _Outcome()
-    new_columns = _add_new_columns(conn, job.contract, header)
-    if new_columns:
-        outcome.drift = new_columns
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in header)
     fast = sql.SQL("copy {} ({}) from stdin with (format csv, header true, delimiter {}, encoding 'UTF8')").format(
         target, columns, sql.Literal(delimiter))
@@ -792,7 +780,7 @@ def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) 
                     lengths.feed(chunk)
                     copy.write(chunk)
             outcome.rows = cur.rowcount
-            return outcome, header
+            return outcome
     except psycopg.DataError as exc:
         log.info("%s: COPY refused the file (%s); checking it row by row", rel, str(exc).strip())
     slow = sql.SQL("copy {} ({}) from stdin").format(target, columns)
@@ -803,7 +791,7 @@ def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier) 
             else:
                 copy.write_row(fields)
                 outcome.rows += 1
-    return outcome, header
+    return outcome
 
 
 def _csv_records(job: _FileLoad, width: int) -> Iterator[tuple[int, int, object, str | None]]:

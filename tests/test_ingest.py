@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -225,6 +226,60 @@ def test_new_csv_column_is_kept_and_reported(db, tmp_path):
         assert conn.execute("select customer_id, loyalty_tier from raw.sales_customers").fetchall() == [("C1", "gold")]
         assert conn.execute("select table_name, column_name, change from audit.schema_drift").fetchall() == [
             ("sales_customers", "loyalty_tier", "column added to raw")]
+
+
+def _raw_fingerprint(wh) -> dict[str, tuple[int, str]]:
+    """Row count and a digest of every row, meta columns included, of each raw table and the ledger."""
+    tables = ["raw.sales_customers", "raw.sales_orders", "raw.sales_order_lines", "raw.sales_products",
+              "raw.service_tickets", "raw.web_events", "raw._quarantine", "audit.load_files"]
+    with wh.connect() as conn:
+        return {t: conn.execute(f"select count(*), md5(coalesce(string_agg(x::text, E'\\n' order by x::text), '')) "
+                                f"from {t} as x").fetchone() for t in tables}  # noqa: S608 - fixed names
+
+
+def test_files_loaded_one_or_several_at_a_time_give_the_same_raw(db, landing, monkeypatch):
+    root, _ = landing
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    monkeypatch.setenv("CRM360_LOAD_WORKERS", "1")
+    serial = {s: ingest.load_source(db, root, s, f"b:{s}", loaded_at=at) for s in ingest.SOURCES}
+    once = _raw_fingerprint(db)
+    with db.connect() as conn:
+        conn.execute("truncate raw.sales_customers, raw.sales_orders, raw.sales_order_lines, raw.sales_products, "
+                     "raw.service_tickets, raw.web_events, raw._quarantine, audit.load_files")
+        conn.commit()
+    monkeypatch.setenv("CRM360_LOAD_WORKERS", "3")
+    parallel = {s: ingest.load_source(db, root, s, f"b:{s}", loaded_at=at) for s in ingest.SOURCES}
+    assert _raw_fingerprint(db) == once
+    assert all(once[t][0] > 0 for t in once if t != "raw._quarantine")
+    for source in ingest.SOURCES:  # reported alike, files in the order they were found
+        assert parallel[source].as_dict() == serial[source].as_dict()
+
+
+def test_files_bringing_the_same_new_column_load_side_by_side(db, tmp_path, monkeypatch):
+    """Each worker's file adds the column to raw, before it touches the table: otherwise two files
+    holding the table while waiting to alter it deadlock. Every file is loaded once."""
+    monkeypatch.setenv("CRM360_LOAD_WORKERS", "4")
+    for day in range(1, 13):
+        folder = tmp_path / "sales" / f"2026-01-{day:02d}"
+        folder.mkdir(parents=True)
+        rows = "".join(f"C{day}_{i},c{day}_{i}@example.com,2026-01-{day:02d}T08:00:00Z,gold\n" for i in range(500))
+        (folder / "customers.csv").write_text("customer_id,email,created_at,loyalty_tier\n" + rows)
+    result = ingest.load_source(db, tmp_path, "sales", "b1")
+    assert len(result.files_loaded) == 12 and result.rows == {"customers": 6000}
+    # files that found the column new while another had not committed it yet each report it
+    assert result.drift and all(d.endswith("/customers.csv: loyalty_tier") for d in result.drift)
+    with db.connect() as conn:
+        assert conn.execute("select count(*), count(distinct customer_id), count(*) filter "
+                            "(where loyalty_tier = 'gold') from raw.sales_customers").fetchone() == (6000, 6000, 6000)
+        assert conn.execute("select column_name from audit.schema_drift").fetchall() == [("loyalty_tier",)]
+        assert conn.execute("select count(*) from audit.load_files").fetchone()[0] == 12
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_bad_worker_count_is_refused_by_name(db, tmp_path, monkeypatch, value):
+    monkeypatch.setenv("CRM360_LOAD_WORKERS", value)
+    with pytest.raises(ingest.IngestError, match="CRM360_LOAD_WORKERS"):
+        ingest.load_source(db, tmp_path, "sales", "b1")
 
 
 def test_new_json_field_is_kept_and_reported(db, tmp_path):
