@@ -51,8 +51,8 @@ from crm360 import ingest, warehouse
 from crm360.generate import PRESETS, GeneratorConfig, generate
 from crm360.settings import Settings, get_settings
 
-CRM360, PSQL, PANDAS, DLT = "crm360", "psql \\copy", "pandas to_sql", "dlt"
-METHODS = (CRM360, PSQL, PANDAS, DLT)
+CRM360, CRM360_ONE, PSQL, PANDAS, DLT = "crm360", "crm360 1 conn", "psql \\copy", "pandas to_sql", "dlt"
+METHODS = (CRM360, CRM360_ONE, PSQL, PANDAS, DLT)
 DLT_DATASET = "bench_dlt"
 DLT_FORMATS = ("insert_values", "csv")  # what dlt's postgres destination loads from: INSERT statements or COPY
 TARGET_SHARE = 0.70  # the issue's target: crm360 at least 70 % of psql \copy's rows/s
@@ -435,7 +435,9 @@ def load_dlt(pipeline, drops: Drops, source: str, file_format: str) -> dict[str,
 
 
 def step_crm360(wh: warehouse.Warehouse, drops: Drops, source: str, batch_id: str,
-                loaded_at: datetime) -> tuple[tuple[int, list[str]], float]:
+                loaded_at: datetime, workers: int | None = None) -> tuple[tuple[int, list[str]], float]:
+    if workers:  # this worker process's own environment
+        os.environ[ingest.LOAD_WORKERS_ENV] = str(workers)
     result, seconds = timed(load_crm360, wh, drops, source, batch_id, loaded_at)
     return (sum(result.rows.values()), result.files_loaded), seconds
 
@@ -493,6 +495,13 @@ def run_once(server: warehouse.Warehouse, drops: Drops, psql: str, work: Path, r
         loaded_at = datetime.now(UTC)
         for source in sources:
             batch_id = f"bench_{rep}_{source}"
+            if CRM360_ONE in methods:  # crm360 with one connection, as psql has; then emptied for the default
+                settle(wh)
+                step = run_step(step_crm360, wh, drops, source, batch_id, loaded_at, 1)
+                out.record((source, CRM360_ONE), step)
+                out.rows[source, CRM360_ONE], files_loaded = step.value
+                out.problems += same_files(drops, source, files_loaded)
+                empty_source(wh, drops, source)
             settle(wh)
             step = run_step(step_crm360, wh, drops, source, batch_id, loaded_at)
             out.record((source, CRM360), step)
@@ -524,6 +533,17 @@ def run_once(server: warehouse.Warehouse, drops: Drops, psql: str, work: Path, r
         warehouse.drop_database(server, name)
 
 
+def empty_source(wh: warehouse.Warehouse, drops: Drops, source: str) -> None:
+    """Take a crm360 load of ``source`` back out: its raw tables emptied (not deleted from, which would
+    leave the next load dead rows to step over), its ledger and quarantine rows deleted."""
+    with wh.connect() as conn:
+        tables = ", ".join(f"raw.{quote_ident(t.table)}" for t in drops.tables(source))
+        conn.execute(f"truncate {tables}")
+        conn.execute("delete from audit.load_files where source = %s", (source,))
+        conn.execute("delete from raw._quarantine where source = %s", (source,))
+        conn.commit()
+
+
 def same_files(drops: Drops, source: str, loaded: list[str]) -> list[str]:
     """crm360 must have loaded exactly the files the other methods load."""
     ours = {drops.rel(path) for path in drops.paths(source)}
@@ -547,6 +567,9 @@ def check_counts(wh: warehouse.Warehouse, drops: Drops, out: Repetition) -> list
                 if n is not None and n != raw + bad:
                     problems.append(f"{table.table}: {method} loaded {n:,} rows, crm360 {raw:,} "
                                     f"+ {bad:,} quarantined")
+        if (source, CRM360_ONE) in out.rows and out.rows[source, CRM360_ONE] != out.rows[source, CRM360]:
+            problems.append(f"{source}: crm360 with one connection loaded {out.rows[source, CRM360_ONE]:,} rows, "
+                            f"with {ingest.load_workers()} {out.rows[source, CRM360]:,}")
         if out.rows[source, CRM360] != sum(count_rows(wh, "raw", t.table) for t in drops.tables(source)):
             problems.append(f"{source}: crm360's LoadResult counts {out.rows[source, CRM360]:,} rows, "
                             "its raw tables hold a different number")
@@ -594,6 +617,9 @@ def median_table(reps: list[Repetition], drops: Drops) -> list[str]:
             verdict = "meets" if share >= TARGET_SHARE else "misses"
             lines.append(f"{'':<9}crm360 = {share:.0%} of psql \\copy's rows/s: {verdict} the "
                          f"{TARGET_SHARE:.0%} target")
+            if CRM360_ONE in rate:
+                lines.append(f"{'':<9}crm360 on one connection, as psql: {rate[CRM360_ONE] / psql_rate:.0%} of "
+                             "psql's rows/s")
         else:
             lines.append(f"{'':<9}psql: not measured (a whole JSON document per file has no \\copy equivalent "
                          "that yields one row per record)")
@@ -603,6 +629,8 @@ def median_table(reps: list[Repetition], drops: Drops) -> list[str]:
 def notes(jsonl_into: str, dlt_format: str, idle_rss: int) -> list[str]:
     into = "a 'line text' column" if jsonl_into == "text" else "the 'record jsonb' column (_record_number null)"
     return [
+        f"crm360: {ingest.load_workers()} files of a source at a time ({ingest.LOAD_WORKERS_ENV}, default 2, 1 on "
+        "one CPU), each on its own connection; 'crm360 1 conn' loads one file at a time, as psql does",
         "psql: one process per source, session settings for the meta columns, one \\copy per file; "
         f"CSV with ({CSV_COPY_OPTIONS}); JSON lines into {into} with csv format, \\x01 quote, \\x02 delimiter",
         "pandas: read_csv(dtype=str) + to_sql(method='multi', chunksize=10_000) through SQLAlchemy/psycopg2, "
@@ -634,6 +662,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-pandas", action="store_true",
                         help="skip pandas to_sql (it needs ~15 minutes for the medium preset's sales)")
     parser.add_argument("--no-dlt", action="store_true", help="skip dlt (also skipped when it is not installed)")
+    parser.add_argument("--no-one-conn", action="store_true",
+                        help="skip crm360 on one connection (by default measured beside crm360's default workers)")
     parser.add_argument("--dlt-format", choices=DLT_FORMATS, default=DLT_FORMATS[0],
                         help="dlt's loader file format for postgres: insert_values (its default) or csv (COPY)")
     parser.add_argument("--jsonl-into", choices=("text", "jsonb"), default="text",
@@ -698,7 +728,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base = get_settings()
     psql = find_psql()
-    methods = tuple(m for m in METHODS if not (args.no_pandas and m == PANDAS) and not (args.no_dlt and m == DLT))
+    methods = tuple(m for m in METHODS if not (args.no_pandas and m == PANDAS) and not (args.no_dlt and m == DLT)
+                    and not (args.no_one_conn and m == CRM360_ONE))
     if DLT in methods and not dlt_installed():
         print("dlt not installed: make bench-deps (skipping dlt)", file=sys.stderr)
         methods = tuple(m for m in methods if m != DLT)

@@ -51,6 +51,7 @@ STEPS = ["load_sales", "load_service", "load_web", "gate_raw", "freshness", "era
 IDENTITY_MODELS = ("int_identity_nodes", "int_identity_edges", "int_identity_components", "int_identifiers_linked",
                    "int_customers_resolved")
 TARGET_FULL_SECONDS = {"medium": 600}
+SLOWEST = 12  # dbt models listed by their seconds in the full build plus the day
 
 
 class PeakMemory:
@@ -117,6 +118,7 @@ def one_run(wh, settings: Settings, landing: Path, as_of: date, run_id: str) -> 
     models = built["model_seconds"]
     out["identity"] = (sum(models.get(m, 0.0) for m in IDENTITY_MODELS), 0)
     out["value_fit"] = (built["value_model"]["seconds"], 0)
+    out["_models"] = models  # {model: seconds}: the slowest are printed
     return out
 
 
@@ -174,8 +176,10 @@ def _same_fs(a: Path, b: Path) -> bool:
 
 
 def _medians(runs: list[dict]) -> dict[str, tuple[float, int]]:
-    return {k: (statistics.median(r[k][0] for r in runs), int(statistics.median(r[k][1] for r in runs)))
-            for k in runs[0]}
+    out = {k: (statistics.median(r[k][0] for r in runs), int(statistics.median(r[k][1] for r in runs)))
+           for k in runs[0] if not k.startswith("_")}
+    out["_models"] = {m: statistics.median(r["_models"].get(m, 0.0) for r in runs) for m in runs[0]["_models"]}
+    return out
 
 
 def report(result: dict) -> None:
@@ -191,6 +195,10 @@ def report(result: dict) -> None:
         print(f"{step:<14}{fs:>10.2f}{fm / 2**20:>10.0f}{ds:>10.2f}{dm / 2**20:>10.0f}{ratio:>10}")
     for part in ("identity", "value_fit"):
         print(f"  {part:<12}{full[part][0]:>10.2f}{'':>10}{day[part][0]:>10.2f}   (part of dbt_build)")
+    slowest = sorted(full["_models"], key=lambda m: -(full["_models"][m] + day["_models"].get(m, 0.0)))[:SLOWEST]
+    print("slowest dbt models (seconds of their own, full build and one day; dbt runs several at a time):")
+    for model in slowest:
+        print(f"  {model:<40}{full['_models'][model]:>8.2f}{day['_models'].get(model, 0.0):>10.2f}")
     total_full = sum(full[s][0] for s in STEPS)
     total_day = sum(day[s][0] for s in STEPS)
     print(f"{'total':<14}{total_full:>10.2f}{'':>10}{total_day:>10.2f}{'':>10}{total_day / total_full:>10.1%}")
