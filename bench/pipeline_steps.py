@@ -157,7 +157,7 @@ def bench_preset(preset: str, landing_arg: str | None, repeat: int, base: Settin
         try:
             full.append(one_run(wh, settings, landing, as_of, f"bench_full_{i}"))
             print(f"{preset}, repetition {i + 1}, full build: "
-                  + ", ".join(f"{k} {v[0]:.1f}s" for k, v in full[-1].items()), flush=True)
+                  + ", ".join(f"{k} {v[0]:.1f}s" for k, v in full[-1].items() if not k.startswith("_")), flush=True)
             started = time.perf_counter()
             generate_next_day(landing, cfg)
             next_day_gen = time.perf_counter() - started
