@@ -4,6 +4,7 @@ import pytest
 
 from crm360 import gates, ingest
 from crm360.gates import GateFailed, load_suites
+from crm360.settings import Settings
 
 PARAMS = {"as_of": "2026-01-02", "marts": "marts"}
 
@@ -84,7 +85,12 @@ def test_raw_gate_names_web_events_without_a_utc_offset(db, tmp_path):
     (tmp_path / "web").mkdir()
     events = [{"event_id": "E1", "visitor_id": "v1", "event_type": "page_view", "occurred_at": "2026-01-01T10:00:00Z"},
               {"event_id": "E2", "visitor_id": "v1", "event_type": "page_view", "occurred_at": "2026-01-01 11:00:00"},
-              {"event_id": "E3", "visitor_id": "v2", "event_type": "login", "occurred_at": "2026-01-03T09:00:00+01:00"}]
+              {"event_id": "E3", "visitor_id": "v2", "event_type": "login", "occurred_at": "2026-01-03T09:00:00+01:00"},
+              # not one of the usual shapes: matched by the pattern
+              {"event_id": "E4", "visitor_id": "v2", "event_type": "view", "occurred_at": "2026-01-01 10:00:00.2+0100"},
+              # dated after the run's day where it happened, before it in UTC; and the other way round
+              {"event_id": "E5", "visitor_id": "v3", "event_type": "login", "occurred_at": "2026-01-03T01:00:00+02:00"},
+              {"event_id": "E6", "visitor_id": "v3", "event_type": "login", "occurred_at": "2026-01-02T23:30:00-02:00"}]
     (tmp_path / "web" / "events_2026-01-01.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     ingest.load_source(db, tmp_path, "web", "run3:web")
     with pytest.raises(GateFailed) as failure:
@@ -94,7 +100,34 @@ def test_raw_gate_names_web_events_without_a_utc_offset(db, tmp_path):
         failed = dict(conn.execute(
             "select column_name, sample from audit.gate_results where run_id = 'run3' and not success").fetchall())
         passed = conn.execute("select count(*) from audit.gate_results where run_id = 'run3' and success").fetchone()[0]
-    # E2 has no offset; E3 is dated after the run's day; the offending rows are sampled by key
+    # E2 has no offset; E3 and E6 are dated after the run's day (UTC); the rows are sampled by key
     assert failed == {"occurred_at_is_iso8601": [{"event_id": "E2", "occurred_at_is_iso8601": False}],
-                      "is_in_future": [{"event_id": "E3", "is_in_future": True}]}
+                      "is_in_future": [{"event_id": "E3", "is_in_future": True},
+                                       {"event_id": "E6", "is_in_future": True}]}
     assert passed == 3
+
+
+def test_a_marts_suite_over_no_rows_still_gives_its_verdict(db, tmp_path):
+    """An empty raw batch has nothing to check, but an empty mart is a finding: its scratch table
+    is kept and checked, so a row count expectation fails the gate."""
+    project = tmp_path / "project"
+    (project / "expectations" / "marts").mkdir(parents=True)
+    (project / "expectations" / "marts" / "marts_one.json").write_text(json.dumps({
+        "name": "marts_one",
+        "meta": {"crm360": {"stage": "marts", "query": "select customer_key from ${marts}.one"}},
+        "expectations": [{"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
+                         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "customer_key"}}]}))
+    with db.connect() as conn:
+        conn.execute("create schema empty_marts")
+        conn.execute("create table empty_marts.one (customer_key text)")
+        conn.commit()
+    settings = Settings(project_dir=project, home=tmp_path / "home", landing_dir=tmp_path, warehouse_url=None)
+    with pytest.raises(GateFailed, match=r"marts_one: expect_table_row_count_to_be_between"):
+        gates.run_gate(db, "marts", "run4", settings=settings, params={"marts": "empty_marts"})
+    with db.connect() as conn:
+        assert conn.execute("select expectation, success from audit.gate_results where run_id = 'run4' "
+                            "order by expectation").fetchall() == [
+            ("expect_column_values_to_not_be_null", True), ("expect_table_row_count_to_be_between", False)]
+        # the scratch tables are gone
+        assert conn.execute("select count(*) from pg_tables where schemaname = 'audit' and tablename like '\\_gate\\_%'"
+                            ).fetchone()[0] == 0
