@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from conftest import make_settings
 
-from crm360 import cli, pipeline
+from crm360 import cli, dbt, pipeline
 from crm360.generate import GeneratorConfig, generate
 
 pytestmark = pytest.mark.e2e
@@ -88,6 +88,18 @@ def test_next_day_increment_loads_exactly_that_day_and_reruns_change_nothing(db,
     pipeline.run_all(new_day + timedelta(days=1), "day_2_again", db, landing=landing, settings=settings)
     assert _raw_counts(db) == (grown["order_rows"], grown["web_events"], grown["ticket_rows"])
     assert "day_2_again:sales" not in _loads_by_batch(db)
+
+    # the web sessions, built incrementally over the two days (the new day's late events
+    # reopen earlier sessions), are the generator's and those of a build from scratch
+    sessions = "select count(*), md5(string_agg(s::text, ',' order by s.session_id)) " \
+               "from intermediate.int_web_events_sessionized as s"
+    with db.connect() as conn:
+        assert conn.execute("select sum(web_sessions) from marts.customer_360").fetchone()[0] == grown["web_sessions"]
+        incremental = conn.execute(sessions).fetchone()
+    dbt.run_dbt(db, ["run", "--select", "int_web_events_sessionized", "--full-refresh"], pipeline.build_vars(settings),
+                settings=settings, extra_env=pipeline.build_env(new_day + timedelta(days=1)))
+    with db.connect() as conn:
+        assert conn.execute(sessions).fetchone() == incremental
 
 
 def test_a_day_loads_only_drops_dated_before_it(db, tmp_path):

@@ -8,8 +8,11 @@
     var('session_gap_minutes') between consecutive events.
 
     Incremental: a build re-sessionizes only the visitors with events loaded since
-    the last build (a late event can join or split their earlier sessions), reading
-    their events through the (visitor_id, occurred_at) index; other visitors'
+    the last build, and of them only what a new event can change: a visitor's
+    sessions that ended more than the gap before their earliest new event stay as
+    they are (an event that late cannot join them), the events after them are
+    sessionized again, numbered on from the sessions kept. delete+insert replaces
+    the visitor's rows with the kept sessions and the new ones; other visitors'
     sessions are left as they are. -#}
 with events as (
     select * from {{ ref('stg_web__events') }}
@@ -17,9 +20,23 @@ with events as (
 
 {% if is_incremental() %}
 touched_visitors as (
-    select distinct visitor_id
+    select visitor_id, min(occurred_at) as earliest_new_at
     from events
     where {{ loaded_since_last_build('loaded_at') }}
+    group by visitor_id
+),
+
+kept_sessions as (
+    select built.*
+    from {{ this }} as built
+    inner join touched_visitors on built.visitor_id = touched_visitors.visitor_id
+    where built.ended_at < touched_visitors.earliest_new_at - interval '{{ var("session_gap_minutes") }} minutes'
+),
+
+kept as (
+    select visitor_id, max(ended_at) as kept_until, max(session_number) as sessions_kept
+    from kept_sessions
+    group by visitor_id
 ),
 
 visitor_events as (
@@ -27,13 +44,16 @@ visitor_events as (
         events.visitor_id,
         events.event_id,
         events.occurred_at,
-        events.loaded_at
+        events.loaded_at,
+        coalesce(kept.sessions_kept, 0) as sessions_before
     from events
     inner join touched_visitors on events.visitor_id = touched_visitors.visitor_id
+    left join kept on events.visitor_id = kept.visitor_id
+    where kept.kept_until is null or events.occurred_at > kept.kept_until
 ),
 {% else %}
 visitor_events as (
-    select visitor_id, event_id, occurred_at, loaded_at from events
+    select visitor_id, event_id, occurred_at, loaded_at, 0 as sessions_before from events
 ),
 {% endif %}
 
@@ -43,6 +63,7 @@ gaps as (
         event_id,
         occurred_at,
         loaded_at,
+        sessions_before,
         case
             when lag(occurred_at) over visitor_timeline is null then 1
             when occurred_at - lag(occurred_at) over visitor_timeline
@@ -58,7 +79,7 @@ numbered as (
         visitor_id,
         occurred_at,
         loaded_at,
-        sum(starts_session) over (
+        sessions_before + sum(starts_session) over (
             partition by visitor_id order by occurred_at, event_id rows unbounded preceding
         ) as session_number
     from gaps
@@ -77,4 +98,9 @@ final as (
     group by visitor_id, session_number
 )
 
+{% if is_incremental() %}
+select session_id, visitor_id, session_number, started_at, ended_at, event_count, loaded_at
+from kept_sessions
+union all
+{% endif %}
 select * from final
