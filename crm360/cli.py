@@ -40,11 +40,16 @@ def cmd_generate(args) -> int:
     landing = Path(args.landing or settings.landing_dir)
     if args.preset not in PRESETS:
         raise SystemExit(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
-    cfg = GeneratorConfig.preset(args.preset, seed=args.seed, end_date=args.end_date)
-    started = time.perf_counter()
+    clean = getattr(args, "clean", False)  # `demo` generates through here without the flag
     if args.next_day:
         if not (landing / "manifest.json").exists():
             raise SystemExit(f"no generated data in {landing} to extend (run `crm360 generate` first)")
+        # a landing generated with --clean stays clean
+        clean = clean or _manifest(landing).get("config", {}).get("malformed_rate") == 0
+    cfg = GeneratorConfig.preset(args.preset, seed=args.seed, end_date=args.end_date,
+                                 malformed_rate=0.0 if clean else None)
+    started = time.perf_counter()
+    if args.next_day:
         manifest = generate_next_day(landing, cfg)
         print(f"added {manifest['end_date']} to {landing} in {time.perf_counter() - started:.1f}s")
     else:
@@ -270,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end-date", type=_date, default=None, help="last day of history")
     p.add_argument("--landing", default=None, help="output folder (default: landing/)")
     p.add_argument("--replace", action="store_true", help="delete the folder first")
+    p.add_argument("--clean", action="store_true",
+                   help="no malformed records (for benchmarks that compare with psql \\copy, "
+                        "which stops at the first one)")
     p.add_argument("--next-day", action="store_true",
                    help="add the day after the landing's last day: its new and changed records only "
                         "(same preset and seed as the landing was generated with)")

@@ -578,6 +578,17 @@ def test_cli_generates_and_extends_by_one_day(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit, match="no generated data in .*empty to extend"):
         cli.main(["generate", "--next-day", "--landing", str(tmp_path / "empty")])
 
+    # --clean: no malformed records, recorded in the manifest, and its next day stays clean
+    assert cli.main(["generate", "--preset", "tiny", "--clean", "--landing", str(tmp_path / "c")]) == 0
+    assert cli.main(["generate", "--preset", "tiny", "--next-day", "--landing", str(tmp_path / "c")]) == 0
+    clean_manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert clean_manifest["config"]["malformed_rate"] == 0 < GeneratorConfig.malformed_rate
+    assert clean_manifest["malformed"] == [] and clean_manifest["end_date"] == "2026-11-01"
+    capsys.readouterr()
+    assert cli.main(["generate", "--preset", "tiny", "--next-day", "--landing", str(tmp_path / "a"), "--clean",
+                     "--seed", "3"]) == 1
+    assert "another configuration (malformed_rate differ)" in capsys.readouterr().err
+
     monkeypatch.setattr(cli, "cmd_airflow_run", lambda args: 0)  # the Airflow part is tested elsewhere
     assert cli.main(["demo", "--preset", "tiny"]) == 0
     assert (tmp_path / "demo" / "manifest.json").exists()
