@@ -2,6 +2,7 @@
     materialized='incremental',
     unique_key='visitor_id',
     incremental_strategy='delete+insert',
+    pre_hook="set local random_page_cost = 1.1",
     post_hook=["{{ ensure_index(['visitor_id']) }}", "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per web session: a visitor's events with no gap longer than
@@ -13,8 +14,14 @@
     they are (an event that late cannot join them), the events after them are
     sessionized again, numbered on from the sessions kept. delete+insert replaces
     the visitor's rows with the kept sessions and the new ones; other visitors'
-    sessions are left as they are. -#}
-with events as (
+    sessions are left as they are.
+
+    A day touches few visitors, and each read of the history goes through an index:
+    the events CTE is not materialized (it is read twice, and a materialized copy
+    would be the whole event history), and the pre-hook prices random reads as for
+    a warehouse in memory, so the touched visitors' sessions are looked up by
+    visitor_id rather than all hashed. -#}
+with events as not materialized (
     select * from {{ ref('stg_web__events') }}
 ),
 
@@ -39,17 +46,29 @@ kept as (
     group by visitor_id
 ),
 
+{#- materialized: each touched visitor's events are then read through the
+    (visitor_id, occurred_at) index from where their kept sessions end; joined with
+    the outer join to kept inlined, the planner reads the whole history -#}
+touched as materialized (
+    select
+        touched_visitors.visitor_id,
+        coalesce(kept.kept_until, '-infinity'::timestamptz) as kept_until,
+        coalesce(kept.sessions_kept, 0) as sessions_before
+    from touched_visitors
+    left join kept on touched_visitors.visitor_id = kept.visitor_id
+),
+
 visitor_events as (
     select
         events.visitor_id,
         events.event_id,
         events.occurred_at,
         events.loaded_at,
-        coalesce(kept.sessions_kept, 0) as sessions_before
-    from events
-    inner join touched_visitors on events.visitor_id = touched_visitors.visitor_id
-    left join kept on events.visitor_id = kept.visitor_id
-    where kept.kept_until is null or events.occurred_at > kept.kept_until
+        touched.sessions_before
+    from touched
+    inner join events
+        on touched.visitor_id = events.visitor_id
+        and events.occurred_at > touched.kept_until
 ),
 {% else %}
 visitor_events as (
