@@ -203,8 +203,11 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
                     key=lambda r: -(r.get("execution_time") or 0))
     seconds = {r["unique_id"].split(".")[-1]: round(r["execution_time"] or 0, 2) for r in models}
     slowest = dict(list(seconds.items())[:10])
+    # the data tests' own seconds, summed (dbt runs several nodes at a time: a share, not wall time)
+    test_seconds = round(sum(r.get("execution_time") or 0 for r in results
+                             if (r["unique_id"] or "").startswith("test.")), 2)
     return {"nodes": len(results), "statuses": statuses, "value_model": fit, "slowest_models": slowest,
-            "model_seconds": seconds}
+            "model_seconds": seconds, "test_seconds": test_seconds}
 
 
 def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, settings: Settings | None = None) -> dict:

@@ -506,6 +506,7 @@ def test_transform_fits_between_the_two_builds(monkeypatch):
         status = "pass" if len(calls) == 2 else "success"
         results = [{"unique_id": f"model.crm360.m{len(calls)}_{i}", "status": status, "execution_time": 1.0}
                    for i in range(len(calls))]
+        results += [{"unique_id": f"test.crm360.t{len(calls)}", "status": "pass", "execution_time": 0.25}]
         return dbt.DbtResult(args=args, returncode=0, output="", results=results)
 
     def fake_fit(wh, as_of, settings=None):
@@ -523,7 +524,9 @@ def test_transform_fits_between_the_two_builds(monkeypatch):
     assert "as_of_date" not in calls[1][2] and calls[1][2]["segments"]
     assert calls[1][3] == calls[3][3] == {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD, "CRM360_AS_OF_DATE": "2026-11-01"}
     assert calls[2] == ("fit", date(2026, 11, 1))
-    # the fake first build returns 2 "pass" nodes, the second 4 "success" ones
-    assert result["nodes"] == 2 + 4 and result["statuses"] == {"pass": 2, "success": 4}
+    # the fake first build returns 2 "pass" models, the second 4 "success" ones; each a passing test
+    assert result["nodes"] == 2 + 4 + 2 and result["statuses"] == {"pass": 2 + 2, "success": 4}
+    assert result["model_seconds"] == {f"m{n}_{i}": 1.0 for n in (2, 4) for i in range(n)}
+    assert result["test_seconds"] == 0.5
     assert result["value_model"] == {"predictions": 3, "bgnbd": {"converged": True}}
     json.dumps(result)  # an Airflow task returns it
