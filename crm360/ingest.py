@@ -468,6 +468,9 @@ class _Outcome:
     rows: int = 0
     bad: list[tuple[int | None, int | None, str, str]] = field(default_factory=list)  # line, record, reason, raw
     drift: list[str] = field(default_factory=list)
+    # JSON lines COPY took unchecked: SQL naming why a loaded record is no record at all (not an
+    # object, a required field missing), taken out with the invalid values in one pass
+    malformed: sql.Composable | None = None
 
 
 def _loader_connection(wh: Warehouse, stack: ExitStack) -> psycopg.Connection:
@@ -500,7 +503,7 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
                 outcome.drift = drift
             else:
                 outcome, header = _copy_json(conn, job, target), None
-            moved = _invalid_values(conn, job, target, header)  # already in raw and counted: taken out again
+            moved = _invalid_values(conn, job, target, header, outcome.malformed)  # in raw and counted: taken out
             outcome.rows -= len(moved)
             outcome.bad += moved
             _check_file(job, outcome)
@@ -547,13 +550,16 @@ def _check_file(job: _FileLoad, outcome: _Outcome) -> None:
 
 
 def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier,
-                    header: list[str] | None) -> list[tuple]:
+                    header: list[str] | None, malformed: sql.Composable | None = None) -> list[tuple]:
     """Take the file's records whose values break the contract (bad dates, negative
-    quantities, ...) out of the raw table; return them for the quarantine.
+    quantities, ...) out of the raw table; return them for the quarantine. With
+    ``malformed`` (JSON lines loaded unchecked), the records that are no records at all
+    go in the same pass, with that reason first.
 
-    Done in SQL on the rows COPY just wrote, so clean files keep COPY's speed."""
+    Done in SQL on the rows COPY just wrote, so clean files keep COPY's speed: one pass
+    over the file's rows, as each pass reads (and for JSON decompresses) all of them."""
     contract = job.contract
-    if not contract.types and not contract.checks:
+    if not contract.types and not contract.checks and malformed is None:
         return []
     json_table = isinstance(contract, JsonTable)
 
@@ -610,6 +616,10 @@ def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identi
             broken = sql.SQL("raw._is_valid({}, {}) and {}").format(v, sql.Literal(types[column]), broken)
         reasons.append((broken, sql.SQL("{} || left({}, 80)").format(sql.Literal(f"{column}: {reason}: "), v)))
         suspects.append(broken)
+    if malformed is not None:
+        # first: a record that is not an object, or lacks a required field, has no values to judge
+        reasons.insert(0, (sql.SQL("({}) is not null").format(malformed), malformed))
+        suspects.insert(0, reasons[0][0])
     if not reasons:
         return []
     any_bad = sql.SQL(" or ").join(sql.SQL("({})").format(c) for c in suspects)
@@ -626,7 +636,8 @@ def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identi
         return []
     if json_table:
         lines = job.drop.table.format == "jsonl"  # there a record's number is its line
-        return [(number if lines else None, number, reason, text) for reason, number, text in rows]
+        return [(number if lines else None, number, reason, text) for reason, number, text in sorted(
+            rows, key=lambda row: row[1])]
     by_values: dict[tuple, list[str]] = {}
     for reason, values in rows:
         by_values.setdefault(tuple(v or "" for v in values[:len(cols)]), []).append(reason)
@@ -983,7 +994,6 @@ def _copy_jsonl_fast(conn: psycopg.Connection, job: _FileLoad, target: sql.Ident
     except psycopg.DataError as exc:
         log.info("%s: COPY refused the file (%s); checking it line by line", job.rel, str(exc).strip())
         return None
-    outcome = _Outcome(rows=rows)
     required = [sql.SQL("case when coalesce(record ->> {k}, '') = '' then {k} end").format(k=sql.Literal(k))
                 for k in contract.required]
     missing = sql.SQL("concat_ws(', ', {})").format(sql.SQL(", ").join(required)) if required else sql.SQL("''")
@@ -995,18 +1005,16 @@ def _copy_jsonl_fast(conn: psycopg.Connection, job: _FileLoad, target: sql.Ident
                       "|| jsonb_typeof(record) when {m} <> '' then 'required field(s) missing: ' || {m} "
                       "else {t} end").format(m=missing, t=sql.SQL("coalesce({})").format(sql.SQL(", ").join(typed))
                                              if typed else sql.SQL("null"))
-    bad = conn.execute(sql.SQL("delete from {t} where _source_file = %s and ({p}) is not null "
-                               "returning _record_number, {p}, record::text").format(t=target, p=problem),
-                       (job.rel,)).fetchall()
-    for number, problem, text in sorted(bad):
-        outcome.bad.append((number, number, problem, text))
-    outcome.rows -= len(bad)
+    outcome = _Outcome(rows=rows, malformed=problem)  # taken out by _invalid_values, in its one pass
     if contract.known:
-        # the records less the known fields, enumerated only where something is left: three times
-        # faster than enumerating every field of every record (the records left are all objects)
-        keys = conn.execute(sql.SQL("select distinct k from (select record - %s::text[] as extra from {t} "
-                                    "where _source_file = %s) as e, jsonb_object_keys(e.extra) as k "
-                                    "where e.extra <> '{{}}'::jsonb").format(t=target),
+        # unknown fields of the records that are records (those with bad values too, as on the
+        # checked path), read before anything is taken out; the known fields are subtracted and the
+        # rest enumerated only where something is left: three times faster than every field of every record
+        # (the CASE, not the WHERE, keeps scalars from '-': the planner may test e.extra first)
+        keys = conn.execute(sql.SQL("select distinct k from (select case when jsonb_typeof(record) = 'object' "
+                                    "then record - %s::text[] end as extra from {t} "
+                                    "where _source_file = %s and ({p}) is null) as e, jsonb_object_keys(e.extra) as k "
+                                    "where e.extra <> '{{}}'::jsonb").format(t=target, p=problem),
                             (list(contract.known), job.rel)).fetchall()
         outcome.drift = sorted(k for (k,) in keys)
     return outcome

@@ -336,6 +336,38 @@ def test_bad_json_values_are_quarantined_by_record(db, tmp_path):
             (200, "occurred_at: not a valid timestamptz: 2026-13-01T00:00Z")]
 
 
+def test_streamed_json_lines_take_malformed_records_and_bad_values_out_in_line_order(db, tmp_path, caplog):
+    """On the streaming path, records that are no records (not an object, a required field missing)
+    and records with values that break the contract leave raw in one pass: each quarantined with its
+    own reason, in line order, the first named in the result; unknown fields count as drift on a
+    record with a bad value (it is a record), not on one that is no record."""
+    web = tmp_path / "web"
+    web.mkdir()
+    event = {"visitor_id": "v", "occurred_at": "2026-01-01T00:00:00Z"}
+    lines = [*_events(250),
+             json.dumps({**event, "event_id": "bad-date", "occurred_at": "2026-02-30T00:00:00Z", "campaign": "c"}),
+             json.dumps({"event_id": "no-visitor", "occurred_at": "2026-01-01T00:00:00Z", "referrer": "r"}),
+             json.dumps({**event, "event_id": "far", "occurred_at": "9999-01-01T00:00:00Z"}),
+             json.dumps(42),
+             *_events(250, start=250)]
+    (web / "events_2026-01-01.jsonl").write_text("\n".join(lines) + "\n")
+    caplog.set_level("INFO", logger="crm360.ingest")
+    result = ingest.load_source(db, tmp_path, "web", "b1")
+    assert "COPY refused" not in caplog.text, "parseable lines must take the streaming path"
+    assert result.rows == {"events": 500} and result.quarantined == {"events": 4}
+    assert result.drift == ["web/events_2026-01-01.jsonl: campaign"]
+    rel = "web/events_2026-01-01.jsonl"
+    assert _quarantine(db) == [
+        (rel, 251, "occurred_at: not a valid timestamptz: 2026-02-30T00:00:00Z"),
+        (rel, 252, "required field(s) missing: visitor_id"),
+        (rel, 253, "occurred_at: a year outside the plausible 1900 to 2099: 9999-01-01T00:00:00Z"),
+        (rel, 254, "expected a JSON object, got number"),
+    ]
+    with db.connect() as conn:
+        assert conn.execute("select count(*), count(distinct record ->> 'event_id') from raw.web_events "
+                            "where record ->> 'event_id' like 'e%'").fetchone() == (500, 500)
+
+
 def test_clean_json_lines_stream_to_copy_and_keep_every_character(db, tmp_path, caplog):
     """Valid JSON lines go to COPY untouched: escapes, tabs in strings, backslashes and
     non-ASCII survive; records that parse but break the contract are still quarantined."""
