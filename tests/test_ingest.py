@@ -409,3 +409,44 @@ def test_a_rejected_value_the_second_read_cannot_place_is_still_quarantined(db, 
         assert conn.execute("select line_number, reason, raw_record from raw._quarantine").fetchall() == [
             (None, "ordered_at: not a valid timestamptz: 2026-02-30T10:00:00Z",
              "O_BAD,C1,2026-02-30T10:00:00Z,completed")]
+
+
+SOURCE_FILE_COLLATIONS = """
+    select t.relname, c.collname from pg_attribute a
+        join pg_class t on t.oid = a.attrelid join pg_namespace n on n.oid = t.relnamespace
+        join pg_collation c on c.oid = a.attcollation
+    where n.nspname = 'raw' and t.relkind in ('r', 'i') and a.attname = '_source_file'
+    order by 1
+"""
+
+
+def test_source_files_sort_bytewise_and_older_raw_tables_are_upgraded(db, tmp_path):
+    """_source_file and its index compare bytewise in every raw table (the index is kept up by every
+    row loaded); a raw table made before, with the database's collation, is upgraded by the next
+    prepare with its rows kept, and a changed file still reloads in place through the index."""
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "events_2026-01-01.jsonl").write_text("\n".join(_events(50)) + "\n")
+    ingest.load_source(db, tmp_path, "web", "b1")
+    with db.connect() as conn:
+        found = conn.execute(SOURCE_FILE_COLLATIONS).fetchall()
+        assert {name for name, _ in found} >= {"web_events", "web_events__source_file_idx", "sales_orders"}
+        assert {collation for _, collation in found} == {"C"}
+        conn.execute('alter table raw.web_events alter column _source_file type text collate "default"')
+        conn.commit()
+        assert dict(conn.execute(SOURCE_FILE_COLLATIONS).fetchall())["web_events"] == "default"
+    ingest.prepare_raw(db)
+    with db.connect() as conn:
+        found = dict(conn.execute(SOURCE_FILE_COLLATIONS).fetchall())
+        assert found["web_events"] == found["web_events__source_file_idx"] == "C"
+        assert conn.execute("select count(*) from raw.web_events").fetchone() == (50,)
+        conn.execute("set enable_seqscan = off")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "explain delete from raw.web_events where _source_file = 'web/events_2026-01-01.jsonl'"))
+        assert "web_events__source_file_idx" in plan, plan
+    (web / "events_2026-01-01.jsonl").write_text("\n".join(_events(60)) + "\n")
+    result = ingest.load_source(db, tmp_path, "web", "b2")
+    assert result.rows == {"events": 60}
+    with db.connect() as conn:
+        assert conn.execute("select count(*), count(distinct record ->> 'event_id') from raw.web_events"
+                            ).fetchone() == (60, 60)
