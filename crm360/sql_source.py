@@ -64,7 +64,14 @@ import pymysql
 import pymysql.cursors
 from psycopg import sql
 
-from crm360.ingest import META_COLUMNS, IngestError, LoadResult, prepare_raw
+from crm360.ingest import (
+    META_COLUMNS,
+    IngestError,
+    LoadResult,
+    ensure_source_file_index,
+    prepare_raw,
+    summarize_source_files,
+)
 from crm360.sources import SqlSourceBinding
 from crm360.warehouse import Warehouse
 
@@ -354,8 +361,7 @@ def _prepare_raw_table(conn: psycopg.Connection, source: SqlSource, plan: _Plan,
             cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in plan.raw_columns)
             conn.execute(sql.SQL("create table if not exists {} ({}, {})").format(target, cols,
                                                                                  sql.SQL(META_COLUMNS)))
-            conn.execute(sql.SQL("create index if not exists {} on {} (_source_file)").format(
-                sql.Identifier(f"{table.raw_table}__source_file_idx"), target))
+            ensure_source_file_index(conn, table.raw_table)
             return []
         added = [c for c in plan.raw_columns if c not in existing]
         for column in added:
@@ -383,10 +389,12 @@ def _load_window(conn: psycopg.Connection, source: SqlSource, plan: _Plan, windo
             conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{source.name}:{wid}",))
             for key, value in (("batch_id", batch_id), ("source_file", wid), ("loaded_at", loaded_at.isoformat())):
                 conn.execute("select set_config(%s, %s, true)", (f"crm360.{key}", value))
+            conn.execute("set local enable_seqscan = off")  # the window's rows by the BRIN index (see ingest)
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (wid,))
             with conn.cursor() as cur, cur.copy(copy_stmt) as copy:
                 for line in window.spool:
                     copy.write_row(json.loads(line))
+            summarize_source_files(conn, plan.table.raw_table)
             conn.execute(
                 """insert into audit.load_files (source, source_file, sha256, row_count, batch_id, loaded_at)
                    values (%s, %s, %s, %s, %s, %s)

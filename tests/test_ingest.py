@@ -421,32 +421,48 @@ SOURCE_FILE_COLLATIONS = """
 
 
 def test_source_files_sort_bytewise_and_older_raw_tables_are_upgraded(db, tmp_path):
-    """_source_file and its index compare bytewise in every raw table (the index is kept up by every
-    row loaded); a raw table made before, with the database's collation, is upgraded by the next
-    prepare with its rows kept, and a changed file still reloads in place through the index."""
+    """_source_file compares bytewise in every raw table and is indexed with BRIN (the btree of
+    earlier versions is dropped); a raw table made before, with the database's collation and the
+    btree, is upgraded by the next prepare with its rows kept. Each load summarizes the ranges it
+    filled, so a lookup by file reads that file's pages, not the table, and a changed file still
+    reloads in place."""
     web = tmp_path / "web"
     web.mkdir()
     (web / "events_2026-01-01.jsonl").write_text("\n".join(_events(50)) + "\n")
     ingest.load_source(db, tmp_path, "web", "b1")
     with db.connect() as conn:
         found = conn.execute(SOURCE_FILE_COLLATIONS).fetchall()
-        assert {name for name, _ in found} >= {"web_events", "web_events__source_file_idx", "sales_orders"}
+        assert {name for name, _ in found} >= {"web_events", "web_events__source_file_brin", "sales_orders"}
         assert {collation for _, collation in found} == {"C"}
         conn.execute('alter table raw.web_events alter column _source_file type text collate "default"')
+        conn.execute("drop index raw.web_events__source_file_brin")
+        conn.execute("create index web_events__source_file_idx on raw.web_events (_source_file)")
         conn.commit()
         assert dict(conn.execute(SOURCE_FILE_COLLATIONS).fetchall())["web_events"] == "default"
     ingest.prepare_raw(db)
     with db.connect() as conn:
         found = dict(conn.execute(SOURCE_FILE_COLLATIONS).fetchall())
-        assert found["web_events"] == found["web_events__source_file_idx"] == "C"
+        assert found["web_events"] == found["web_events__source_file_brin"] == "C"
+        assert "web_events__source_file_idx" not in found
         assert conn.execute("select count(*) from raw.web_events").fetchone() == (50,)
+    # 20 more days: each file's rows fill pages of their own (two files at a time may share some),
+    # and the ranges are summarized as they are loaded
+    for day in range(2, 22):
+        (web / f"events_2026-01-{day:02d}.jsonl").write_text("\n".join(_events(2000, start=day * 10_000)) + "\n")
+    ingest.load_source(db, tmp_path, "web", "b2")
+    with db.connect() as conn:
+        pages = conn.execute("select pg_relation_size('raw.web_events') / 8192").fetchone()[0]
         conn.execute("set enable_seqscan = off")
         plan = "\n".join(r[0] for r in conn.execute(
-            "explain delete from raw.web_events where _source_file = 'web/events_2026-01-01.jsonl'"))
-        assert "web_events__source_file_idx" in plan, plan
+            "explain (analyze, costs off) select count(*) from raw.web_events "
+            "where _source_file = 'web/events_2026-01-12.jsonl'"))
+        assert "web_events__source_file_brin" in plan, plan
+        read = int(plan.split("Heap Blocks: lossy=")[1].split()[0])
+        assert read <= pages / 4, (read, pages, plan)  # unsummarized ranges would all be read
     (web / "events_2026-01-01.jsonl").write_text("\n".join(_events(60)) + "\n")
-    result = ingest.load_source(db, tmp_path, "web", "b2")
-    assert result.rows == {"events": 60}
+    result = ingest.load_source(db, tmp_path, "web", "b3")
+    assert result.rows == {"events": 60} and result.files_loaded == ["web/events_2026-01-01.jsonl"]
     with db.connect() as conn:
-        assert conn.execute("select count(*), count(distinct record ->> 'event_id') from raw.web_events"
-                            ).fetchone() == (60, 60)
+        assert conn.execute("select count(*), count(distinct record ->> 'event_id') from raw.web_events "
+                            "where _source_file = 'web/events_2026-01-01.jsonl'").fetchone() == (60, 60)
+        assert conn.execute("select count(*) from raw.web_events").fetchone() == (60 + 20 * 2000,)
