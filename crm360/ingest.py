@@ -262,8 +262,8 @@ def prepare_raw(wh: Warehouse) -> None:
 # right after COPY). They lie together, in the pages COPY just appended: a BRIN index finds them
 # as well as a btree did, at a fraction of the cost of keeping a btree up for every row loaded
 # (psql \copy of ten days of medium orders: +47 % time with the btree, +13 % with BRIN, against
-# no index). Small ranges (8 pages) keep
-# a file's neighbours out of its reads; each file's load summarizes the ranges it filled.
+# no index). Small ranges (8 pages) keep a file's neighbours out of its reads; each file's load
+# summarizes the ranges it filled.
 SOURCE_FILE_PAGES_PER_RANGE = 8
 
 
