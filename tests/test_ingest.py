@@ -466,3 +466,37 @@ def test_source_files_sort_bytewise_and_older_raw_tables_are_upgraded(db, tmp_pa
         assert conn.execute("select count(*), count(distinct record ->> 'event_id') from raw.web_events "
                             "where _source_file = 'web/events_2026-01-01.jsonl'").fetchone() == (60, 60)
         assert conn.execute("select count(*) from raw.web_events").fetchone() == (60 + 20 * 2000,)
+
+
+def test_summarizing_source_files_is_skipped_for_a_role_that_does_not_own_raw(db, tmp_path):
+    """brin_summarize_new_values needs the index's owner: the loader role (which may write raw but
+    owns nothing) gets no error and summarizes nothing; the owner summarizes the new ranges."""
+    from crm360 import access
+
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "events_2026-01-01.jsonl").write_text("\n".join(_events(2000)) + "\n")
+    ingest.load_source(db, tmp_path, "web", "b1")  # summarized as loaded
+    access.ensure_roles(db)
+    left_to_summarize = "select brin_summarize_new_values('raw.web_events__source_file_brin')"
+
+    def write_a_day(conn, day: int) -> None:  # rows written without summarizing
+        conn.execute("select set_config('crm360.batch_id', 'b', true), set_config('crm360.loaded_at', now()::text, "
+                     "true), set_config('crm360.source_file', %s, true)", (f"web/events_2026-01-{day:02d}.jsonl",))
+        conn.execute("insert into raw.web_events (_record_number, record) select n, jsonb_build_object("
+                     "'event_id', %s || n, 'visitor_id', 'v', 'occurred_at', '2026-01-02T00:00:00Z') "
+                     "from generate_series(1, 2000) as n", (f"d{day}-",))
+        conn.commit()
+
+    with db.connect() as conn:
+        assert conn.execute(left_to_summarize).fetchone() == (0,)
+        write_a_day(conn, 2)
+    with access.as_role(db, access.LOADER).connect() as conn:
+        ingest.summarize_source_files(conn, "web_events")  # not the owner: no error, nothing done
+        conn.commit()
+    with db.connect() as conn:
+        assert conn.execute(left_to_summarize).fetchone()[0] > 0  # the loader left them
+        write_a_day(conn, 3)
+        ingest.summarize_source_files(conn, "web_events")
+        conn.commit()
+        assert conn.execute(left_to_summarize).fetchone() == (0,)  # the owner did them
