@@ -121,6 +121,7 @@ def one_run(wh, settings: Settings, landing: Path, as_of: date, run_id: str) -> 
     out["models"] = (sum(models.values()), 0)
     out["tests"] = (built["test_seconds"], 0)
     out["_models"] = models  # {model: seconds}: the slowest are printed
+    out["_tests"] = built["slowest_tests"]  # {test: seconds}, the ten slowest of this run
     return out
 
 
@@ -181,6 +182,7 @@ def _medians(runs: list[dict]) -> dict[str, tuple[float, int]]:
     out = {k: (statistics.median(r[k][0] for r in runs), int(statistics.median(r[k][1] for r in runs)))
            for k in runs[0] if not k.startswith("_")}
     out["_models"] = {m: statistics.median(r["_models"].get(m, 0.0) for r in runs) for m in runs[0]["_models"]}
+    out["_tests"] = runs[-1]["_tests"]  # the last repetition's: the slowest tests differ between runs
     return out
 
 
@@ -204,6 +206,10 @@ def report(result: dict) -> None:
     print("slowest dbt models (seconds of their own, full build and one day; dbt runs several at a time):")
     for model in slowest:
         print(f"  {model:<40}{full['_models'][model]:>8.2f}{day['_models'].get(model, 0.0):>10.2f}")
+    for label, run in (("full build", full), ("one day", day)):
+        print(f"slowest dbt tests, {label} (seconds of their own, last repetition):")
+        for test, seconds in run["_tests"].items():
+            print(f"  {test[:70]:<72}{seconds:>8.2f}")
     total_full = sum(full[s][0] for s in STEPS)
     total_day = sum(day[s][0] for s in STEPS)
     print(f"{'total':<14}{total_full:>10.2f}{'':>10}{total_day:>10.2f}{'':>10}{total_day / total_full:>10.1%}")

@@ -204,10 +204,12 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
     seconds = {r["unique_id"].split(".")[-1]: round(r["execution_time"] or 0, 2) for r in models}
     slowest = dict(list(seconds.items())[:10])
     # the data tests' own seconds, summed (dbt runs several nodes at a time: a share, not wall time)
-    test_seconds = round(sum(r.get("execution_time") or 0 for r in results
-                             if (r["unique_id"] or "").startswith("test.")), 2)
+    tests = sorted((r for r in results if (r["unique_id"] or "").startswith("test.")),
+                   key=lambda r: -(r.get("execution_time") or 0))
+    test_seconds = round(sum(r.get("execution_time") or 0 for r in tests), 2)
+    slowest_tests = {r["unique_id"].split(".")[2]: round(r["execution_time"] or 0, 2) for r in tests[:10]}
     return {"nodes": len(results), "statuses": statuses, "value_model": fit, "slowest_models": slowest,
-            "model_seconds": seconds, "test_seconds": test_seconds}
+            "model_seconds": seconds, "test_seconds": test_seconds, "slowest_tests": slowest_tests}
 
 
 def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, settings: Settings | None = None) -> dict:

@@ -527,6 +527,6 @@ def test_transform_fits_between_the_two_builds(monkeypatch):
     # the fake first build returns 2 "pass" models, the second 4 "success" ones; each a passing test
     assert result["nodes"] == 2 + 4 + 2 and result["statuses"] == {"pass": 2 + 2, "success": 4}
     assert result["model_seconds"] == {f"m{n}_{i}": 1.0 for n in (2, 4) for i in range(n)}
-    assert result["test_seconds"] == 0.5
+    assert result["test_seconds"] == 0.5 and result["slowest_tests"] == {"t2": 0.25, "t4": 0.25}
     assert result["value_model"] == {"predictions": 3, "bgnbd": {"converged": True}}
     json.dumps(result)  # an Airflow task returns it
