@@ -280,6 +280,19 @@ def ensure_source_file_index(conn: psycopg.Connection, table: str) -> None:
                              sql.Literal(SOURCE_FILE_PAGES_PER_RANGE)))
 
 
+def begin_file_load(conn: psycopg.Connection, source: str, source_file: str, batch_id: str,
+                    loaded_at: datetime) -> None:
+    """The first statement of a file's (or a window's) load transaction: one loader per file at a
+    time, whatever process it runs in; the meta columns' defaults; and every later statement
+    reading that file's rows by the BRIN index on _source_file, whatever the planner guesses of a
+    table whose statistics predate the load (a scan of all of raw for each file would make a
+    day's load cost its history)."""
+    conn.execute("select pg_advisory_xact_lock(hashtext(%s)), set_config('crm360.batch_id', %s, true), "
+                 "set_config('crm360.source_file', %s, true), set_config('crm360.loaded_at', %s, true), "
+                 "set_config('enable_seqscan', 'off', true)",
+                 (f"{source}:{source_file}", batch_id, source_file, loaded_at.isoformat()))
+
+
 def summarize_source_files(conn: psycopg.Connection, table: str) -> None:
     """Summarize the BRIN ranges of _source_file that are not yet: a range left unsummarized is
     read by every later lookup. Summarizing needs the index's owner: a loader connected as a
@@ -287,7 +300,7 @@ def summarize_source_files(conn: psycopg.Connection, table: str) -> None:
     right, only slower)."""
     conn.execute("select case when pg_has_role(current_user, i.relowner, 'USAGE') "
                  "then brin_summarize_new_values(i.oid) end from pg_class i where i.oid = to_regclass(%s)",
-                 (f"raw.{sql.Identifier(source_file_index(table)).as_string(conn)}",))
+                 (sql.Identifier("raw", source_file_index(table)).as_string(conn),))
 
 
 def _source_file_bytewise(conn: psycopg.Connection) -> None:
@@ -532,14 +545,7 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
     rel = job.rel
     try:
         with conn.transaction():
-            # one loader per file at a time, whatever process it runs in; the meta columns' defaults;
-            # and every statement here reads one file's rows: by the BRIN index on _source_file,
-            # whatever the planner guesses of a table whose statistics predate the load (a scan of
-            # all of raw for each file would make a day's load cost its history)
-            conn.execute("select pg_advisory_xact_lock(hashtext(%s)), set_config('crm360.batch_id', %s, true), "
-                         "set_config('crm360.source_file', %s, true), set_config('crm360.loaded_at', %s, true), "
-                         "set_config('enable_seqscan', 'off', true)",
-                         (f"{job.source}:{rel}", job.batch_id, rel, job.loaded_at.isoformat()))
+            begin_file_load(conn, job.source, rel, job.batch_id, job.loaded_at)
             if isinstance(job.contract, CsvTable):
                 # New columns are added before the file touches the table: a transaction that holds the
                 # table while it waits to alter it deadlocks with another file doing the same

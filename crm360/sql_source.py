@@ -68,6 +68,7 @@ from crm360.ingest import (
     META_COLUMNS,
     IngestError,
     LoadResult,
+    begin_file_load,
     ensure_source_file_index,
     prepare_raw,
     summarize_source_files,
@@ -386,10 +387,7 @@ def _load_window(conn: psycopg.Connection, source: SqlSource, plan: _Plan, windo
         target, sql.SQL(", ").join(sql.Identifier(c) for c in plan.raw_columns))
     try:
         with conn.transaction():
-            conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{source.name}:{wid}",))
-            for key, value in (("batch_id", batch_id), ("source_file", wid), ("loaded_at", loaded_at.isoformat())):
-                conn.execute("select set_config(%s, %s, true)", (f"crm360.{key}", value))
-            conn.execute("set local enable_seqscan = off")  # the window's rows by the BRIN index (see ingest)
+            begin_file_load(conn, source.name, wid, batch_id, loaded_at)
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (wid,))
             with conn.cursor() as cur, cur.copy(copy_stmt) as copy:
                 for line in window.spool:
