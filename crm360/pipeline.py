@@ -199,17 +199,22 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> d
     statuses: dict[str, int] = {}
     for r in results:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-    models = sorted((r for r in results if (r["unique_id"] or "").startswith("model.")),
-                    key=lambda r: -(r.get("execution_time") or 0))
-    seconds = {r["unique_id"].split(".")[-1]: round(r["execution_time"] or 0, 2) for r in models}
-    slowest = dict(list(seconds.items())[:10])
+    seconds = {name: round(s, 2) for name, s in _node_seconds(results, "model").items()}
+    tests = _node_seconds(results, "test")
     # the data tests' own seconds, summed (dbt runs several nodes at a time: a share, not wall time)
-    tests = sorted((r for r in results if (r["unique_id"] or "").startswith("test.")),
+    test_seconds = round(sum(tests.values()), 2)
+    tests = {name: round(s, 2) for name, s in tests.items()}
+    return {"nodes": len(results), "statuses": statuses, "value_model": fit,
+            "slowest_models": dict(list(seconds.items())[:10]), "model_seconds": seconds,
+            "test_seconds": test_seconds, "slowest_tests": dict(list(tests.items())[:10])}
+
+
+def _node_seconds(results: list[dict], kind: str) -> dict[str, float]:
+    """{name: seconds of its own} of the dbt nodes of one kind ("model", "test"), slowest first.
+    The name is the third part of the unique id (a generic test's fourth part is a hash)."""
+    nodes = sorted((r for r in results if (r["unique_id"] or "").startswith(f"{kind}.")),
                    key=lambda r: -(r.get("execution_time") or 0))
-    test_seconds = round(sum(r.get("execution_time") or 0 for r in tests), 2)
-    slowest_tests = {r["unique_id"].split(".")[2]: round(r["execution_time"] or 0, 2) for r in tests[:10]}
-    return {"nodes": len(results), "statuses": statuses, "value_model": fit, "slowest_models": slowest,
-            "model_seconds": seconds, "test_seconds": test_seconds, "slowest_tests": slowest_tests}
+    return {r["unique_id"].split(".")[2]: r.get("execution_time") or 0 for r in nodes}
 
 
 def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, settings: Settings | None = None) -> dict:
