@@ -47,7 +47,7 @@ from pathlib import Path
 
 import psycopg
 
-from crm360 import ingest, warehouse
+from crm360 import ingest, schema, warehouse
 from crm360.generate import PRESETS, GeneratorConfig, generate
 from crm360.settings import Settings, get_settings
 
@@ -486,8 +486,7 @@ def run_once(server: warehouse.Warehouse, drops: Drops, psql: str, work: Path, r
     name = f"crm360_bench_load_{uuid.uuid4().hex[:8]}"
     wh = warehouse.ensure_database(server, name)
     try:
-        wh.ensure_schemas()
-        ingest.prepare_raw(wh)
+        schema.migrate(wh)
         sources = list(drops.files)
         create_bench_tables(wh, sources, jsonl_into)
         env = psql_env(wh)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import psutil
 
-from crm360 import ingest, pipeline, warehouse
+from crm360 import ingest, pipeline, schema, warehouse
 from crm360.generate import GeneratorConfig, generate, generate_next_day
 from crm360.settings import Settings, get_settings
 
@@ -105,7 +105,7 @@ def one_run(wh, settings: Settings, landing: Path, as_of: date, run_id: str) -> 
         out[name] = (seconds, mem.growth)
         return result
 
-    pipeline.prepare(wh)
+    schema.migrate(wh)
     batches = [timed(f"load_{s}", pipeline.ingest_source, wh, s, run_id, landing, settings, until=as_of)["batch_id"]
                for s in ingest.SOURCES]
     timed("gate_raw", pipeline.gate, wh, "raw", run_id, batches, settings, as_of)
@@ -156,7 +156,6 @@ def bench_preset(preset: str, landing_arg: str | None, repeat: int, base: Settin
         shutil.copy2(source / "manifest.json", landing / "manifest.json")
         name = f"crm360_bench_{uuid.uuid4().hex[:8]}"
         wh = warehouse.ensure_database(server, name)
-        wh.ensure_schemas()
         try:
             full.append(one_run(wh, settings, landing, as_of, f"bench_full_{i}"))
             print(f"{preset}, repetition {i + 1}, full build: "

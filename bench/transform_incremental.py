@@ -23,14 +23,14 @@ import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
-from crm360 import ingest, pipeline, warehouse
+from crm360 import ingest, pipeline, schema, warehouse
 from crm360.generate import GeneratorConfig, generate, generate_next_day
 from crm360.settings import Settings, get_settings
 
 
 def _load(wh, settings: Settings, landing: Path, as_of: date, run_id: str) -> float:
     started = time.perf_counter()
-    pipeline.prepare(wh)
+    schema.migrate(wh)
     for source in ingest.SOURCES:
         pipeline.ingest_source(wh, source, run_id, landing, settings, until=as_of)
     return time.perf_counter() - started

@@ -10,13 +10,14 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from crm360.errors import Crm360Error
 from crm360.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 
 
-class AirflowRunError(RuntimeError):
+class AirflowRunError(Crm360Error):
     pass
 
 

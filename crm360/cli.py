@@ -82,6 +82,20 @@ def cmd_warehouse(args) -> int:
     return 0
 
 
+def cmd_migrate(args) -> int:
+    from crm360 import schema
+    from crm360.warehouse import get_warehouse
+
+    wh = get_warehouse(get_settings())
+    if args.status:
+        with wh.connect() as conn:
+            found = schema.current(conn)
+        print(f"warehouse ({wh.describe()}): revision {found or '(none)'}; this crm360 needs {schema.head()}")
+        return 0 if found == schema.head() else 1
+    print(schema.migrate(wh).describe())
+    return 0
+
+
 def cmd_run(args) -> int:
     from crm360 import pipeline, report
     from crm360.warehouse import get_warehouse
@@ -135,7 +149,7 @@ def cmd_show(args) -> int:
     data = json.loads(latest.read_text())
     summary = pipeline.RunSummary(**data)
     print()
-    print(report.render(summary, get_warehouse(settings, prepare=False)))
+    print(report.render(summary, get_warehouse(settings)))
     print(f"\nRun health report: {summary.report or settings.reports_dir / 'latest.html'}")
     print(f"Run summary (JSON): {latest}")
     return 0
@@ -170,7 +184,7 @@ def cmd_segments(args) -> int:
             print(f"{s.name}  (version {s.version}, {s.source})\n  {s.filter_sql}")
         print(f"{len(found)} segment(s) valid in {path or segments.segments_file(settings)}")
         return 0
-    wh = access.as_role(get_warehouse(settings, prepare=False), access.MARKETING)
+    wh = access.as_role(get_warehouse(settings), access.MARKETING)
     if args.action == "list":
         rows = segments.list_segments(wh)
         width = max((len(r["segment_name"]) for r in rows), default=7)
@@ -225,7 +239,7 @@ def cmd_docs(args) -> int:
         if not site.index.exists():
             raise ValueError(f"no docs in {site.target} yet: run `crm360 docs` without --no-generate")
     else:
-        site = docs.generate(get_warehouse(settings, prepare=False), settings)
+        site = docs.generate(get_warehouse(settings), settings)
     if not args.serve:
         print(f"dbt docs: {site.static_page}  (one file: open it in a browser)")
         print(f"site folder: {site.target}  (`crm360 docs --serve` serves it)")
@@ -250,7 +264,7 @@ def cmd_serve(args) -> int:
     from crm360 import access, web
     from crm360.warehouse import get_warehouse
 
-    wh = access.as_role(get_warehouse(get_settings(), prepare=False), access.MARKETING)
+    wh = access.as_role(get_warehouse(get_settings()), access.MARKETING)
     httpd = web.make_server(wh, args.host, args.port)
     print(f"segments on http://{args.host}:{httpd.server_address[1]}/  (read-only, as role {access.MARKETING}; "
           "Ctrl-C stops)", flush=True)
@@ -282,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the day after the landing's last day: its new and changed records only "
                         "(same preset and seed as the landing was generated with)")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("migrate", help="create or upgrade the warehouse's schema (safe to repeat, and to run "
+                                      "from several processes at once)")
+    p.add_argument("--status", action="store_true", help="only show the warehouse's revision and the code's")
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("warehouse", help="start, stop or locate the warehouse")
     p.add_argument("action", choices=["start", "stop", "url", "psql"])
@@ -348,20 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from crm360.access import AccessError
-    from crm360.airflow_local import AirflowRunError
-    from crm360.dbt import DbtError
-    from crm360.freshness import StaleSources
-    from crm360.gates import GateFailed
-    from crm360.ingest import IngestError
-    from crm360.locks import RunLocked
-    from crm360.publish import PublishError
-    from crm360.warehouse import WarehouseError
+    from crm360.errors import Crm360Error
 
     try:
         return args.func(args)
-    except (IngestError, GateFailed, DbtError, WarehouseError, AirflowRunError, StaleSources,
-            PublishError, RunLocked, AccessError, ValueError) as exc:
+    except (Crm360Error, ValueError) as exc:  # a reason crm360 can name: one line, no traceback
         print(f"crm360 {args.command}: error: {exc}", file=sys.stderr)
         for note in getattr(exc, "__notes__", []):
             print(note, file=sys.stderr)

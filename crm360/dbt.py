@@ -12,14 +12,26 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from crm360.errors import Crm360Error
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
 
-class DbtError(RuntimeError):
-    """dbt exited with an error; the message carries the failing nodes."""
+class DbtError(Crm360Error):
+    """dbt exited with an error; the message carries the failing nodes. Retryable only when dbt
+    lost its database connection: a failing model or test fails again on the same data."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+# what dbt prints when the server, not the project, failed it
+_CONNECTION_LOST = ("could not connect to server", "connection to server", "server closed the connection",
+                    "terminating connection due to administrator command", "the database system is starting up",
+                    "the database system is shutting down", "connection refused", "connection already closed")
 
 
 @dataclass
@@ -70,8 +82,9 @@ def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
         failed = result.failures()
         names = ", ".join(f"{r['unique_id']} ({r['status']})" for r in failed[:20])
         tail = "\n".join(output.splitlines()[-25:])
+        lost = any(marker in output.lower() for marker in _CONNECTION_LOST)
         raise DbtError(f"dbt {args[0]} failed (exit {proc.returncode})"
-                       + (f": {names}" if names else "") + f"\n{tail}")
+                       + (f": {names}" if names else "") + f"\n{tail}", retryable=lost)
     return result
 
 

@@ -13,25 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from crm360 import dbt
+from crm360.errors import Crm360Error
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-FRESHNESS_DDL = """
-create table if not exists audit.source_freshness (
-    run_id text not null,
-    source_name text not null,
-    table_name text not null,
-    status text not null,
-    max_loaded_at timestamptz,
-    age_seconds numeric,
-    checked_at timestamptz not null
-)
-"""
-
-
-class StaleSources(RuntimeError):
+class StaleSources(Crm360Error):
     """A source is past its error_after threshold and freshness_action is fail."""
 
 
@@ -66,7 +54,6 @@ def check(wh: Warehouse, run_id: str, action: str = "warn", settings: Settings |
                                  r.get("max_loaded_at_time_ago_in_s")))
     now = datetime.now(UTC)
     with wh.connect() as conn:
-        conn.execute(FRESHNESS_DDL)
         conn.execute("delete from audit.source_freshness where run_id = %s", (run_id,))
         with conn.cursor() as cur:
             cur.executemany(

@@ -17,30 +17,18 @@ from pathlib import Path
 
 from psycopg.types.json import Jsonb
 
+from crm360.errors import Crm360Error
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
 STAGES = ("raw", "marts")
+# where a suite's rows are computed for GX to read (migration 0003): unlogged tables with names of
+# their own, dropped after the gate; nobody else reads or writes this schema
+SCRATCH = "scratch"
 
-GATE_DDL = """
-create table if not exists audit.gate_results (
-    run_id text not null,
-    stage text not null,
-    suite text not null,
-    expectation text not null,
-    column_name text,
-    success boolean not null,
-    unexpected_count bigint,
-    observed_value text,
-    sample jsonb,
-    checked_at timestamptz not null
-)
-"""
-
-
-class GateFailed(RuntimeError):
+class GateFailed(Crm360Error):
     """At least one expectation failed; the message names each failed check."""
 
     def __init__(self, stage: str, failures: list[CheckResult]):
@@ -167,7 +155,7 @@ def _materialize(wh: Warehouse, name: str, query: str, keep_empty: bool = False)
 
     Every expectation GX runs is a query of its own over the asset: over the raw JSON of a
     history's web events, each of them would extract the fields of ten million records again."""
-    table = f"audit._gate_{re.sub(r'[^a-z0-9_]', '_', name.lower())}_{uuid.uuid4().hex[:8]}"
+    table = f"{SCRATCH}._gate_{re.sub(r'[^a-z0-9_]', '_', name.lower())}_{uuid.uuid4().hex[:8]}"
     with wh.connect() as conn:
         # The planner prices each row's expressions (JSON fields, patterns, casts) as nearly free and
         # passing a row between processes as dear, so it scans the history in one process; told
@@ -254,7 +242,6 @@ def _plain(value):
 def record_results(wh: Warehouse, stage: str, run_id: str, results: list[CheckResult]) -> None:
     now = datetime.now(UTC)
     with wh.connect() as conn:
-        conn.execute(GATE_DDL)
         # re-running a gate for the same run replaces its earlier verdict
         conn.execute("delete from audit.gate_results where run_id = %s and stage = %s",
                      (run_id, stage))

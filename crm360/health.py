@@ -15,20 +15,6 @@ from crm360 import charts
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse
 
-HEALTH_DDL = """
-create table if not exists audit.run_health (
-    run_id text not null,
-    as_of_date date,
-    status text not null,
-    section text not null,
-    item text not null,
-    metric text not null,
-    value numeric,
-    detail text,
-    recorded_at timestamptz not null
-)
-"""
-
 LAYERS = ("raw", "staging", "intermediate", "marts")
 
 
@@ -126,7 +112,6 @@ def record(wh: Warehouse, run_id: str, as_of: date | None, status: str, message:
              for f in data["loads"]]
     rows += [("quarantine", q["source_file"], "rows", q["rows"], None) for q in data["rejected"]]
     with wh.connect() as conn:
-        conn.execute(HEALTH_DDL)
         conn.execute("delete from audit.run_health where run_id = %s", (run_id,))
         with conn.cursor() as cur:
             cur.executemany(

@@ -66,6 +66,8 @@ from fsspec.utils import infer_compression
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
+from crm360.errors import Crm360Error
+from crm360.schema import require_current
 from crm360.settings import Settings, get_settings
 from crm360.sources import (
     CONTRACT,
@@ -91,7 +93,7 @@ LOAD_WORKERS_ENV = "CRM360_LOAD_WORKERS"  # files of a source loaded at once, ea
 PLAUSIBLE_YEARS = (1900, 2099)  # timestamps dated in other years are quarantined
 
 
-class IngestError(RuntimeError):
+class IngestError(Crm360Error):
     """A source file cannot be loaded; the message names the file, line and reason."""
 
 
@@ -102,84 +104,6 @@ def bindings(settings: Settings | None = None) -> dict[str, SourceBinding]:
     """The deployment's ``sources.yml`` (or the file ``CRM360_SOURCES`` names)."""
     settings = settings or get_settings()
     return load_config(config_path(settings.project_dir))
-
-
-# _source_file sorts bytewise ("C"): the same order in every database, whatever its locale
-META_COLUMNS = """
-    _batch_id text not null default current_setting('crm360.batch_id'),
-    _source_file text collate "C" not null default current_setting('crm360.source_file'),
-    _loaded_at timestamptz not null default current_setting('crm360.loaded_at')::timestamptz
-"""
-
-
-def raw_ddl(table: Contract) -> sql.Composed:
-    if isinstance(table, CsvTable):
-        cols = sql.SQL(", ").join(
-            sql.SQL("{} text").format(sql.Identifier(c)) for c in table.columns
-        )
-    else:
-        cols = sql.SQL("_record_number integer not null, record jsonb not null")
-    return sql.SQL("create table if not exists raw.{} ({}, {})").format(
-        sql.Identifier(table.table), cols, sql.SQL(META_COLUMNS)
-    )
-
-
-AUDIT_DDL = """
-create table if not exists audit.load_files (
-    source text not null,
-    source_file text not null,
-    sha256 text not null,
-    row_count bigint not null,
-    batch_id text not null,
-    loaded_at timestamptz not null,
-    primary key (source, source_file)
-)
-"""
-
-
-QUARANTINE_DDL = """
-create table if not exists raw._quarantine (
-    source text not null,
-    table_name text not null,
-    source_file text not null,
-    line_number bigint,
-    record_number bigint,
-    reason text not null,
-    raw_record text,
-    _batch_id text not null,
-    _loaded_at timestamptz not null
-)
-"""
-
-DRIFT_DDL = """
-create table if not exists audit.schema_drift (
-    source text not null,
-    table_name text not null,
-    column_name text not null,
-    change text not null,
-    first_seen_file text not null,
-    first_seen_batch text not null,
-    detected_at timestamptz not null,
-    primary key (table_name, column_name)
-)
-"""
-
-
-VALIDITY_FUNCTION_16 = """
-create or replace function raw._is_valid(value text, type_name text) returns boolean
-language sql stable parallel safe as $$ select pg_input_is_valid(value, type_name) $$
-"""
-
-VALIDITY_FUNCTION_OLD = """
-create or replace function raw._is_valid(value text, type_name text) returns boolean
-language plpgsql stable parallel safe as $$
-begin
-    execute format('select %L::%s', value, type_name);
-    return true;
-exception when others then
-    return false;
-end $$
-"""
 
 
 def max_bad_fraction() -> float:
@@ -228,56 +152,13 @@ def max_document_bytes() -> int:
     return _byte_limit(MAX_DOCUMENT_ENV, MAX_DOCUMENT_DEFAULT)
 
 
-def prepare_raw(wh: Warehouse) -> None:
-    """Create raw tables, quarantine, drift log and the load ledger (idempotent).
-
-    Contract columns added in a later crm360 version are added to existing raw
-    tables here: that is an upgrade, not drift."""
-    with wh.connect() as conn:
-        conn.execute(AUDIT_DDL)
-        conn.execute(QUARANTINE_DDL)
-        conn.execute(DRIFT_DDL)
-        conn.execute("create index if not exists _quarantine__source_file_idx on raw._quarantine (source_file)")
-        modern = conn.info.server_version >= 160000
-        conn.execute(VALIDITY_FUNCTION_16 if modern else VALIDITY_FUNCTION_OLD)
-        for tables in CONTRACT.values():
-            for table in tables:
-                conn.execute(raw_ddl(table))
-                ensure_source_file_index(conn, table.table)
-                # dbt's incremental models read only rows loaded since their last build
-                conn.execute(
-                    sql.SQL("create index if not exists {} on raw.{} using brin (_loaded_at)").format(
-                        sql.Identifier(f"{table.table}__loaded_at_idx"), sql.Identifier(table.table)
-                    )
-                )
-                if isinstance(table, CsvTable):
-                    for column in table.columns:
-                        conn.execute(sql.SQL("alter table {} add column if not exists {} text").format(
-                            sql.Identifier("raw", table.table), sql.Identifier(column)))
-        _source_file_bytewise(conn)
-        conn.commit()
-
-
 # A file's rows are found by _source_file (a reload replaces them, the contract checks read them
-# right after COPY). They lie together, in the pages COPY just appended: a BRIN index finds them
-# as well as a btree did, at a fraction of the cost of keeping a btree up for every row loaded
-# (psql \copy of ten days of medium orders: +47 % time with the btree, +13 % with BRIN, against
-# no index). Small ranges (8 pages) keep a file's neighbours out of its reads; each file's load
-# summarizes the ranges it filled.
-SOURCE_FILE_PAGES_PER_RANGE = 8
-
-
+# right after COPY). They lie together, in the pages COPY just appended: a BRIN index (migration
+# 0001, 8 pages a range) finds them as well as a btree did, at a fraction of the cost of keeping a
+# btree up for every row loaded (psql \copy of ten days of medium orders: +47 % time with the
+# btree, +13 % with BRIN, against no index). Each file's load summarizes the ranges it filled.
 def source_file_index(table: str) -> str:
     return f"{table}__source_file_brin"
-
-
-def ensure_source_file_index(conn: psycopg.Connection, table: str) -> None:
-    """The raw table's BRIN index on _source_file; the btree of earlier versions is dropped."""
-    conn.execute(sql.SQL("drop index if exists raw.{}").format(sql.Identifier(f"{table}__source_file_idx")))
-    conn.execute(sql.SQL("create index if not exists {} on raw.{} using brin (_source_file) "
-                         "with (pages_per_range = {}, autosummarize = on)").format(
-                             sql.Identifier(source_file_index(table)), sql.Identifier(table),
-                             sql.Literal(SOURCE_FILE_PAGES_PER_RANGE)))
 
 
 def begin_file_load(conn: psycopg.Connection, source: str, source_file: str, batch_id: str,
@@ -301,20 +182,6 @@ def summarize_source_files(conn: psycopg.Connection, table: str) -> None:
     conn.execute("select case when pg_has_role(current_user, i.relowner, 'USAGE') "
                  "then brin_summarize_new_values(i.oid) end from pg_class i where i.oid = to_regclass(%s)",
                  (sql.Identifier("raw", source_file_index(table)).as_string(conn),))
-
-
-def _source_file_bytewise(conn: psycopg.Connection) -> None:
-    """Raw tables made before _source_file sorted bytewise get it now (an upgrade): the rows stay
-    as they are, the column's indexes are rebuilt once."""
-    older = conn.execute(
-        """select a.attrelid::regclass::text from pg_attribute a
-               join pg_class t on t.oid = a.attrelid join pg_namespace n on n.oid = t.relnamespace
-           where n.nspname = 'raw' and t.relkind = 'r' and a.attname = '_source_file' and not a.attisdropped
-             and a.attcollation <> 'pg_catalog."C"'::regcollation""").fetchall()
-    for (table,) in older:
-        log.info("%s: _source_file now sorts bytewise; rebuilding its indexes", table)
-        conn.execute(sql.SQL('alter table {} alter column _source_file type text collate "C"').format(
-            sql.SQL(table)))
 
 
 @dataclass
@@ -418,7 +285,7 @@ def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
     binding = (config or bindings())[source_name]
     loaded_at = loaded_at or datetime.now(UTC)
     threshold = max_bad_fraction()
-    prepare_raw(wh)
+    require_current(wh)  # the raw tables and the ledger are the migrations' (crm360 migrate)
     if isinstance(binding, SqlSourceBinding):
         from crm360 import sql_source
 
@@ -547,10 +414,8 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
         with conn.transaction():
             begin_file_load(conn, job.source, rel, job.batch_id, job.loaded_at)
             if isinstance(job.contract, CsvTable):
-                # New columns are added before the file touches the table: a transaction that holds the
-                # table while it waits to alter it deadlocks with another file doing the same
                 first, _, header = _csv_header(job)
-                drift = _add_new_columns(conn, job.contract, header)
+                drift = _new_columns(conn, job.contract, header)
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (rel,))
             conn.execute("delete from raw._quarantine where source_file = %s", (rel,))
             if isinstance(job.contract, CsvTable):
@@ -684,7 +549,7 @@ def _invalid_values(conn: psycopg.Connection, job: _FileLoad, target: sql.Identi
     if json_table:
         payload = sql.SQL("_record_number, record::text")
     else:
-        cols = [c for c in contract.columns if c in present] + sorted(present - set(contract.columns))
+        cols = [c for c in contract.columns if c in present]
         payload = sql.SQL("array[{}]::text[]").format(sql.SQL(", ").join(sql.Identifier(c) for c in cols))
     rows = conn.execute(sql.SQL("delete from {t} where _source_file = %s and ({bad}) returning {case}, {payload}")
                         .format(t=target, bad=any_bad, case=case, payload=payload), (job.rel,)).fetchall()
@@ -731,7 +596,7 @@ def _quarantine(conn: psycopg.Connection, job: _FileLoad, bad: list) -> None:
 
 
 def _record_drift(conn: psycopg.Connection, job: _FileLoad, columns: list[str]) -> None:
-    change = "column added to raw" if isinstance(job.contract, CsvTable) else "field kept in record"
+    change = "column kept in _extra" if isinstance(job.contract, CsvTable) else "field kept in record"
     for column in columns:
         conn.execute(
             """insert into audit.schema_drift
@@ -832,32 +697,42 @@ def _csv_header(job: _FileLoad) -> tuple[bytes, list[str], list[str]]:
 
 def _copy_csv(conn: psycopg.Connection, job: _FileLoad, target: sql.Identifier, first: bytes,
               header: list[str]) -> _Outcome:
+    """COPY the file as it is when its columns are the contract's; else, and when COPY refuses it,
+    row by row, with the columns the contract does not know kept in the row's ``_extra``."""
     rel, delimiter = job.rel, job.drop.table.delimiter
     outcome = _Outcome()
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in header)
-    fast = sql.SQL("copy {} ({}) from stdin with (format csv, header true, delimiter {}, encoding 'UTF8')").format(
-        target, columns, sql.Literal(delimiter))
-    try:
-        with conn.transaction(), conn.cursor() as cur:  # a savepoint: the slow path can follow
-            with cur.copy(fast) as copy, job.drop.open() as fh:
-                if first.startswith(b"\xef\xbb\xbf"):  # COPY would read the BOM as part of the first name
-                    fh.seek(3)
-                lengths = _LineLengths(rel, max_record_bytes())
-                while chunk := fh.read(COPY_CHUNK):
-                    lengths.feed(chunk)
-                    copy.write(chunk)
-            outcome.rows = cur.rowcount
-            return outcome
-    except psycopg.DataError as exc:
-        log.info("%s: COPY refused the file (%s); checking it row by row", rel, str(exc).strip())
-    slow = sql.SQL("copy {} ({}) from stdin").format(target, columns)
+    known = [i for i, c in enumerate(header) if c in job.contract.columns]
+    foreign = [i for i, c in enumerate(header) if c not in job.contract.columns]
+    if not foreign:
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in header)
+        fast = sql.SQL("copy {} ({}) from stdin with (format csv, header true, delimiter {}, "
+                       "encoding 'UTF8')").format(target, columns, sql.Literal(delimiter))
+        try:
+            with conn.transaction(), conn.cursor() as cur:  # a savepoint: the slow path can follow
+                with cur.copy(fast) as copy, job.drop.open() as fh:
+                    if first.startswith(b"\xef\xbb\xbf"):  # COPY would read the BOM as part of the first name
+                        fh.seek(3)
+                    lengths = _LineLengths(rel, max_record_bytes())
+                    while chunk := fh.read(COPY_CHUNK):
+                        lengths.feed(chunk)
+                        copy.write(chunk)
+                outcome.rows = cur.rowcount
+                return outcome
+        except psycopg.DataError as exc:
+            log.info("%s: COPY refused the file (%s); checking it row by row", rel, str(exc).strip())
+    names = [header[i] for i in known] + (["_extra"] if foreign else [])
+    slow = sql.SQL("copy {} ({}) from stdin").format(target, sql.SQL(", ").join(sql.Identifier(c) for c in names))
     with conn.cursor() as cur, cur.copy(slow) as copy:
         for line, record, fields, problem in _csv_records(job, len(header)):
             if problem:
                 outcome.bad.append((line, record, problem, fields))
-            else:
-                copy.write_row(fields)
-                outcome.rows += 1
+                continue
+            row = [fields[i] for i in known]
+            if foreign:  # the values given, by column name; null when the row leaves them all empty
+                extra = {header[i]: fields[i] for i in foreign if fields[i] != ""}
+                row.append(json.dumps(extra, ensure_ascii=False) if extra else None)
+            copy.write_row(row)
+            outcome.rows += 1
     return outcome
 
 
@@ -890,22 +765,14 @@ def _csv_checked(job: _FileLoad, reader, width: int) -> Iterator[tuple[int, int,
         raise IngestError(f"{job.rel}: line {reader.line_num}: unreadable CSV ({exc})") from None
 
 
-def _add_new_columns(conn: psycopg.Connection, table: CsvTable, header: list[str]) -> list[str]:
-    """Columns in the file that the raw table lacks: added (as text). Those the contract
-    does not know are returned for the drift log."""
+def _new_columns(conn: psycopg.Connection, table: CsvTable, header: list[str]) -> list[str]:
+    """Columns of the file the contract does not know and the drift log has not seen yet. Their
+    values are kept in the rows' ``_extra`` (a load changes no table's columns)."""
     foreign = [c for c in header if c not in table.columns]
-    if not foreign:  # prepare_raw created every contract column
+    if not foreign:
         return []
-    existing = {r[0] for r in conn.execute(
-        "select column_name from information_schema.columns where table_schema = 'raw' and table_name = %s",
-        (table.table,))}
-    added = [c for c in header if c not in existing]
-    for column in added:
-        if len(column.encode()) > 63:
-            raise IngestError(f"column name too long for PostgreSQL (63 bytes): {column[:70]!r}")
-        conn.execute(sql.SQL("alter table {} add column if not exists {} text").format(
-            sql.Identifier("raw", table.table), sql.Identifier(column)))
-    return [c for c in header if c not in table.columns and c not in _drift_seen(conn, table)]
+    seen = _drift_seen(conn, table)
+    return [c for c in foreign if c not in seen]
 
 
 def _drift_seen(conn: psycopg.Connection, table: CsvTable) -> set[str]:
@@ -1103,9 +970,16 @@ def unload_batches(wh: Warehouse, batch_ids: list[str]) -> dict[str, int]:
     removed: dict[str, int] = {}
     if not batch_ids:
         return removed
+    # a run's batch is one source's (its id ends in ":<source>"): only that source's tables are touched,
+    # so an unload never reads, let alone locks, another source's rows
+    sources = {b.rsplit(":", 1)[-1] for b in batch_ids}
+    if not sources <= set(CONTRACT):
+        sources = set(CONTRACT)
     with wh.connect() as conn, conn.transaction():
         conn.execute("delete from raw._quarantine where _batch_id = any(%s)", (batch_ids,))
-        for tables in CONTRACT.values():
+        for source, tables in CONTRACT.items():
+            if source not in sources:
+                continue
             for table in tables:
                 cur = conn.execute(
                     sql.SQL("delete from {} where _batch_id = any(%s)").format(sql.Identifier("raw", table.table)),

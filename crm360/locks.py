@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime
 
 import psycopg
 
+from crm360.errors import Crm360Error
 from crm360.sources import CONTRACT
 from crm360.warehouse import Warehouse
 
@@ -42,21 +43,10 @@ MARTS = "marts"
 EVERY_PART = (*(f"ingest:{s}" for s in CONTRACT), MARTS)
 _NAMESPACE = "crm360.run"  # first key of the two-key advisory locks: apart from the loader's per-file locks
 
-HOLDERS_DDL = """
-create table if not exists audit.run_locks (
-    part text primary key,
-    run_id text not null,
-    as_of_date date,
-    host text not null,
-    pid integer not null,
-    backend_pid integer not null,
-    since timestamptz not null
-)
-"""
+class RunLocked(Crm360Error):
+    """Another run holds a part of the warehouse this run must write; it ends, so a retry may pass."""
 
-
-class RunLocked(RuntimeError):
-    """Another run holds a part of the warehouse this run must write."""
+    retryable = True
 
 
 def wait_seconds() -> float:
@@ -84,11 +74,12 @@ def holding(wh: Warehouse, parts: Sequence[str], run_id: str, as_of: date | None
     wait = wait_seconds() if wait is None else wait
     parts = sorted(set(parts))
     with wh.connect(autocommit=True) as conn:
-        _prepare(conn)
         for part in parts:
             _take(conn, part, run_id, wait)
         now = datetime.now(UTC)
-        for part in parts:
+        # who holds what, for the message a second run gets (a warehouse not yet migrated has no table)
+        recorded = conn.execute("select to_regclass('audit.run_locks') is not null").fetchone()[0]
+        for part in parts if recorded else ():
             conn.execute(
                 """insert into audit.run_locks (part, run_id, as_of_date, host, pid, backend_pid, since)
                    values (%s, %s, %s, %s, %s, pg_backend_pid(), %s)
@@ -110,14 +101,6 @@ def holding(wh: Warehouse, parts: Sequence[str], run_id: str, as_of: date | None
                                 str(exc).strip())
 
 
-def _prepare(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        # concurrent `create ... if not exists` of one name can still collide: take turns
-        conn.execute("select pg_advisory_xact_lock(hashtext('crm360.ddl'))")
-        conn.execute("create schema if not exists audit")
-        conn.execute(HOLDERS_DDL)
-
-
 def _take(conn: psycopg.Connection, part: str, run_id: str, wait: float) -> None:
     key = (_NAMESPACE, part)
     if wait <= 0:
@@ -136,6 +119,8 @@ def _take(conn: psycopg.Connection, part: str, run_id: str, wait: float) -> None
 
 
 def _busy_message(conn: psycopg.Connection, part: str, run_id: str, wait: float) -> str:
+    if not conn.execute("select to_regclass('audit.run_locks') is not null").fetchone()[0]:
+        return f"run {run_id} cannot start {part}: another crm360 run holds it (the warehouse is being migrated)"
     holder = conn.execute(
         """select l.run_id, l.as_of_date, l.since, l.pid, l.host
            from audit.run_locks as l
@@ -152,10 +137,6 @@ def _busy_message(conn: psycopg.Connection, part: str, run_id: str, wait: float)
         who = (f"another crm360 run ({other}, for {as_of.isoformat() if as_of else 'no date'}) has held it since "
                f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC (pid {pid} on {host})")
     return f"run {run_id} cannot start {part}{waited}: {who}{hint}"
-
-
-PREPARE = "prepare"
-PREPARE_WAIT = 120.0  # creating tables takes seconds: concurrent prepare tasks wait their turn
 
 
 def parts_for_step(step_name: str, args: Sequence) -> tuple[list[str], str, date | None]:
@@ -176,8 +157,6 @@ def parts_for_step(step_name: str, args: Sequence) -> tuple[list[str], str, date
         return [MARTS], str(arg(0)), None
     if step_name == "erase":  # deletes from every source's raw tables and from the published marts
         return list(EVERY_PART), str(arg(0)), None
-    if step_name == "prepare":
-        return [PREPARE], "prepare", None
     return [], "", None
 
 
@@ -188,6 +167,5 @@ def for_step(wh: Warehouse, step_name: str, args: Sequence) -> Iterator[None]:
     if not parts:
         yield
         return
-    wait = max(wait_seconds(), PREPARE_WAIT) if parts == [PREPARE] else None
-    with holding(wh, parts, run_id, as_of, wait=wait):
+    with holding(wh, parts, run_id, as_of):
         yield

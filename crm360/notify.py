@@ -34,15 +34,18 @@ def post_webhook(url: str, payload: dict, timeout: float = 10.0) -> int:
 
 def on_failure(dag_id: str, task_id: str, run_id: str, error: BaseException | str | None,
                as_of=None, wh=None) -> dict:
-    """Record the failure and tell whoever is configured. Never raises."""
+    """Record the failure in ``wh`` (the warehouse the task wrote to; None: nowhere to record it, for
+    example an embedded server that is not running) and tell whoever is configured. Never raises."""
     from crm360 import pipeline
 
     report = None
-    try:
-        wh = wh or pipeline.resolve_warehouse(None)
-        report = str(pipeline.record_failure(wh, run_id, as_of, f"{task_id}: {error}"))
-    except Exception:  # noqa: BLE001 - a broken warehouse must not hide the original failure
-        log.exception("could not record the failure of %s.%s in the warehouse", dag_id, task_id)
+    if wh is None:
+        log.warning("no running warehouse to record the failure of %s.%s in", dag_id, task_id)
+    else:
+        try:
+            report = str(pipeline.record_failure(wh, run_id, as_of, f"{task_id}: {error}"))
+        except Exception:  # noqa: BLE001 - a broken warehouse must not hide the original failure
+            log.exception("could not record the failure of %s.%s in the warehouse", dag_id, task_id)
     payload = failure_message(dag_id, task_id, run_id, str(error or ""), report)
     log.error(payload["text"] + (f" (report: {report})" if report else ""))
     url = os.environ.get(WEBHOOK_ENV)

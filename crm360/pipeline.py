@@ -1,6 +1,6 @@
 """The pipeline's steps, callable from Airflow tasks, the CLI and tests alike.
 
-    prepare -> ingest (per source) -> raw gate -> source freshness -> erasures -> dbt build
+    migrate -> ingest (per source) -> raw gate -> source freshness -> erasures -> dbt build
             -> marts gate -> publish -> summarize
 
 dbt builds the marts into a schema readers cannot see; only when the marts gate
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from crm360 import access, dbt, freshness, gates, health, ingest, locks, publish, segments
+from crm360 import dbt, freshness, gates, health, ingest, locks, publish, schema, segments
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse, from_url, get_warehouse
 
@@ -40,16 +40,6 @@ MARTS = ("customer_360", "customer_pyramid", "customer_pyramid_summary", "custom
 # double (the row-count gate); history grows by the month, lists and summaries by design.
 COUNTED_MARTS = ("customer_360", "customer_pyramid", "customer_identifiers", "customer_identity_links")
 
-RUNS_DDL = """
-create table if not exists audit.pipeline_runs (
-    run_id text primary key,
-    as_of_date date,
-    status text not null,
-    summary jsonb,
-    updated_at timestamptz not null
-)
-"""
-
 
 def safe_run_id(run_id: str) -> str:
     """Airflow run ids contain ':' and '+'; keep batch ids readable and safe."""
@@ -57,22 +47,14 @@ def safe_run_id(run_id: str) -> str:
 
 
 def resolve_warehouse(url: str | None = None, settings: Settings | None = None) -> Warehouse:
-    if url:
-        wh = from_url(url)
-        wh.ensure_schemas()
-        return wh
-    return get_warehouse(settings)
+    """The warehouse a URL names (an Airflow connection's), else crm360's default."""
+    return from_url(url) if url else get_warehouse(settings)
 
 
-def prepare(wh: Warehouse) -> None:
-    wh.ensure_schemas()
-    ingest.prepare_raw(wh)
-    with wh.connect() as conn:
-        conn.execute(RUNS_DDL)
-        conn.execute("alter table audit.pipeline_runs alter column as_of_date drop not null")
-        conn.execute(gates.GATE_DDL)
-        conn.commit()
-    access.ensure_roles(wh)
+def migrate(wh: Warehouse) -> dict:
+    """Bring the warehouse's schema to this code's revision (crm360.schema); a no-op when it is."""
+    result = schema.migrate(wh)
+    return {"before": result.before, "after": result.after, "applied": list(result.applied)}
 
 
 def ingest_source(wh: Warehouse, source: str, run_id: str, landing: Path | None = None,
@@ -233,7 +215,6 @@ def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, setti
 def record_status(wh: Warehouse, run_id: str, as_of: date | None, status: str, message: str | None = None,
                   summary: dict | None = None) -> None:
     with wh.connect() as conn:
-        conn.execute(RUNS_DDL)
         conn.execute(
             """insert into audit.pipeline_runs (run_id, as_of_date, status, summary, updated_at)
                values (%s, %s, %s, %s, %s)
@@ -343,8 +324,8 @@ def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path
     """The whole pipeline in one process (what the Airflow DAG does task by task)."""
     settings = settings or get_settings()
     wh = wh or get_warehouse(settings)
+    schema.migrate(wh)  # before the parts: a migration holds them itself while it changes the schema
     with locks.holding(wh, locks.EVERY_PART, safe_run_id(run_id), as_of):  # a second run stops or waits here
-        prepare(wh)
         with _failure_recorded(wh, run_id, as_of, settings):
             batch_ids = ingest_all(wh, run_id, landing, settings, as_of)
             gate(wh, "raw", run_id, batch_ids, settings, as_of)
@@ -392,8 +373,8 @@ def backfill(start: date, end: date, wh: Warehouse | None = None, landing: Path 
     settings = settings or get_settings()
     wh = wh or get_warehouse(settings)
     run_id = f"backfill_{start.isoformat()}_{end.isoformat()}"
+    schema.migrate(wh)
     with locks.holding(wh, locks.EVERY_PART, run_id, end):
-        prepare(wh)
         with _failure_recorded(wh, run_id, end, settings):
             day = start
             while day <= end:

@@ -36,44 +36,19 @@ from pathlib import Path
 
 from psycopg import sql
 
+from crm360.errors import ConfigurationError
+from crm360.schema import require_current
 from crm360.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
 IDENTIFIER_TYPES = ("email", "phone", "shop_customer_id", "visitor_id", "customer_key")
 
-DDL = """
-create table if not exists audit.erasure_requests (
-    request_id bigint generated always as identity primary key,
-    requested_at timestamptz not null default now(),
-    requested_by text not null,
-    identifier_type text not null,
-    identifier_hash text not null,
-    reason text,
-    status text not null default 'pending',
-    applied_at timestamptz,
-    applied_run_id text,
-    customers_found integer,
-    rows_deleted bigint
-);
-create table if not exists audit.erased_identifiers (
-    identifier_type text not null,
-    identifier_hash text not null,
-    request_id bigint not null,
-    erased_at timestamptz not null default now(),
-    primary key (identifier_type, identifier_hash)
-);
-create table if not exists audit.erasure_watermark (
-    id boolean primary key default true check (id),
-    loaded_through timestamptz not null
-);
-"""
-
 # sha256 of a text in SQL, the same digest as ``digest`` below
 SQL_HASH = "encode(sha256(convert_to({}, 'UTF8')), 'hex')"
 
 
-class ErasureError(ValueError):
+class ErasureError(ConfigurationError):
     """A deletion request crm360 cannot record."""
 
 
@@ -103,8 +78,8 @@ def request_erasure(wh: Warehouse, identifier_type: str, value: str, requested_b
         raise ErasureError(f"unknown identifier type {identifier_type!r}; one of {', '.join(IDENTIFIER_TYPES)}")
     if not value or not value.strip():
         raise ErasureError(f"an empty {identifier_type} names nobody")
+    require_current(wh)
     with wh.connect() as conn:
-        conn.execute(DDL)
         request_id = conn.execute(
             """insert into audit.erasure_requests (requested_by, identifier_type, identifier_hash, reason)
                values (%s, %s, %s, %s) returning request_id""",
@@ -250,7 +225,6 @@ def _scrub_exports(conn, keys_hashes: set[str]) -> int:
 def apply_erasures(wh: Warehouse, run_id: str) -> dict:
     """Apply pending deletion requests, and every request to rows loaded since the last run."""
     with wh.connect() as conn:
-        conn.execute(DDL)
         # one erasure at a time, and not under a publication's feet
         conn.execute("select pg_advisory_xact_lock(hashtext('crm360.publish'))")
         pending = conn.execute("""select request_id, identifier_type, identifier_hash

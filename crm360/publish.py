@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from psycopg import sql
 
 from crm360 import access
+from crm360.errors import Crm360Error
 from crm360.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -24,16 +25,7 @@ PUBLISHED = "marts"
 BUILD = "marts__build"
 PREVIOUS = "marts__previous"
 
-PUBLICATIONS_DDL = """
-create table if not exists audit.publications (
-    run_id text not null,
-    published_at timestamptz not null,
-    tables text[] not null
-)
-"""
-
-
-class PublishError(RuntimeError):
+class PublishError(Crm360Error):
     pass
 
 
@@ -72,7 +64,6 @@ def publish(wh: Warehouse, run_id: str, lock_timeout: str = "30s") -> list[str]:
             access.grant_readers(conn, PUBLISHED)
             if _schema_exists(conn, PREVIOUS):
                 access.revoke_readers(conn, PREVIOUS)
-            conn.execute(PUBLICATIONS_DDL)
             conn.execute("insert into audit.publications (run_id, published_at, tables) values (%s, %s, %s)",
                          (run_id, datetime.now(UTC), tables))
     log.info("published %d tables as %s for run %s", len(tables), PUBLISHED, run_id)

@@ -42,6 +42,7 @@ from typing import TextIO
 import yaml
 from psycopg import sql
 
+from crm360.errors import ConfigurationError
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse
 
@@ -54,22 +55,7 @@ MEMBER_COLUMNS = ("segment_name", "customer_key", "full_name", "email", "phone",
                   "city", "region", "lifecycle_stage", "activity_tier", "revenue_tier", "value_tier",
                   "revenue_eur", "predicted_clv_eur", "last_order_at", "last_contact_at")
 
-SIZES_DDL = """
-create table if not exists audit.segment_sizes (
-    run_id text not null,
-    as_of_date date not null,
-    segment_name text not null,
-    version text not null,
-    filter_sql text not null,
-    customers bigint not null,
-    contactable_customers bigint not null,
-    recorded_at timestamptz not null default now(),
-    primary key (run_id, segment_name)
-)
-"""
-
-
-class SegmentError(ValueError):
+class SegmentError(ConfigurationError):
     """A segment definition crm360 cannot accept; the message names the file, segment and reason."""
 
 
@@ -395,7 +381,6 @@ def dbt_var(segments: list[Segment]) -> list[dict]:
 def record_sizes(wh: Warehouse, run_id: str) -> int:
     """Append the published segments' sizes to the history (once per run)."""
     with wh.connect() as conn:
-        conn.execute(SIZES_DDL)
         if conn.execute("select to_regclass('marts.segments')").fetchone()[0] is None:
             conn.commit()
             return 0

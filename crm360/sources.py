@@ -24,10 +24,12 @@ from pathlib import Path
 
 import yaml
 
+from crm360.errors import ConfigurationError
+
 SOURCES_ENV = "CRM360_SOURCES"
 
 
-class SourceConfigError(ValueError):
+class SourceConfigError(ConfigurationError):
     """``sources.yml`` is missing or says something crm360 cannot do; the message names the entry."""
 
 

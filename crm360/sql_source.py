@@ -39,8 +39,8 @@ window unless that window is read again (then it is gone from there, like a
 deleted row). Staging keeps the newest version per key. Deletions in the source
 are seen only inside re-read windows; there are no tombstones.
 
-A column the raw table lacks is added (as text) and reported as schema drift,
-like a new column in a CSV header. A mapped column missing in the source fails
+A mapped column the contract does not know is kept in the rows' ``_extra`` and
+reported as schema drift, like a new column in a CSV header. A mapped column missing in the source fails
 the load with the table and column named.
 """
 
@@ -65,15 +65,13 @@ import pymysql.cursors
 from psycopg import sql
 
 from crm360.ingest import (
-    META_COLUMNS,
     IngestError,
     LoadResult,
     begin_file_load,
-    ensure_source_file_index,
-    prepare_raw,
     summarize_source_files,
 )
-from crm360.sources import SqlSourceBinding
+from crm360.schema import require_current
+from crm360.sources import CONTRACT, CsvTable, SqlSourceBinding
 from crm360.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -345,37 +343,32 @@ def _extract(my: pymysql.connections.Connection, plan: _Plan, day: date) -> _Win
 # --- loading -----------------------------------------------------------------------------------------------
 
 
-def _raw_columns(conn: psycopg.Connection, raw_table: str) -> set[str]:
-    return {r[0] for r in conn.execute(
-        "select column_name from information_schema.columns where table_schema = 'raw' and table_name = %s",
-        (raw_table,))}
+def _contract_columns(table: SqlTable) -> tuple[str, ...]:
+    for tables in CONTRACT.values():
+        for contract in tables:
+            if contract.table == table.raw_table and isinstance(contract, CsvTable):
+                return contract.columns
+    raise IngestError(f"{table.name}: raw.{table.raw_table} is not a raw table of crm360's contract")
 
 
-def _prepare_raw_table(conn: psycopg.Connection, source: SqlSource, plan: _Plan, first_seen: str,
-                       batch_id: str) -> list[str]:
-    """Create the raw table if this source is its first writer; add mapped columns it lacks (drift)."""
-    table = plan.table
-    target = sql.Identifier("raw", table.raw_table)
-    with conn.transaction():
-        existing = _raw_columns(conn, table.raw_table)
-        if not existing:
-            cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in plan.raw_columns)
-            conn.execute(sql.SQL("create table if not exists {} ({}, {})").format(target, cols,
-                                                                                 sql.SQL(META_COLUMNS)))
-            ensure_source_file_index(conn, table.raw_table)
-            return []
-        added = [c for c in plan.raw_columns if c not in existing]
-        for column in added:
-            conn.execute(sql.SQL("alter table {} add column if not exists {} text").format(
-                target, sql.Identifier(column)))
-            conn.execute(
-                """insert into audit.schema_drift
-                       (source, table_name, column_name, change, first_seen_file, first_seen_batch, detected_at)
-                   values (%s, %s, %s, 'column added to raw', %s, %s, now())
-                   on conflict (table_name, column_name) do nothing""",
-                (source.name, table.raw_table, column, first_seen, batch_id))
+def _record_extra_columns(conn: psycopg.Connection, source: SqlSource, plan: _Plan, first_seen: str,
+                          batch_id: str) -> list[str]:
+    """Mapped columns the contract does not know: kept in the rows' ``_extra``, and reported as schema
+    drift the first time they are seen."""
+    extra = [c for c in plan.raw_columns if c not in _contract_columns(plan.table)]
+    added = []
+    for column in extra:
+        cur = conn.execute(
+            """insert into audit.schema_drift
+                   (source, table_name, column_name, change, first_seen_file, first_seen_batch, detected_at)
+               values (%s, %s, %s, 'column kept in _extra', %s, %s, now())
+               on conflict (table_name, column_name) do nothing""",
+            (source.name, plan.table.raw_table, column, first_seen, batch_id))
+        if cur.rowcount:
+            added.append(column)
     if added:
-        log.warning("%s: schema drift, new columns in raw.%s: %s", first_seen, table.raw_table, ", ".join(added))
+        log.warning("%s: schema drift, new columns kept in raw.%s._extra: %s", first_seen, plan.table.raw_table,
+                    ", ".join(added))
     return added
 
 
@@ -383,15 +376,26 @@ def _load_window(conn: psycopg.Connection, source: SqlSource, plan: _Plan, windo
                  batch_id: str, loaded_at: datetime) -> None:
     """Replace one window's rows and ledger entry in one transaction (as ingest does for a file)."""
     target = sql.Identifier("raw", plan.table.raw_table)
+    contract = _contract_columns(plan.table)
+    known = [i for i, c in enumerate(plan.raw_columns) if c in contract]
+    extra = [i for i, c in enumerate(plan.raw_columns) if c not in contract]
+    names = [plan.raw_columns[i] for i in known] + (["_extra"] if extra else [])
     copy_stmt = sql.SQL("copy {} ({}) from stdin").format(
-        target, sql.SQL(", ").join(sql.Identifier(c) for c in plan.raw_columns))
+        target, sql.SQL(", ").join(sql.Identifier(c) for c in names))
+
+    def row(values: list) -> list:
+        if not extra:
+            return values
+        kept = {plan.raw_columns[i]: values[i] for i in extra if values[i] is not None}
+        return [values[i] for i in known] + [json.dumps(kept, ensure_ascii=False) if kept else None]
+
     try:
         with conn.transaction():
             begin_file_load(conn, source.name, wid, batch_id, loaded_at)
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (wid,))
             with conn.cursor() as cur, cur.copy(copy_stmt) as copy:
                 for line in window.spool:
-                    copy.write_row(json.loads(line))
+                    copy.write_row(row(json.loads(line)))
             summarize_source_files(conn, plan.table.raw_table)
             conn.execute(
                 """insert into audit.load_files (source, source_file, sha256, row_count, batch_id, loaded_at)
@@ -431,7 +435,7 @@ def load_sql_source(wh: Warehouse, source: SqlSource, batch_id: str, loaded_at: 
     url = parse_mysql_url(source.url)
     loaded_at = loaded_at or datetime.now(UTC)
     last_day = until - timedelta(days=1) if until is not None else datetime.now(UTC).date()
-    prepare_raw(wh)
+    require_current(wh)  # the raw tables are the migrations' (crm360 migrate)
     result = LoadResult(source=source.name, batch_id=batch_id)
     with mysql_connection(url) as my, wh.connect(autocommit=True) as conn:
         try:
@@ -453,7 +457,7 @@ def _load_table(my: pymysql.connections.Connection, conn: psycopg.Connection, ur
                 result: LoadResult) -> None:
     plan = _plan(my, url, table)
     prefix = window_prefix(url, table)
-    added = _prepare_raw_table(conn, source, plan, prefix.rstrip("="), batch_id)
+    added = _record_extra_columns(conn, source, plan, prefix.rstrip("="), batch_id)
     result.drift += [f"{table.raw_table}: {column}" for column in added]
     ledger = _ledger_days(conn, source, prefix)
     for day in _days_to_read(my, plan, list(ledger), last_day, lookback_days):

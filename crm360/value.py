@@ -57,37 +57,6 @@ LOG_BOUND = 15.0  # log-parameters stay within [-15, 15]: 3e-7 .. 3e6
 SUMMARY = "intermediate.int_customer_purchase_summary"
 PREDICTIONS = "predictions.customer_value"
 
-# Also created by the dbt on-run-start hook (macros/value_predictions.sql), so a
-# bare `dbt build` finds the source; both statements must describe the same table.
-PREDICTIONS_DDL = (
-    "create schema if not exists predictions",
-    """create table if not exists predictions.customer_value (
-        customer_key text not null,
-        predicted_purchases double precision,
-        probability_alive double precision,
-        expected_order_value_eur double precision,
-        predicted_clv_eur double precision,
-        as_of_date date not null,
-        primary key (customer_key)
-    )""",
-)
-
-FITS_DDL = """
-create table if not exists audit.value_model_fits (
-    as_of_date date not null,
-    model text not null,
-    params jsonb,
-    log_likelihood double precision,
-    customers integer not null,
-    converged boolean not null,
-    message text,
-    seconds double precision,
-    fitted_at timestamptz not null,
-    primary key (as_of_date, model)
-)
-"""
-
-
 # -- parameters and fits
 
 
@@ -444,12 +413,6 @@ def customer_lifetime_value(bgnbd: BgNbdParams, gamma_gamma: GammaGammaParams, f
 # -- the warehouse step
 
 
-def ensure_tables(conn) -> None:
-    for statement in PREDICTIONS_DDL:
-        conn.execute(statement)
-    conn.execute(FITS_DDL)
-
-
 def _settings_vars(settings: Settings | None) -> tuple[float, float]:
     from crm360.pipeline import dbt_vars  # the pipeline imports this module
 
@@ -515,7 +478,6 @@ def fit_and_predict(wh, as_of: date, settings: Settings | None = None) -> dict:
     horizon = horizon_days / DAYS_PER_UNIT
     with wh.connect() as conn:
         with conn.transaction():
-            ensure_tables(conn)
             data = _read_summary(conn, as_of)
             x = data["frequency"]
             t_x = data["recency_days"] / DAYS_PER_UNIT

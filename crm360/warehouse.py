@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from crm360.errors import Crm360Error
 from crm360.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,12 @@ log = logging.getLogger(__name__)
 logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 EMBEDDED_DATABASE = "crm360"
-SCHEMAS = ("raw", "staging", "intermediate", "marts", "audit")
 
 
-class WarehouseError(RuntimeError):
-    """The warehouse cannot be reached or prepared."""
+class WarehouseError(Crm360Error):
+    """The warehouse cannot be reached; it may be back in a moment."""
+
+    retryable = True
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,13 @@ class Warehouse:
     def is_socket(self) -> bool:
         return self.host.startswith("/")
 
-    def sqlalchemy_url(self) -> str:
-        """A SQLAlchemy URL (psycopg2 driver) for tools such as Great Expectations."""
+    def sqlalchemy_url(self, driver: str = "psycopg2") -> str:
+        """A SQLAlchemy URL for tools such as Great Expectations (psycopg2) and alembic (psycopg)."""
         from sqlalchemy.engine import URL
 
         query = {"host": self.host} if self.is_socket else {}
         url = URL.create(
-            "postgresql+psycopg2",
+            f"postgresql+{driver}",
             username=self.user,
             password=self.password or None,
             host=None if self.is_socket else self.host,
@@ -112,13 +114,6 @@ class Warehouse:
         where = f"socket {self.host}" if self.is_socket else f"{self.host}:{self.port}"
         kind = "embedded" if self.embedded else "configured"
         return f"{kind} PostgreSQL, database {self.dbname} at {where}"
-
-    def ensure_schemas(self) -> None:
-        with self.connect(autocommit=True) as conn:
-            for schema in SCHEMAS:
-                conn.execute(
-                    sql.SQL("create schema if not exists {}").format(sql.Identifier(schema))
-                )
 
     def with_database(self, dbname: str) -> Warehouse:
         return Warehouse(params={**self.params, "dbname": dbname}, embedded=self.embedded)
@@ -165,6 +160,21 @@ def start_embedded(settings: Settings) -> Warehouse:
     return ensure_database(base, EMBEDDED_DATABASE)
 
 
+def running_embedded(settings: Settings) -> Warehouse | None:
+    """The embedded server's crm360 database if that server is running now, else None; never
+    starts one (a failure callback records where the run wrote, or nowhere)."""
+    _pgserver()
+    from pgserver.utils import PostmasterInfo, process_is_running
+
+    try:
+        info = PostmasterInfo.read_from_pgdata(settings.pgdata_dir)
+    except (OSError, AssertionError, ValueError):
+        return None
+    if info is None or not process_is_running(info.pid):
+        return None
+    return from_url(info.get_uri(database=EMBEDDED_DATABASE), embedded=True)
+
+
 def stop_embedded(settings: Settings) -> bool:
     """Stop the embedded server if it runs. Returns whether one was stopped.
 
@@ -185,13 +195,18 @@ def stop_embedded(settings: Settings) -> bool:
     return True
 
 
-def get_warehouse(settings: Settings | None = None, prepare: bool = True) -> Warehouse:
-    """The warehouse named by CRM360_WAREHOUSE_URL, or the embedded one."""
+def configured(settings: Settings | None = None, url: str | None = None) -> Warehouse | None:
+    """The warehouse a URL names (an Airflow connection's), else CRM360_WAREHOUSE_URL's; None
+    when neither is set (the embedded default)."""
+    settings = settings or get_settings()
+    chosen = url or settings.warehouse_url
+    return from_url(chosen) if chosen else None
+
+
+def get_warehouse(settings: Settings | None = None) -> Warehouse:
+    """The warehouse named by CRM360_WAREHOUSE_URL, or the embedded one (started if it is not
+    running). Creates nothing in it: `crm360 migrate` (crm360.schema) does."""
     settings = settings or get_settings()
     if settings.warehouse_url:
-        wh = from_url(settings.warehouse_url)
-    else:
-        wh = start_embedded(settings)
-    if prepare:
-        wh.ensure_schemas()
-    return wh
+        return from_url(settings.warehouse_url)
+    return start_embedded(settings)

@@ -1,17 +1,21 @@
 """
 ### crm360 ingest: one DAG per source
 
-`crm360_ingest_<source>` loads the source's new or changed drops dated before
-the data interval's end into `raw` (COPY, one transaction per file, malformed
-records quarantined), then gates that batch. Only a gated batch updates the
-source's Asset, `crm360://raw/<source>`, which schedules `crm360_transform`.
+`crm360_ingest_<source>` brings the warehouse's schema up to date (`crm360 migrate`: a
+no-op when it is; DAGs starting together take turns on its lock), loads the source's new or
+changed drops dated before the run's as-of date into `raw` (COPY, one transaction per file,
+malformed records quarantined), then gates that batch. Only a gated batch updates the source's
+Asset, `crm360://raw/<source>`, which schedules `crm360_transform`.
+
+The as-of date: the `as_of` parameter ("Trigger DAG w/ config"), else a manual run's logical
+date, else the data interval's end, else (a manual run without a logical date) the day it ran.
 """
 
 from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Asset, dag, task
-from crm360_airflow import SOURCES, on_failure, raw_asset, run_step
+from crm360_airflow import SOURCES, on_failure, params, raw_asset, run_date, run_step
 
 
 def ingest_dag(source: str, asset: Asset):
@@ -21,6 +25,7 @@ def ingest_dag(source: str, asset: Asset):
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,
+        params=params(),
         tags=["crm360", "ingest", source],
         default_args={"owner": "data-engineering", "retries": 2, "retry_delay": pendulum.duration(seconds=30),
                       "on_failure_callback": on_failure},
@@ -28,23 +33,29 @@ def ingest_dag(source: str, asset: Asset):
     )
     def ingest_source():
         @task
-        def prepare_warehouse() -> None:
-            """Create schemas, raw, quarantine and audit tables if missing."""
-            run_step("prepare")
+        def migrate_warehouse() -> dict:
+            """Apply the schema migrations the warehouse lacks (crm360 migrate), under their lock."""
+            return run_step("migrate")
 
         @task
-        def load(run_id: str | None = None, data_interval_end=None) -> str:
-            """COPY new or changed drops into raw; returns the batch id."""
-            return run_step("ingest_source", source, run_id, None, None, data_interval_end.date())["batch_id"]
+        def load(**context) -> dict:
+            """COPY new or changed drops dated before the as-of date into raw; returns the batch."""
+            as_of = run_date(context)
+            batch_id = run_step("ingest_source", source, context["run_id"], None, None, as_of)["batch_id"]
+            return {"batch_id": batch_id, "as_of": as_of.isoformat()}
 
         @task(outlets=[asset])
-        def gate_raw(batch_id: str, run_id: str | None = None, data_interval_end=None, outlet_events=None) -> dict:
+        def gate_raw(batch: dict, run_id: str | None = None, outlet_events=None) -> dict:
             """Great Expectations suites on this batch; a failure unloads it. Passing updates the Asset."""
-            result = run_step("gate", "raw", run_id, [batch_id], None, data_interval_end.date())
-            outlet_events[asset].extra = {"batch_id": batch_id, "as_of": data_interval_end.date().isoformat()}
+            from datetime import date
+
+            result = run_step("gate", "raw", run_id, [batch["batch_id"]], None, date.fromisoformat(batch["as_of"]))
+            outlet_events[asset].extra = batch
             return result
 
-        prepare_warehouse() >> gate_raw(load())
+        batch = load()
+        migrate_warehouse() >> batch
+        gate_raw(batch)
 
     return ingest_source()
 

@@ -9,6 +9,10 @@ from datetime import date
 
 SOURCES = ("sales", "service", "web")
 
+AS_OF_HELP = ("Load the drops dated before this day and compute tiers as of it (YYYY-MM-DD). Empty: the "
+              "run's logical date if one was given, else the day the run was triggered (UTC), i.e. every "
+              "drop dated before today.")
+
 
 def raw_asset(source: str):
     """The Asset a source's gated raw batch updates."""
@@ -17,9 +21,57 @@ def raw_asset(source: str):
     return Asset(name=f"crm360_raw_{source}", uri=f"crm360://raw/{source}")
 
 
+def params():
+    """The DAGs' run parameters, shown by the UI's "Trigger DAG w/ config" form."""
+    from airflow.sdk import Param
+
+    return {"as_of": Param(None, type=["null", "string"], format="date", title="As of", description=AS_OF_HELP)}
+
+
+def _param_date(context) -> date | None:
+    from crm360.errors import ConfigurationError
+
+    value = (context.get("params") or {}).get("as_of")
+    if value in (None, ""):
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigurationError(f"run parameter as_of: not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def run_date(context) -> date:
+    """The as-of date of an ingest run however it was started: the ``as_of`` parameter if given;
+    else a manual run's logical date, if it was given one (Airflow 3 derives a manual run's data
+    interval from the moment it was triggered, not from its logical date); else the data
+    interval's end (scheduled and backfilled runs); else the day the run was triggered (a manual
+    run without a logical date): the drops dated before it are loaded, as the scheduled run of
+    that day would."""
+    given = _param_date(context)
+    if given is not None:
+        return given
+    run = context.get("dag_run")
+    run_type = getattr(getattr(run, "run_type", None), "value", getattr(run, "run_type", None))
+    order = ("logical_date", "data_interval_end") if run_type == "manual" else ("data_interval_end", "logical_date")
+    for key in order:
+        moment = context.get(key)
+        if moment is not None:
+            return moment.date()
+    moment = getattr(run, "run_after", None)
+    if moment is None:
+        from crm360.errors import ConfigurationError
+
+        raise ConfigurationError("cannot tell the run's as-of date: no as_of parameter, data interval, logical "
+                                 "date or trigger time")
+    return moment.date()
+
+
 def as_of_date(context) -> date:
-    """A transform run's as-of date: the newest 'as_of' in the triggering Asset events,
-    else the data interval's end (manual and test runs), else the logical date."""
+    """A transform run's as-of date: the ``as_of`` parameter if given; else the newest 'as_of' of the
+    triggering Asset events (the ingest runs' dates); else as :func:`run_date`."""
+    given = _param_date(context)
+    if given is not None:
+        return given
     found = []
     for events in (context.get("triggering_asset_events") or {}).values():
         for event in events:
@@ -28,51 +80,67 @@ def as_of_date(context) -> date:
                 found.append(date.fromisoformat(value))
     if found:
         return max(found)
-    moment = context.get("data_interval_end") or context.get("logical_date")
-    if moment is None:
-        raise ValueError("cannot tell the as-of date: no asset event, data interval or logical date")
-    return moment.date()
+    return run_date(context)
+
+
+def warehouse_url() -> str | None:
+    """The URL of the Airflow connection crm360_warehouse, or None when it is not defined."""
+    from crm360_warehouse_hook import Crm360WarehouseHook
+
+    return Crm360WarehouseHook().get_url()
 
 
 def warehouse():
     """The warehouse named by the Airflow connection crm360_warehouse, else crm360's default."""
-    from crm360_warehouse_hook import Crm360WarehouseHook
-
     from crm360.pipeline import resolve_warehouse
 
-    return resolve_warehouse(Crm360WarehouseHook().get_url())
+    return resolve_warehouse(warehouse_url())
 
 
 def run_step(step_name: str, *args):
     """Run ``crm360.pipeline.<step_name>(warehouse, *args)``.
 
-    Bad data, failed gates, a wrong sources.yml and (when configured to fail)
-    stale sources do not improve by waiting: they fail the task at once, without retries.
-    A step that writes holds its part of the warehouse while it runs (crm360.locks); if
-    another run holds it, the task fails with a message naming that run, and Airflow retries it.
+    Every step but ``migrate`` first checks that the warehouse is at the schema revision this
+    code needs. A step that writes holds its part of the warehouse while it runs (crm360.locks).
+    An error no retry can mend (bad data, a failed gate, a wrong configuration or parameter, a
+    warehouse that needs ``crm360 migrate``, a bug) fails the task at once, without retries;
+    what may pass a moment later (a run lock held by another run, a lost connection) is raised
+    as it is, for Airflow to retry (crm360.errors.is_retryable).
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from crm360 import locks, pipeline
-    from crm360.freshness import StaleSources
-    from crm360.gates import GateFailed
-    from crm360.ingest import IngestError
-    from crm360.sources import SourceConfigError
+    from crm360 import locks, pipeline, schema
+    from crm360.errors import is_retryable
 
     step = getattr(pipeline, step_name)
     try:
         wh = warehouse()
+        if step_name != "migrate":
+            schema.require_current(wh)
         with locks.for_step(wh, step_name, args):
             return step(wh, *args)
-    except (GateFailed, IngestError, StaleSources, SourceConfigError) as exc:
-        raise AirflowFailException(str(exc)) from exc
+    except Exception as exc:
+        if is_retryable(exc):
+            raise
+        raise AirflowFailException(f"{exc.__class__.__name__}: {exc}" if not str(exc) else str(exc)) from exc
 
 
 def on_failure(context) -> None:
-    """on_failure_callback: record the failed run, write its health page, alert."""
+    """on_failure_callback: record the failed run where the task wrote, write its health page, alert.
+
+    The warehouse is the task's own (the Airflow connection, else CRM360_WAREHOUSE_URL, else the
+    embedded server if it is running): a callback never starts a server to record a failure in."""
     from crm360 import notify
+    from crm360.settings import get_settings
+    from crm360.warehouse import configured, running_embedded
 
     ti = context["ti"]
-    end = context.get("data_interval_end")
-    notify.on_failure(ti.dag_id, ti.task_id, context["run_id"], context.get("exception"),
-                      end.date() if end else None)
+    try:
+        as_of = run_date(context)
+    except Exception:  # noqa: BLE001 - a bad parameter is the failure being recorded
+        as_of = None
+    try:
+        wh = configured(url=warehouse_url()) or running_embedded(get_settings())
+    except Exception:  # noqa: BLE001 - the alert still goes out
+        wh = None
+    notify.on_failure(ti.dag_id, ti.task_id, context["run_id"], context.get("exception"), as_of, wh=wh)

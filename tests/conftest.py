@@ -23,7 +23,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 import psycopg
 import pytest
 
-from crm360 import warehouse
+from crm360 import schema, warehouse
 from crm360.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,14 +72,16 @@ def server(request) -> warehouse.Warehouse:
 
 @pytest.fixture
 def fresh_db(request):
-    """A factory: a new empty database on the given server, dropped after the test."""
+    """A factory: a new database on the given server, migrated to the code's schema unless
+    ``migrated=False``, dropped after the test."""
     created: list[tuple[warehouse.Warehouse, str]] = []
 
-    def make(server_wh: warehouse.Warehouse) -> warehouse.Warehouse:
+    def make(server_wh: warehouse.Warehouse, migrated: bool = True) -> warehouse.Warehouse:
         name = f"crm360_test_{uuid.uuid4().hex[:10]}"
         wh = warehouse.ensure_database(server_wh, name)
         created.append((server_wh, name))
-        wh.ensure_schemas()
+        if migrated:
+            schema.migrate(wh)
         return wh
 
     yield make

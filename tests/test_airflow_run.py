@@ -31,7 +31,7 @@ def test_dag_builds_the_marts_through_airflow(airflow_project):
     for dag_id in airflow_local.PIPELINE_DAGS:
         assert f"dag_id={dag_id}" in text
     assert text.count("state=success, run_type=manual") >= 4
-    wh = warehouse.get_warehouse(settings, prepare=False)
+    wh = warehouse.get_warehouse(settings)
     with wh.connect() as conn:
         people, revenue = conn.execute(
             "select count(*), sum(revenue_eur)::text from marts.customer_360"
@@ -72,7 +72,7 @@ def test_failed_gate_fails_the_dag_before_dbt(airflow_project):
         fh.write("O_BAD,C0000001,2026-10-01T10:00:00+00:00,teleported,EUR,web,,2026-10-01T10:00:00+00:00\n")
     with pytest.raises(airflow_local.AirflowRunError, match="DAG crm360_ingest_sales did not succeed"):
         airflow_local.dags_test(world.end_date + timedelta(days=1), settings)
-    wh = warehouse.get_warehouse(settings, prepare=False)
+    wh = warehouse.get_warehouse(settings)
     with wh.connect() as conn:
         marts = conn.execute(
             "select count(*) from information_schema.tables where table_schema = 'marts'"
@@ -92,7 +92,7 @@ def test_airflow_backfill_runs_load_each_interval_once(airflow_project):
     first = world.end_date - timedelta(days=1)
     for day in (first, world.end_date, first):  # the last one repeats the first interval
         airflow_local.dags_test(day, settings, dag_ids=("crm360_ingest_web",))
-    wh = warehouse.get_warehouse(settings, prepare=False)
+    wh = warehouse.get_warehouse(settings)
     with wh.connect() as conn:
         batches = conn.execute("""
             select split_part(batch_id, ':', 1) as run, count(*), min(source_file), max(source_file)

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from conftest import make_settings
 
-from crm360 import cli, dbt, pipeline
+from crm360 import cli, dbt, pipeline, schema
 from crm360.generate import GeneratorConfig, generate
 
 pytestmark = pytest.mark.e2e
@@ -107,7 +107,7 @@ def test_a_day_loads_only_drops_dated_before_it(db, tmp_path):
     world, _ = generate(landing, GeneratorConfig.preset("tiny", seed=9))
     settings = make_settings(tmp_path / "home", landing)
     as_of = world.start_date + timedelta(days=10)
-    pipeline.prepare(db)
+    schema.migrate(db)
     result = pipeline.ingest_source(db, "web", "r1", landing, settings, until=as_of)
     assert result["files_loaded"] == 10
     # a late event sits in the file of a later day than it happened on

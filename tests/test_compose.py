@@ -16,8 +16,12 @@ AIRFLOW = ["airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-da
 def test_full_stack_is_described():
     assert "version" not in COMPOSE  # obsolete in Compose v2
     assert set(SERVICES) == {"warehouse", "airflow-metadata", *AIRFLOW, "metabase", "metabase-setup"}
-    assert [SERVICES[s]["command"][0] for s in AIRFLOW] == ["db", "api-server", "scheduler", "dag-processor",
-                                                             "triggerer"]
+    assert [SERVICES[s]["command"][0] for s in AIRFLOW[1:]] == ["api-server", "scheduler", "dag-processor",
+                                                                 "triggerer"]
+    # the init service migrates Airflow's metadata, then the warehouse: no DAG task races to create tables
+    assert SERVICES["airflow-init"]["command"] == ["bash", "-c", "airflow db migrate && crm360 migrate"]
+    for name in AIRFLOW[1:]:
+        assert SERVICES[name]["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}
 
 
 def test_airflow_services_share_image_and_environment():
@@ -54,16 +58,43 @@ def test_named_volumes_are_declared():
                 assert source in declared, f"volume {source} is not declared"
 
 
+CELERY = yaml.safe_load((REPO / "docker-compose.celery.yml").read_text())["services"]
+
+
+def test_the_celery_variant_adds_redis_and_workers_to_the_same_stack():
+    assert set(CELERY) == {"redis", "airflow-worker", *AIRFLOW}
+    for name in AIRFLOW:  # every Airflow service switches executor and knows the broker
+        env = CELERY[name]["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:${AIRFLOW_DB_PASSWORD")
+    assert CELERY["airflow-scheduler"]["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert "healthcheck" in CELERY["redis"]
+    worker = CELERY["airflow-worker"]
+    assert worker["extends"] == {"file": "docker-compose.yml", "service": "airflow-scheduler"}
+    assert worker["command"] == ["celery", "worker"]
+    # the worker's own crm360 state, not the volume the other services share
+    shared = {v.split(":")[1] for v in SERVICES["airflow-scheduler"]["volumes"]}
+    assert worker["environment"]["CRM360_HOME"] not in shared
+    assert worker["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for dependency, rule in worker["depends_on"].items():
+        assert dependency in SERVICES or dependency in CELERY
+        if rule["condition"] == "service_healthy":
+            assert "healthcheck" in (CELERY.get(dependency) or SERVICES[dependency])
+
+
 def test_no_literal_secrets():
-    for name, service in SERVICES.items():
+    for name, service in {**SERVICES, **CELERY}.items():
         for key, value in (service.get("environment") or {}).items():
             if re.search(r"PASSWORD|SECRET|FERNET|_KEY", key):
                 assert str(value).startswith("${"), f"{name}.{key} holds a literal secret"
             for password in re.findall(r"://[^:/@]+:([^@]+)@", str(value)):
                 assert password.startswith("${"), f"{name}.{key} embeds a literal password"
     example = (REPO / ".env.example").read_text()
-    for variable in set(re.findall(r"\$\{([A-Z0-9_]+)", (REPO / "docker-compose.yml").read_text())):
-        assert f"{variable}=" in example, f"{variable} is not in .env.example"
+    for path in ("docker-compose.yml", "docker-compose.celery.yml"):
+        # ${VAR} is read from .env; $${VAR} is a literal $ for the container's own shell
+        for variable in set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)", (REPO / path).read_text())):
+            assert f"{variable}=" in example, f"{variable} of {path} is not in .env.example"
 
 
 def test_metabase_reads_the_warehouse_as_bi_reader():
@@ -130,6 +161,10 @@ def test_compose_config_validates_where_docker_compose_exists():
            "AIRFLOW_JWT_SECRET": "x", "CRM360_BI_READER_PASSWORD": "x", "METABASE_ADMIN_EMAIL": "x",
            "METABASE_ADMIN_PASSWORD": "x", "PATH": "/usr/local/bin:/usr/bin:/bin"}
     result = subprocess.run([*command, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
+                            capture_output=True, text=True, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run([*command, "-f", str(REPO / "docker-compose.yml"), "-f",
+                             str(REPO / "docker-compose.celery.yml"), "config", "-q"],
                             capture_output=True, text=True, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr
 

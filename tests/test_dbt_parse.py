@@ -8,7 +8,7 @@ from datetime import date
 
 from conftest import make_settings
 
-from crm360 import dbt, pipeline
+from crm360 import dbt, pipeline, schema
 
 
 def _compile(db, settings, as_of: date):
@@ -18,7 +18,7 @@ def _compile(db, settings, as_of: date):
 
 def test_as_of_date_reaches_models_and_a_new_day_parses_partially(db, tmp_path):
     settings = make_settings(tmp_path / "home", tmp_path / "landing")
-    pipeline.prepare(db)
+    schema.migrate(db)
     compiled = settings.dbt_target_dir / "compiled" / "crm360" / "models" / "intermediate" / "customer"
     _compile(db, settings, date(2026, 3, 1))
     assert "cast('2026-03-01' as date)" in (compiled / "int_customer_lifecycle.sql").read_text()

@@ -6,12 +6,12 @@ tests need (their fixtures take the built table's columns)."""
 
 from conftest import make_settings
 
-from crm360 import dbt, pipeline
+from crm360 import dbt, schema
 
 
 def test_dbt_unit_tests_pass(db, tmp_path):
     settings = make_settings(tmp_path / "home", tmp_path / "landing")
-    pipeline.prepare(db)
+    schema.migrate(db)
     dbt.run_dbt(db, ["run", "--empty"], {"as_of_date": "2026-07-01"}, settings=settings)
     result = dbt.run_dbt(db, ["test", "--select", "test_type:unit"], settings=settings, check=False)
     tests = [r for r in result.results if r["unique_id"].startswith("unit_test.")]

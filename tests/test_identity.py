@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import make_settings
 
-from crm360 import ingest, pipeline, warehouse
+from crm360 import ingest, pipeline, schema, warehouse
 from crm360._generate_sim import _SHARED_MAILBOXES as SHARED_MAILBOXES
 from crm360.generate import GeneratorConfig, generate
 from crm360.sources import CONTRACT
@@ -129,7 +129,7 @@ def resolved(embedded_server, tmp_path_factory):
 
 def _build(wh, landing: Path, settings, as_of: date, run_id: str) -> None:
     """Load and build, then publish without the gates: these tests are about the models."""
-    pipeline.prepare(wh)
+    schema.migrate(wh)
     for source in ingest.SOURCES:
         pipeline.ingest_source(wh, source, run_id, landing, settings, until=as_of)
     pipeline.transform(wh, as_of, settings)

@@ -214,7 +214,7 @@ def test_bad_row_threshold_is_configurable(db, tmp_path, monkeypatch):
         ingest.load_source(db, tmp_path, "web", "b1")
 
 
-def test_new_csv_column_is_kept_and_reported(db, tmp_path):
+def test_new_csv_column_is_kept_in_extra_and_reported(db, tmp_path):
     day = tmp_path / "sales" / "2026-01-01"
     day.mkdir(parents=True)
     (day / "customers.csv").write_text(
@@ -223,9 +223,13 @@ def test_new_csv_column_is_kept_and_reported(db, tmp_path):
     result = ingest.load_source(db, tmp_path, "sales", "b1")
     assert result.drift == ["sales/2026-01-01/customers.csv: loyalty_tier"]
     with db.connect() as conn:
-        assert conn.execute("select customer_id, loyalty_tier from raw.sales_customers").fetchall() == [("C1", "gold")]
+        assert conn.execute("select customer_id, email, _extra from raw.sales_customers").fetchall() == [
+            ("C1", "a@example.com", {"loyalty_tier": "gold"})]
         assert conn.execute("select table_name, column_name, change from audit.schema_drift").fetchall() == [
-            ("sales_customers", "loyalty_tier", "column added to raw")]
+            ("sales_customers", "loyalty_tier", "column kept in _extra")]
+        # a load changes no table's columns: the drift stays in the rows
+        assert conn.execute("select count(*) from information_schema.columns where table_schema = 'raw' "
+                            "and table_name = 'sales_customers' and column_name = 'loyalty_tier'").fetchone() == (0,)
 
 
 def _raw_fingerprint(wh) -> dict[str, tuple[int, str]]:
@@ -256,8 +260,8 @@ def test_files_loaded_one_or_several_at_a_time_give_the_same_raw(db, landing, mo
 
 
 def test_files_bringing_the_same_new_column_load_side_by_side(db, tmp_path, monkeypatch):
-    """Each worker's file adds the column to raw, before it touches the table: otherwise two files
-    holding the table while waiting to alter it deadlock. Every file is loaded once."""
+    """Files bringing a column the contract does not know load side by side: the values go to the rows'
+    _extra, no load alters the table (so none waits on another). Every file is loaded once."""
     monkeypatch.setenv("CRM360_LOAD_WORKERS", "4")
     for day in range(1, 13):
         folder = tmp_path / "sales" / f"2026-01-{day:02d}"
@@ -270,7 +274,8 @@ def test_files_bringing_the_same_new_column_load_side_by_side(db, tmp_path, monk
     assert result.drift and all(d.endswith("/customers.csv: loyalty_tier") for d in result.drift)
     with db.connect() as conn:
         assert conn.execute("select count(*), count(distinct customer_id), count(*) filter "
-                            "(where loyalty_tier = 'gold') from raw.sales_customers").fetchone() == (6000, 6000, 6000)
+                            "(where _extra ->> 'loyalty_tier' = 'gold') from raw.sales_customers"
+                            ).fetchone() == (6000, 6000, 6000)
         assert conn.execute("select column_name from audit.schema_drift").fetchall() == [("loyalty_tier",)]
         assert conn.execute("select count(*) from audit.load_files").fetchone()[0] == 12
 
@@ -420,12 +425,11 @@ SOURCE_FILE_COLLATIONS = """
 """
 
 
-def test_source_files_sort_bytewise_and_older_raw_tables_are_upgraded(db, tmp_path):
-    """_source_file compares bytewise in every raw table and is indexed with BRIN (the btree of
-    earlier versions is dropped); a raw table made before, with the database's collation and the
-    btree, is upgraded by the next prepare with its rows kept. Each load summarizes the ranges it
-    filled, so a lookup by file reads that file's pages, not the table, and a changed file still
-    reloads in place."""
+def test_source_files_sort_bytewise_and_are_found_by_brin(db, tmp_path):
+    """_source_file compares bytewise in every raw table and is indexed with BRIN (tables of 0.1 with
+    the database's collation and a btree are upgraded by migration 0001: test_migrations.py). Each
+    load summarizes the ranges it filled, so a lookup by file reads that file's pages, not the table,
+    and a changed file still reloads in place."""
     web = tmp_path / "web"
     web.mkdir()
     (web / "events_2026-01-01.jsonl").write_text("\n".join(_events(50)) + "\n")
@@ -434,17 +438,6 @@ def test_source_files_sort_bytewise_and_older_raw_tables_are_upgraded(db, tmp_pa
         found = conn.execute(SOURCE_FILE_COLLATIONS).fetchall()
         assert {name for name, _ in found} >= {"web_events", "web_events__source_file_brin", "sales_orders"}
         assert {collation for _, collation in found} == {"C"}
-        conn.execute('alter table raw.web_events alter column _source_file type text collate "default"')
-        conn.execute("drop index raw.web_events__source_file_brin")
-        conn.execute("create index web_events__source_file_idx on raw.web_events (_source_file)")
-        conn.commit()
-        assert dict(conn.execute(SOURCE_FILE_COLLATIONS).fetchall())["web_events"] == "default"
-    ingest.prepare_raw(db)
-    with db.connect() as conn:
-        found = dict(conn.execute(SOURCE_FILE_COLLATIONS).fetchall())
-        assert found["web_events"] == found["web_events__source_file_brin"] == "C"
-        assert "web_events__source_file_idx" not in found
-        assert conn.execute("select count(*) from raw.web_events").fetchone() == (50,)
     # 20 more days: each file's rows fill pages of their own (two files at a time may share some),
     # and the ranges are summarized as they are loaded
     for day in range(2, 22):
@@ -477,7 +470,6 @@ def test_summarizing_source_files_is_skipped_for_a_role_that_does_not_own_raw(db
     web.mkdir()
     (web / "events_2026-01-01.jsonl").write_text("\n".join(_events(2000)) + "\n")
     ingest.load_source(db, tmp_path, "web", "b1")  # summarized as loaded
-    access.ensure_roles(db)
     left_to_summarize = "select brin_summarize_new_values('raw.web_events__source_file_brin')"
 
     def write_a_day(conn, day: int) -> None:  # rows written without summarizing
@@ -500,3 +492,57 @@ def test_summarizing_source_files_is_skipped_for_a_role_that_does_not_own_raw(db
         ingest.summarize_source_files(conn, "web_events")
         conn.commit()
         assert conn.execute(left_to_summarize).fetchone() == (0,)  # the owner did them
+
+
+def test_loads_of_different_sources_never_wait_for_each_other(external_server, fresh_db, tmp_path, monkeypatch):
+    """Day two under a scheduler: every source reloads changed files (deleting its raw and quarantine
+    rows) while the others do the same. One source's load is held open inside a file's transaction;
+    the other two load meanwhile, and no session ever waits for a lock."""
+    import threading
+    import time
+
+    wh = fresh_db(external_server)
+    landing = tmp_path / "landing"
+    generate(landing, GeneratorConfig.preset("tiny", seed=8))  # with malformed records: quarantine rows
+    for source in ingest.SOURCES:
+        ingest.load_source(wh, landing, source, f"day1:{source}")
+    for pattern in ("sales/*/orders.csv", "service/tickets_*.json", "web/events_*.jsonl"):
+        for path in sorted(landing.glob(pattern))[-3:]:  # changed bytes, same records: reloaded, old rows deleted
+            path.write_bytes(path.read_bytes() + (b" " if path.suffix == ".json" else b"\n"))
+    inside, release = threading.Event(), threading.Event()
+    summarize = ingest.summarize_source_files
+
+    def held(conn, table):  # sales' first file: rows deleted and copied, transaction open
+        if table.startswith("sales_") and not inside.is_set():
+            inside.set()
+            release.wait(120)
+        return summarize(conn, table)
+
+    monkeypatch.setattr(ingest, "summarize_source_files", held)
+    outcome: dict = {}
+    sales = threading.Thread(target=lambda: outcome.setdefault("sales", ingest.load_source(
+        wh, landing, "sales", "day2:sales")))
+    sales.start()
+    assert inside.wait(60)
+    waits, stop = [], threading.Event()
+
+    def watch() -> None:
+        with wh.connect(autocommit=True) as conn:
+            while not stop.is_set():
+                waits.extend(conn.execute("select query from pg_stat_activity where datname = current_database() "
+                                          "and wait_event_type = 'Lock'").fetchall())
+                time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for source in ("service", "web"):
+            outcome[source] = ingest.load_source(wh, landing, source, f"day2:{source}")
+        assert sales.is_alive()  # the others finished while sales held its transaction open
+    finally:
+        stop.set()
+        release.set()
+        watcher.join()
+        sales.join(120)
+    assert waits == []
+    assert all(len(outcome[s].files_loaded) == 3 for s in ingest.SOURCES), {s: r.as_dict() for s, r in outcome.items()}

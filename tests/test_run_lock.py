@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from crm360 import cli, ingest, locks, pipeline
+from crm360 import cli, ingest, locks, pipeline, schema
 
 AS_OF = date(2026, 5, 2)
 EVENT = '{"event_id": "e%d", "visitor_id": "v1", "occurred_at": "2026-05-01T10:00:00Z"}\n'
@@ -50,10 +50,16 @@ def other_process(wh):
     proc.wait(timeout=30)
 
 
-def _tables(wh):
+def _written(wh):
+    """What a run has written: rows in raw or the ledger, tables dbt built."""
     with wh.connect() as conn:
-        return conn.execute("select table_schema || '.' || table_name from information_schema.tables "
-                            "where table_schema in ('raw', 'staging', 'marts') order by 1").fetchall()
+        raw = [t for (t,) in conn.execute("select table_name from information_schema.tables "
+                                          "where table_schema = 'raw'").fetchall()]
+        rows = {t: conn.execute(f'select count(*) from raw."{t}"').fetchone()[0] for t in raw}  # noqa: S608
+        rows["audit.load_files"] = conn.execute("select count(*) from audit.load_files").fetchone()[0]
+        built = conn.execute("select table_schema || '.' || table_name from information_schema.tables "
+                             "where table_schema in ('staging', 'marts')").fetchall()
+    return {t: n for t, n in rows.items() if n} | {t: "built" for (t,) in built}
 
 
 def test_a_second_run_for_the_same_interval_stops_at_once_and_names_the_first(wh, landing, other_process,
@@ -71,7 +77,7 @@ def test_a_second_run_for_the_same_interval_stops_at_once_and_names_the_first(wh
     assert f"(pid {other_process.pid} on " in message and "set CRM360_RUN_LOCK_WAIT to wait for it" in message
     with pytest.raises(locks.RunLocked, match=r"another crm360 run \(cli_2026-05-02, for 2026-05-02\)"):
         pipeline.backfill(date(2026, 5, 1), AS_OF, wh, landing=landing, settings=settings)
-    assert _tables(wh) == [], "the stopped run must not have written anything"
+    assert _written(wh) == {}, "the stopped run must not have written anything"
 
     # the command line says the same on one line, without a traceback
     monkeypatch.setenv("CRM360_WAREHOUSE_URL", wh.conninfo)
@@ -133,7 +139,7 @@ def test_without_waiting_exactly_one_of_two_airflow_tasks_writes(wh, landing, mo
 
     monkeypatch.setattr(crm360_airflow, "warehouse", lambda: wh)
     monkeypatch.setenv("CRM360_LANDING_DIR", str(landing))
-    pipeline.prepare(wh)
+    schema.migrate(wh)
     with locks.holding(wh, ["ingest:web"], "scheduled__2026-05-02T00:00:00+00:00", AS_OF, wait=0):
         with pytest.raises(locks.RunLocked, match=r"run manual_1 cannot start ingest:web: another crm360 run "
                                                   r"\(scheduled__2026-05-02T00:00:00\+00:00, for 2026-05-02\)"):

@@ -9,7 +9,7 @@ import csv
 import psycopg
 import pytest
 
-from crm360 import access, pipeline, publish, segments
+from crm360 import access, pipeline, publish, schema, segments
 from crm360.cli import main
 
 pytestmark = pytest.mark.e2e
@@ -92,7 +92,7 @@ def test_marketing_sees_contacts_only_of_customers_who_consented(shared_publishe
 
 def test_grants_survive_the_swap_and_readers_never_see_a_build(db):
     """Published marts keep their readers; the schema being built and the replaced one have none."""
-    pipeline.prepare(db)
+    schema.migrate(db)
     bi = access.as_role(db, access.BI_READER)
     with db.connect(autocommit=True) as conn:
         for version in (1, 2):

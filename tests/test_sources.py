@@ -65,7 +65,7 @@ def test_another_companys_export_loads_through_a_column_mapping(db, tmp_path):
     assert sales.rows == {"customers": 1} and service.rows == {"tickets": 1}
     assert sales.drift == ["sales/2026-03-01/debtors.csv: Segment"]
     with db.connect() as conn:
-        assert conn.execute("select customer_id, email, first_name, created_at, \"Segment\" "
+        assert conn.execute("select customer_id, email, first_name, created_at, _extra ->> 'Segment' "
                             "from raw.sales_customers").fetchone() == (
             "D-1", "Ann@Example.com ", "Ann", "2026-03-01T09:00:00+01:00", "B2C")
         record = conn.execute("select record from raw.service_tickets").fetchone()[0]

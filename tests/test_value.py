@@ -17,7 +17,7 @@ from conftest import make_settings
 from scipy import integrate
 from scipy.special import betaln
 
-from crm360 import dbt, ingest, pipeline, value
+from crm360 import dbt, ingest, pipeline, schema, value
 from crm360.generate import GeneratorConfig, generate
 
 DATA = Path(__file__).parent / "data" / "cdnow_customers_summary.csv"
@@ -344,7 +344,7 @@ def small_value(embedded_server, tmp_path_factory):
     wh = warehouse.ensure_database(embedded_server, name)
     settings = make_settings(root / "home", landing)
     as_of = world.end_date + timedelta(days=1)
-    pipeline.prepare(wh)
+    schema.migrate(wh)
     for source in ingest.SOURCES:
         pipeline.ingest_source(wh, source, "value", landing, settings, until=as_of)
     # the first stage's models (their tests are dbt's business, not this module's)
@@ -417,22 +417,6 @@ def test_fit_is_recorded_and_rerunning_replaces_it(small_value):
         value.fit_and_predict(wh, as_of + timedelta(days=1), settings)
 
 
-def test_the_dbt_hook_and_the_fit_create_the_same_table(small_value):
-    wh = small_value[0]
-    columns = _query(wh, """select column_name, data_type, is_nullable from information_schema.columns
-                            where table_schema = 'predictions' and table_name = 'customer_value'
-                            order by ordinal_position""")
-    with wh.connect() as conn:  # the Python DDL, in a scratch schema
-        conn.execute("create schema scratch_value")
-        for statement in value.PREDICTIONS_DDL[1:]:
-            conn.execute(statement.replace("predictions.customer_value", "scratch_value.customer_value"))
-        python = conn.execute("""select column_name, data_type, is_nullable from information_schema.columns
-                                 where table_schema = 'scratch_value' and table_name = 'customer_value'
-                                 order by ordinal_position""").fetchall()
-        conn.rollback()
-    assert columns == python and len(columns) == 6
-
-
 def test_too_few_buyers_write_no_predictions_and_do_not_fail(db, tmp_path, caplog):
     settings = make_settings(tmp_path / "home", tmp_path / "landing")
     as_of = date(2026, 6, 1)
@@ -443,7 +427,6 @@ def test_too_few_buyers_write_no_predictions_and_do_not_fail(db, tmp_path, caplo
                                case when i % 2 = 1 then 25.0 end as avg_repeat_value_eur,
                                date '2026-06-01' as as_of_date
                         from generate_series(1, 8) as i""")
-        value.ensure_tables(conn)
         conn.execute("insert into predictions.customer_value values ('old', 1, 1, 1, 1, '2026-05-01')")
         conn.commit()
     with caplog.at_level(logging.WARNING, logger="crm360.value"):

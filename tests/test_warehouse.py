@@ -11,8 +11,8 @@ def test_embedded_server_starts_stops_and_restarts_with_its_data(tmp_path):
     settings = make_settings(tmp_path / "home", tmp_path / "landing")
     wh = warehouse.get_warehouse(settings)
     with wh.connect() as conn:
-        conn.execute("create table raw.kept (x int)")
-        conn.execute("insert into raw.kept values (42)")
+        conn.execute("create table public.kept (x int)")
+        conn.execute("insert into public.kept values (42)")
         conn.commit()
     assert warehouse.stop_embedded(settings) is True
     assert not (settings.pgdata_dir / "postmaster.pid").exists()
@@ -21,19 +21,35 @@ def test_embedded_server_starts_stops_and_restarts_with_its_data(tmp_path):
     assert warehouse.stop_embedded(settings) is False
     again = warehouse.get_warehouse(settings)
     with again.connect() as conn:
-        assert conn.execute("select x from raw.kept").fetchone() == (42,)
+        assert conn.execute("select x from public.kept").fetchone() == (42,)
     warehouse.stop_embedded(settings)
 
 
-def test_configured_url_wins_and_gets_the_schemas(external_server, fresh_db, tmp_path):
-    target = fresh_db(external_server)
+def test_configured_url_wins_and_nothing_is_created_in_it(external_server, fresh_db, tmp_path):
+    """Naming a warehouse starts no embedded server and creates nothing: `crm360 migrate` does."""
+    target = fresh_db(external_server, migrated=False)
     url = f"postgresql://{target.user}@{target.host}:{target.port}/{target.dbname}"
     wh = warehouse.get_warehouse(make_settings(tmp_path, tmp_path, url))
     assert not wh.embedded and wh.dbname == target.dbname
     assert not (tmp_path / "pgdata").exists()
     with wh.connect() as conn:
         schemas = {r[0] for r in conn.execute("select nspname from pg_namespace")}
-    assert set(warehouse.SCHEMAS) <= schemas
+    assert not schemas & {"raw", "audit", "marts"}
+
+
+def test_running_embedded_never_starts_a_server(tmp_path):
+    settings = make_settings(tmp_path / "home", tmp_path / "landing")
+    assert warehouse.running_embedded(settings) is None
+    assert not settings.pgdata_dir.exists()
+    started = warehouse.get_warehouse(settings)
+    try:
+        found = warehouse.running_embedded(settings)
+        assert found is not None and found.embedded and found.dbname == started.dbname
+        with found.connect() as conn:
+            assert conn.execute("select current_database()").fetchone() == (started.dbname,)
+    finally:
+        warehouse.stop_embedded(settings)
+    assert warehouse.running_embedded(settings) is None
 
 
 def test_sqlalchemy_url_for_socket_and_tcp():
