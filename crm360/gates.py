@@ -242,9 +242,8 @@ def _plain(value):
 def record_results(wh: Warehouse, stage: str, run_id: str, results: list[CheckResult]) -> None:
     now = datetime.now(UTC)
     with wh.connect() as conn:
-        # re-running a gate for the same run replaces its earlier verdict
-        conn.execute("delete from audit.gate_results where run_id = %s and stage = %s",
-                     (run_id, stage))
+        # appended: a re-run of the gate for the same run adds its verdict (checked_at tells them
+        # apart; reports read the newest), the earlier one stays in the history
         with conn.cursor() as cur:
             cur.executemany(
                 """insert into audit.gate_results (run_id, stage, suite, expectation, column_name,

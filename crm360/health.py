@@ -31,7 +31,12 @@ def _exists(conn, relation: str) -> bool:
 
 GATE_SUMMARY = """
 with this_run as (
-    select run_id, stage, suite, success from audit.gate_results where run_id = %(run_id)s
+    -- the run's newest verdict per stage (a gate run again appends its verdict)
+    select g.run_id, g.stage, g.suite, g.success
+    from audit.gate_results as g
+    where g.run_id = %(run_id)s
+      and g.checked_at = (select max(latest.checked_at) from audit.gate_results as latest
+                          where latest.run_id = g.run_id and latest.stage = g.stage)
 ),
 latest_raw as (
     -- raw gates that ran in the ingest DAGs' own runs: the newest verdict per suite
@@ -74,7 +79,9 @@ def collect(wh: Warehouse, run_id: str) -> dict:
             out["gates"] = gate_summary(conn, run_id)
             out["failures"] = fetch_dicts(conn, """
                 select stage, suite, expectation, column_name, unexpected_count, observed_value, sample::text
-                from audit.gate_results where run_id = %s and not success
+                from audit.gate_results as g where run_id = %s and not success
+                  and checked_at = (select max(latest.checked_at) from audit.gate_results as latest
+                                    where latest.run_id = g.run_id and latest.stage = g.stage)
                 order by stage desc, suite, column_name""", (run_id,))
         if _exists(conn, "audit.source_freshness"):
             out["freshness"] = fetch_dicts(conn, """
@@ -84,7 +91,7 @@ def collect(wh: Warehouse, run_id: str) -> dict:
             out["loads"] = fetch_dicts(conn, """
                 select source, count(*) as files, sum(row_count)::bigint as rows,
                        count(*) filter (where batch_id like %s) as files_this_run
-                from audit.load_files group by source order by source""", (f"{run_id}:%",))
+                from audit.load_files group by source order by source""", (f"{run_id}.%",))
         if _exists(conn, "raw._quarantine"):
             out["rejected"] = fetch_dicts(conn, """select source_file, count(*) as rows from raw._quarantine
                                             group by source_file order by source_file""")

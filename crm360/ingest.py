@@ -57,7 +57,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import fsspec
@@ -66,7 +66,8 @@ from fsspec.utils import infer_compression
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
-from crm360.errors import Crm360Error
+from crm360 import ledger
+from crm360.errors import Crm360Error, is_retryable
 from crm360.schema import require_current
 from crm360.settings import Settings, get_settings
 from crm360.sources import (
@@ -193,6 +194,8 @@ class LoadResult:
     rows: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
     drift: list[str] = field(default_factory=list)
+    replaced: int = 0  # files that replaced a version loaded before (kept aside until this batch is gated)
+    adopted: tuple[str, ...] = ()  # other runs' batches waiting for their gate: this batch's gate checks them too
 
     @property
     def total_rows(self) -> int:
@@ -201,6 +204,7 @@ class LoadResult:
     def as_dict(self) -> dict:
         return {"source": self.source, "batch_id": self.batch_id,
                 "files_loaded": len(self.files_loaded), "files_skipped": len(self.files_skipped),
+                "files_replaced": self.replaced, "batch_ids": [self.batch_id, *self.adopted],
                 "rows": dict(self.rows), "quarantined": dict(self.quarantined), "drift": list(self.drift)}
 
 
@@ -275,33 +279,91 @@ def sha256_of(drop: Drop) -> str:
     return digest.hexdigest()
 
 
-def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
+def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str | None = None,
                 loaded_at: datetime | None = None, until: date | None = None,
-                config: dict[str, SourceBinding] | None = None) -> LoadResult:
-    """Load every new or changed file (or cursor window) of one source, dated before
-    ``until`` if given. Safe to re-run: what is loaded is loaded exactly once."""
+                config: dict[str, SourceBinding] | None = None, run_id: str | None = None) -> LoadResult:
+    """Load every new or changed file (or cursor window) of one source, dated before ``until`` if
+    given, as one attempt (crm360.ledger): ``batch_id`` names it, else it is the next attempt of
+    ``run_id``. Safe to re-run: what is loaded is loaded exactly once.
+
+    Whatever stops the attempt (a bad file, too many bad records, a file the readers choke on,
+    a lost connection) takes back out exactly what it loaded and puts back what it replaced; the
+    error names the file, and the line where known. Errors no retry can mend are IngestError."""
     if source_name not in CONTRACT:
         raise IngestError(f"unknown source {source_name!r}; known: {', '.join(CONTRACT)}")
     binding = (config or bindings())[source_name]
-    loaded_at = loaded_at or datetime.now(UTC)
     threshold = max_bad_fraction()
+    workers = load_workers()
     require_current(wh)  # the raw tables and the ledger are the migrations' (crm360 migrate)
-    if isinstance(binding, SqlSourceBinding):
-        from crm360 import sql_source
+    attempt = ledger.begin(wh, source_name, run_id=run_id, batch_id=batch_id, loaded_at=loaded_at)
+    try:
+        if isinstance(binding, SqlSourceBinding):
+            from crm360 import sql_source
 
-        return sql_source.load_sql_source(wh, sql_source.from_binding(binding), batch_id, loaded_at=loaded_at,
-                                          until=until, lookback_days=binding.lookback_days)
+            result = sql_source.load_sql_source(wh, sql_source.from_binding(binding), attempt.batch_id,
+                                                loaded_at=attempt.loaded_at, until=until,
+                                                lookback_days=binding.lookback_days)
+        else:
+            result = _load_files(wh, Path(landing), binding, attempt, until, workers, threshold)
+    except BaseException as exc:
+        files = _abandon(wh, attempt, exc)
+        error = _as_load_error(exc)
+        if files and isinstance(error, IngestError) and "taken back out" not in str(error):
+            error = IngestError(f"{error}; the {files} file(s) of batch {attempt.batch_id} loaded before it were "
+                                "taken back out")
+        raise error from (None if isinstance(exc, IngestError) else exc)
+    ledger.finish(wh, attempt.batch_id, len(result.files_loaded), result.total_rows, result.replaced)
+    result.adopted = attempt.adopted
+    log.info("loaded %s as %s: %d files, %d skipped, %d replaced, rows %s, quarantined %s", source_name,
+             attempt.batch_id, len(result.files_loaded), len(result.files_skipped), result.replaced, result.rows,
+             result.quarantined)
+    return result
+
+
+def _abandon(wh: Warehouse, attempt: ledger.Attempt, exc: BaseException) -> int:
+    """Take a failed attempt back out; returns how many of its files had been committed. If that
+    fails too (the server is gone), the attempt stays unsettled: no build reads it, and the next
+    attempt for the source unloads it."""
+    try:
+        with wh.connect() as conn:
+            files = conn.execute("select count(*) from audit.load_files where batch_id = %s",
+                                 (attempt.batch_id,)).fetchone()[0]
+        ledger.unload(wh, [attempt.batch_id], _first_line(exc))
+    except Exception as again:  # noqa: BLE001 - the original error is the one to report
+        log.error("could not take %s back out (%s); the next load of %s will", attempt.batch_id,
+                  _first_line(again), attempt.source)
+        return 0
+    return files
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else exc.__class__.__name__)[:500]
+
+
+def _as_load_error(exc: BaseException) -> BaseException:
+    """The error to raise for a failed attempt: retryable ones as they are (a retry may pass), the
+    rest as an IngestError of one line (they name the file where _load_file knew it)."""
+    if isinstance(exc, IngestError) or not isinstance(exc, Exception) or is_retryable(exc):
+        return exc
+    return IngestError(_first_line(exc))
+
+
+def _load_files(wh: Warehouse, landing: Path, binding: FileSource, attempt: ledger.Attempt, until: date | None,
+                workers: int, threshold: float) -> LoadResult:
+    source_name, batch_id = binding.name, attempt.batch_id
     result = LoadResult(source=source_name, batch_id=batch_id)
+    # a field may be as long as a record may (the csv module's own limit, 128 KiB, is a different rule)
+    csv.field_size_limit(max(csv.field_size_limit(), max_record_bytes()))
     first_bad: tuple[str, _Outcome] | None = None
     bad_total = 0
-    workers = load_workers()
     with ExitStack() as stack:
         conn = _loader_connection(wh, stack)
         known = dict(conn.execute(
             "select source_file, sha256 from audit.load_files where source = %s", (source_name,)
         ).fetchall())
         conn.commit()
-        drops = list(discover(Path(landing), binding, until))
+        drops = list(discover(landing, binding, until))
         idle: queue.SimpleQueue[psycopg.Connection] = queue.SimpleQueue()
         idle.put(conn)
         for _ in range(min(workers, len(drops)) - 1):
@@ -314,7 +376,7 @@ def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
                 return None
             worker = idle.get()
             try:
-                return _load_file(worker, _FileLoad(source_name, drop, batch_id, loaded_at), digest)
+                return _load_file(worker, _FileLoad(source_name, drop, batch_id, attempt.loaded_at), digest)
             finally:
                 idle.put(worker)
 
@@ -325,6 +387,7 @@ def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
                     result.files_skipped.append(drop.rel)
                     continue
                 result.files_loaded.append(drop.rel)
+                result.replaced += loaded.replaced
                 name = drop.table.name
                 result.rows[name] = result.rows.get(name, 0) + loaded.rows
                 if loaded.bad:
@@ -332,34 +395,20 @@ def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str,
                     bad_total += len(loaded.bad)
                     first_bad = first_bad or (drop.rel, loaded)
                 result.drift += [f"{drop.rel}: {d}" for d in loaded.drift]
-        except BaseException as exc:
+        except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # files already started finish or roll back
-            if not isinstance(exc, IngestError):
-                raise
-            # the batch's files loaded before the bad one would stay in raw without ever being
-            # gated (the next run skips them): take the batch back out, the next run loads it whole
-            files = conn.execute("select count(*) from audit.load_files where batch_id = %s", (batch_id,)).fetchone()[0]
-            conn.commit()
-            if not files:
-                raise
-            unload_batches(wh, [batch_id])
-            raise IngestError(f"{exc}; the {files} file(s) of batch {batch_id} loaded before it were taken back "
-                              "out") from None
+            raise
     if first_bad:
-        _check_batch_threshold(wh, result, bad_total, threshold, first_bad)
-    log.info("loaded %s: %d files, %d skipped, rows %s, quarantined %s", source_name,
-             len(result.files_loaded), len(result.files_skipped), result.rows, result.quarantined)
+        _check_batch_threshold(result, bad_total, threshold, first_bad)
     return result
 
 
-def _check_batch_threshold(wh: Warehouse, result: LoadResult, bad: int, threshold: float,
-                           first: tuple[str, _Outcome]) -> None:
+def _check_batch_threshold(result: LoadResult, bad: int, threshold: float, first: tuple[str, _Outcome]) -> None:
     total = result.total_rows + bad
     if bad / total <= threshold:
         log.warning("%s: %d malformed record(s) quarantined (%.2f%% of %d)", result.source, bad,
                     100 * bad / total, total)
         return
-    unload_batches(wh, [result.batch_id])
     rel, outcome = first
     raise IngestError(
         f"{rel}: {_where(outcome.bad[0])}: {outcome.bad[0][2]}; {bad} of {total} records of batch "
@@ -391,6 +440,7 @@ class _FileLoad:
 @dataclass
 class _Outcome:
     rows: int = 0
+    replaced: bool = False  # the file replaced a version an earlier attempt loaded
     bad: list[tuple[int | None, int | None, str, str]] = field(default_factory=list)  # line, record, reason, raw
     drift: list[str] = field(default_factory=list)
     # JSON lines COPY took unchecked: SQL naming why a loaded record is no record at all (not an
@@ -416,6 +466,7 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
             if isinstance(job.contract, CsvTable):
                 first, _, header = _csv_header(job)
                 drift = _new_columns(conn, job.contract, header)
+            replaced = ledger.hold_replaced(conn, job.source, job.contract.table, rel, job.batch_id)
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (rel,))
             conn.execute("delete from raw._quarantine where source_file = %s", (rel,))
             if isinstance(job.contract, CsvTable):
@@ -423,6 +474,7 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
                 outcome.drift = drift
             else:
                 outcome, header = _copy_json(conn, job, target), None
+            outcome.replaced = replaced
             moved = _invalid_values(conn, job, target, header, outcome.malformed)  # in raw and counted: taken out
             outcome.rows -= len(moved)
             outcome.bad += moved
@@ -447,6 +499,9 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
         raise IngestError(f"{rel}: the {job.drop.compression} file is truncated or corrupt ({exc}); nothing "
                           "from it was loaded") from None
     except psycopg.OperationalError as exc:
+        if not is_retryable(exc):  # a resource limit (a record nested too deep for the server, ...)
+            raise IngestError(f"{rel}: the database cannot take the file ({exc.__class__.__name__}: "
+                              f"{_first_line(exc)}); nothing from it was loaded") from exc
         # the server or the connection failed (a restart, a lost network), not the file: this must
         # stay a retryable error, unlike IngestError, which fails an Airflow task without retries
         exc.add_note(f"{rel}: the load was cut off ({exc.__class__.__name__}); nothing from the file was "
@@ -457,6 +512,20 @@ def _load_file(conn: psycopg.Connection, job: _FileLoad, digest: str) -> _Outcom
         raise IngestError(f"{rel}: the database rejected the file ({exc.__class__.__name__}: "
                           f"{str(exc).strip()}{'; ' + detail if detail else ''}); nothing from "
                           "it was loaded") from exc
+    except (IngestError, KeyboardInterrupt):
+        raise
+    except csv.Error as exc:
+        raise IngestError(f"{rel}: unreadable CSV ({exc}); nothing from it was loaded") from None
+    except RecursionError:
+        raise IngestError(f"{rel}: a record is nested too deeply to be read; nothing from the file was "
+                          "loaded") from None
+    except MemoryError:
+        raise IngestError(f"{rel}: a record is too large to be read; nothing from the file was loaded") from None
+    except Exception as exc:  # noqa: BLE001 - named and reported: the attempt is taken back out by the caller
+        if is_retryable(exc):
+            raise
+        raise IngestError(f"{rel}: {exc.__class__.__name__}: {_first_line(exc)}; nothing from the file was "
+                          "loaded") from exc
     return outcome
 
 
@@ -681,7 +750,10 @@ def _csv_header(job: _FileLoad) -> tuple[bytes, list[str], list[str]]:
         raise IngestError(f"{rel}: line 1: the header is not valid UTF-8") from None
     if not header_line.strip():
         raise IngestError(f"{rel}: line 1: empty file, expected a CSV header")
-    names = [h.strip() for h in next(csv.reader([header_line], delimiter=table.delimiter))]
+    try:
+        names = [h.strip() for h in next(csv.reader([header_line], delimiter=table.delimiter))]
+    except csv.Error as exc:
+        raise IngestError(f"{rel}: line 1: unreadable CSV header ({exc})") from None
     to_contract = table.to_contract()
     header = [to_contract.get(h, h) for h in names]
     contract = job.contract
@@ -809,6 +881,7 @@ def _json_records(job: _FileLoad) -> Iterator[tuple[int | None, int, str, str | 
     if table.format == "jsonl":
         with job.drop.open() as fh:
             for number, raw in _lines(fh, rel):
+                raw = _without_bom(raw, number)
                 if not raw.strip():
                     continue
                 try:
@@ -817,12 +890,15 @@ def _json_records(job: _FileLoad) -> Iterator[tuple[int | None, int, str, str | 
                     yield number, number, raw.decode("utf-8", "backslashreplace"), "not valid UTF-8", []
                     continue
                 try:
-                    record = json.loads(line)
+                    record = _parse_json(line)
                 except json.JSONDecodeError as exc:
                     yield number, number, line.rstrip("\n"), f"invalid JSON ({exc.msg})", []
                     continue
+                except RecursionError:
+                    yield number, number, line.rstrip("\n")[:10_000], "a record nested too deeply to be read", []
+                    continue
                 record, problem, unknown = check(record)
-                text = json.dumps(record, ensure_ascii=False) if rename else line.rstrip("\n")
+                text = _dump(record) if rename else line.rstrip("\n")
                 yield number, number, text, problem, unknown
         return
     limit = max_document_bytes()
@@ -832,7 +908,10 @@ def _json_records(job: _FileLoad) -> Iterator[tuple[int | None, int, str, str | 
         raise IngestError(f"{rel}: the JSON document is larger than {limit} bytes ({MAX_DOCUMENT_ENV}); split the "
                           "export into smaller files or raise the limit; nothing from it was loaded")
     try:
-        document = json.loads(data.decode("utf-8"))
+        document = _parse_json(data.decode("utf-8-sig"))  # a byte-order mark before the document is no content
+    except RecursionError:
+        raise IngestError(f"{rel}: the JSON document is nested too deeply to be read; nothing from it was "
+                          "loaded") from None
     except UnicodeDecodeError as exc:
         raise IngestError(f"{rel}: byte {exc.start}: the file is not valid UTF-8; nothing from it was loaded") from None
     except json.JSONDecodeError as exc:
@@ -842,7 +921,29 @@ def _json_records(job: _FileLoad) -> Iterator[tuple[int | None, int, str, str | 
         raise IngestError(f"{rel}: expected a JSON object with a list under {table.list_key!r}")
     for number, record in enumerate(records, start=1):
         record, problem, unknown = check(record)
-        yield None, number, json.dumps(record, ensure_ascii=False), problem, unknown
+        yield None, number, _dump(record), problem, unknown
+
+
+class _NotJson:
+    """NaN, Infinity or -Infinity where a JSON number should be: Python's parser takes them, JSON
+    (and PostgreSQL's jsonb) does not. The record holding one is quarantined, the rest of its file loads."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _parse_json(text: str):
+    return json.loads(text, parse_constant=_NotJson)
+
+
+def _dump(record: object) -> str:
+    """A record as JSON text again (a NaN written as it came, for the quarantine)."""
+    return json.dumps(record, ensure_ascii=False, default=lambda o: o.name if isinstance(o, _NotJson) else str(o))
+
+
+def _without_bom(line: bytes, number: int) -> bytes:
+    """A JSON-lines file's first line without a UTF-8 byte-order mark (editors on Windows write one)."""
+    return line[3:] if number == 1 and line.startswith(b"\xef\xbb\xbf") else line
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
@@ -853,6 +954,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def _unstorable(value: object, where: str = "") -> str | None:
     """Why PostgreSQL cannot store a parsed JSON value (a NUL character or a lone UTF-16
     surrogate in a string or key: JSON allows both, jsonb and text do not), or None."""
+    if isinstance(value, _NotJson):
+        return f"{where or 'a value'}: {value.name} is not a JSON number"
     if isinstance(value, str):
         if "\x00" in value:
             return f"{where or 'a value'}: contains a NUL character (\\u0000), which PostgreSQL cannot store"
@@ -901,7 +1004,7 @@ def _copy_jsonl_fast(conn: psycopg.Connection, job: _FileLoad, target: sql.Ident
                 batch: list[bytes] = []
                 size = 0
                 for number, raw in _lines(fh, job.rel):
-                    line = raw.rstrip(b"\r\n")
+                    line = _without_bom(raw, number).rstrip(b"\r\n")
                     if not line.strip():
                         continue
                     # COPY's text format: escape its escape character and its separators
@@ -915,7 +1018,11 @@ def _copy_jsonl_fast(conn: psycopg.Connection, job: _FileLoad, target: sql.Ident
                 if batch:
                     copy.write(b"".join(batch))
             rows = cur.rowcount
-    except psycopg.DataError as exc:
+    except psycopg.Error as exc:
+        # broken JSON, bytes that are not UTF-8, or a record nested deeper than the server parses
+        # (class 54): each line is then checked on its own, and only the bad ones quarantined
+        if not isinstance(exc, psycopg.DataError) and not (exc.sqlstate or "").startswith("54"):
+            raise
         log.info("%s: COPY refused the file (%s); checking it line by line", job.rel, str(exc).strip())
         return None
     required = [sql.SQL("case when coalesce(record ->> {k}, '') = '' then {k} end").format(k=sql.Literal(k))
@@ -959,33 +1066,3 @@ def _copy_json_checked(conn: psycopg.Connection, job: _FileLoad, target: sql.Ide
             outcome.rows += 1
     outcome.drift = list(unknown_fields)
     return outcome
-
-
-def unload_batches(wh: Warehouse, batch_ids: list[str]) -> dict[str, int]:
-    """Remove every row and ledger entry of ``batch_ids`` (a run whose raw gate failed).
-
-    The files become unloaded again, so the next run retries them: a rejected
-    batch can neither reach the marts later nor be silently skipped.
-    """
-    removed: dict[str, int] = {}
-    if not batch_ids:
-        return removed
-    # a run's batch is one source's (its id ends in ":<source>"): only that source's tables are touched,
-    # so an unload never reads, let alone locks, another source's rows
-    sources = {b.rsplit(":", 1)[-1] for b in batch_ids}
-    if not sources <= set(CONTRACT):
-        sources = set(CONTRACT)
-    with wh.connect() as conn, conn.transaction():
-        conn.execute("delete from raw._quarantine where _batch_id = any(%s)", (batch_ids,))
-        for source, tables in CONTRACT.items():
-            if source not in sources:
-                continue
-            for table in tables:
-                cur = conn.execute(
-                    sql.SQL("delete from {} where _batch_id = any(%s)").format(sql.Identifier("raw", table.table)),
-                    (batch_ids,))
-                if cur.rowcount:
-                    removed[table.table] = cur.rowcount
-        conn.execute("delete from audit.load_files where batch_id = any(%s)", (batch_ids,))
-    log.warning("unloaded rejected batches %s: %s", batch_ids, removed)
-    return removed

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from crm360 import dbt, freshness, gates, health, ingest, locks, publish, schema, segments
+from crm360 import dbt, freshness, gates, health, ingest, ledger, locks, publish, schema, segments
 from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse, from_url, get_warehouse
 
@@ -59,24 +59,24 @@ def migrate(wh: Warehouse) -> dict:
 
 def ingest_source(wh: Warehouse, source: str, run_id: str, landing: Path | None = None,
                   settings: Settings | None = None, until: date | None = None) -> dict:
-    """Load the source's new or changed drops dated before ``until`` (all, if None)."""
+    """Load the source's new or changed drops dated before ``until`` (all, if None), as the next
+    attempt of the run (batch ``<run>.<n>:<source>``, crm360.ledger)."""
     settings = settings or get_settings()
-    batch_id = f"{safe_run_id(run_id)}:{source}"
-    result = ingest.load_source(wh, landing or settings.landing_dir, source, batch_id, until=until)
+    result = ingest.load_source(wh, landing or settings.landing_dir, source, run_id=safe_run_id(run_id), until=until)
     return result.as_dict()
 
 
 def ingest_all(wh: Warehouse, run_id: str, landing: Path | None = None, settings: Settings | None = None,
                until: date | None = None) -> list[str]:
     """Load every source as a batch of its own; returns the batch ids. If a source's drops cannot
-    be loaded, the batches this run loaded before it are taken back out: they were never gated,
-    and the next run would skip their files."""
+    be loaded (for whatever reason), the batches this run loaded before it are taken back out too:
+    they were never gated, and the next run would skip their files."""
     batch_ids: list[str] = []
     try:
         for source in ingest.SOURCES:
-            batch_ids.append(ingest_source(wh, source, run_id, landing, settings, until=until)["batch_id"])
-    except ingest.IngestError:
-        ingest.unload_batches(wh, batch_ids)
+            batch_ids += ingest_source(wh, source, run_id, landing, settings, until=until)["batch_ids"]
+    except BaseException as exc:
+        ledger.unload(wh, batch_ids, f"another source of the run failed to load: {str(exc).strip()[:300]}")
         raise
     return batch_ids
 
@@ -119,10 +119,12 @@ def gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None = N
     try:
         results = gates.run_gate(wh, stage, safe_run_id(run_id), batch_ids, settings=settings,
                                  params=gate_params(wh, stage, as_of, settings))
-    except gates.GateFailed:
-        if stage == "raw":  # take the rejected batches back out of raw; their files are retried next run
-            ingest.unload_batches(wh, batch_ids or [])
+    except gates.GateFailed as exc:
+        if stage == "raw":  # take the rejected attempts back out of raw (what they replaced comes back)
+            ledger.unload(wh, batch_ids or [], str(exc).splitlines()[0])
         raise
+    if stage == "raw":  # builds may read them now
+        ledger.gated(wh, batch_ids or [])
     return {"stage": stage, "checks": len(results), "failed": sum(not r.success for r in results),
             "seconds": round(time.perf_counter() - started, 2)}
 
@@ -165,19 +167,25 @@ def build_vars(settings: Settings | None = None) -> dict:
     return {"segments": segments.dbt_var(segments.load(settings=settings))}
 
 
-def transform(wh: Warehouse, as_of: date, settings: Settings | None = None) -> dict:
+def transform(wh: Warehouse, as_of: date, settings: Settings | None = None, full_refresh: bool = False) -> dict:
     """dbt build (models, then their tests) with the marts going to the build schema, in two
     stages around the customer value fit (crm360.value), which reads the first stage's purchase
-    summary and writes the predictions the second stage joins in."""
+    summary and writes the predictions the second stage joins in. ``full_refresh`` rebuilds the
+    incremental models from all of raw."""
     from crm360 import value  # numpy and scipy: only for the step that needs them
 
     publish.reset_build(wh)
     run_vars = build_vars(settings)
-    env = build_env(as_of)
     first, second = transform_stages()
-    results = dbt.run_dbt(wh, first, run_vars, settings=settings, extra_env=env).results
-    fit = value.fit_and_predict(wh, as_of, settings)
-    results += dbt.run_dbt(wh, second, run_vars, settings=settings, extra_env=env).results
+    if full_refresh:  # every incremental model rebuilt from all of raw (what a day's build must equal)
+        first, second = [*first, "--full-refresh"], [*second, "--full-refresh"]
+    # while dbt reads raw, no load replaces a file under it; the build reads the gated loads below
+    # each source's horizon, fixed here for the whole build (crm360.ledger)
+    with ledger.reading_raw(wh):
+        env = {**build_env(as_of), "CRM360_LOAD_HORIZONS": ledger.horizons_json(wh)}
+        results = dbt.run_dbt(wh, first, run_vars, settings=settings, extra_env=env).results
+        fit = value.fit_and_predict(wh, as_of, settings)
+        results += dbt.run_dbt(wh, second, run_vars, settings=settings, extra_env=env).results
     statuses: dict[str, int] = {}
     for r in results:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
@@ -214,13 +222,12 @@ def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, setti
 
 def record_status(wh: Warehouse, run_id: str, as_of: date | None, status: str, message: str | None = None,
                   summary: dict | None = None) -> None:
+    """Append the run's status to its history (audit.pipeline_run_history; audit.pipeline_runs shows
+    each run's latest): a later attempt of the same run never overwrites an earlier one's record."""
     with wh.connect() as conn:
         conn.execute(
-            """insert into audit.pipeline_runs (run_id, as_of_date, status, summary, updated_at)
-               values (%s, %s, %s, %s, %s)
-               on conflict (run_id) do update set as_of_date = excluded.as_of_date,
-                   status = excluded.status, summary = excluded.summary,
-                   updated_at = excluded.updated_at""",
+            """insert into audit.pipeline_run_history (run_id, as_of_date, status, summary, recorded_at)
+               values (%s, %s, %s, %s, %s)""",
             (run_id, as_of, status, json.dumps(summary or {"message": message}), datetime.now(UTC)))
         conn.commit()
 

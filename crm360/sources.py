@@ -61,12 +61,21 @@ class JsonTable:
 
 Contract = CsvTable | JsonTable
 
+# A value the staging models cannot cast must not get past the loader: contract types are the exact
+# types staging casts to (numeric(12, 2) holds at most 10 digits before the point), NaN is no amount
+# (numeric takes it, the marts' sums would not survive it), and a line's quantity times its unit price
+# must fit the line amount's numeric(14, 2): both stay below a million.
+AMOUNT = "numeric(12,2)"
+NOT_NAN = ("v::numeric <> 'NaN'::numeric", "not a number (NaN)")
+LINE_BOUND = 1_000_000
+
 CONTRACT: dict[str, tuple[Contract, ...]] = {
     "sales": (
         CsvTable("products", "sales_products",
                  ("product_id", "product_name", "category", "list_price"),
                  ("product_id", "list_price"),
-                 types=(("list_price", "numeric"),)),
+                 types=(("list_price", AMOUNT),),
+                 checks=(("list_price", *NOT_NAN),)),
         CsvTable("customers", "sales_customers",
                  ("customer_id", "account_type", "first_name", "last_name", "email", "phone", "gender",
                   "birth_year", "income_band", "occupation", "city", "region", "country_code",
@@ -78,13 +87,18 @@ CONTRACT: dict[str, tuple[Contract, ...]] = {
                  ("order_id", "customer_id", "ordered_at", "status", "currency", "channel", "refund_amount",
                   "updated_at"),
                  ("order_id", "customer_id", "ordered_at", "status"),
-                 types=(("ordered_at", "timestamptz"), ("refund_amount", "numeric"), ("updated_at", "timestamptz")),
-                 checks=(("refund_amount", "v::numeric >= 0", "a refund cannot be negative"),)),
+                 types=(("ordered_at", "timestamptz"), ("refund_amount", AMOUNT), ("updated_at", "timestamptz")),
+                 checks=(("refund_amount", *NOT_NAN),
+                         ("refund_amount", "v::numeric >= 0", "a refund cannot be negative"))),
         CsvTable("order_lines", "sales_order_lines",
                  ("order_id", "line_number", "product_id", "quantity", "unit_price"),
                  ("order_id", "line_number", "product_id", "quantity", "unit_price"),
-                 types=(("line_number", "integer"), ("quantity", "integer"), ("unit_price", "numeric")),
-                 checks=(("quantity", "v::integer > 0", "quantity must be a positive whole number"),)),
+                 types=(("line_number", "integer"), ("quantity", "integer"), ("unit_price", AMOUNT)),
+                 checks=(("quantity", "v::integer > 0", "quantity must be a positive whole number"),
+                         ("quantity", f"v::integer < {LINE_BOUND}", f"quantity must be below {LINE_BOUND:,}"),
+                         ("unit_price", *NOT_NAN),
+                         ("unit_price", f"abs(v::numeric) < {LINE_BOUND}",
+                          f"a unit price must be below {LINE_BOUND:,} (the line amount is numeric(14, 2))"))),
     ),
     "service": (
         JsonTable("tickets", "service_tickets", required=("id", "created_at"),

@@ -5,7 +5,7 @@ cursor column (``updated_at`` by default) falls on one UTC day, ``[day, day + 1)
 A window plays the part a file plays in :mod:`crm360.ingest`. Its id, for example
 ``mysql://127.0.0.1:3306/shop/orders#updated_at=2026-10-01``, is the
 ``_source_file`` of its raw rows and its ``source_file`` in ``audit.load_files``,
-with the SHA-256 of its rows, so ``crm360.ingest.unload_batches`` undoes windows
+with the SHA-256 of its rows, so ``crm360.ledger.unload`` undoes windows
 exactly as it undoes files.
 
 Which windows a run reads: from the newest window already in the ledger for the
@@ -64,6 +64,8 @@ import pymysql
 import pymysql.cursors
 from psycopg import sql
 
+from crm360 import ledger
+from crm360.errors import is_retryable
 from crm360.ingest import (
     IngestError,
     LoadResult,
@@ -373,8 +375,9 @@ def _record_extra_columns(conn: psycopg.Connection, source: SqlSource, plan: _Pl
 
 
 def _load_window(conn: psycopg.Connection, source: SqlSource, plan: _Plan, window: _Window, wid: str,
-                 batch_id: str, loaded_at: datetime) -> None:
-    """Replace one window's rows and ledger entry in one transaction (as ingest does for a file)."""
+                 batch_id: str, loaded_at: datetime) -> bool:
+    """Replace one window's rows and ledger entry in one transaction (as ingest does for a file);
+    returns whether it replaced a version loaded before (kept aside until the batch is gated)."""
     target = sql.Identifier("raw", plan.table.raw_table)
     contract = _contract_columns(plan.table)
     known = [i for i, c in enumerate(plan.raw_columns) if c in contract]
@@ -392,6 +395,7 @@ def _load_window(conn: psycopg.Connection, source: SqlSource, plan: _Plan, windo
     try:
         with conn.transaction():
             begin_file_load(conn, source.name, wid, batch_id, loaded_at)
+            replaced = ledger.hold_replaced(conn, source.name, plan.table.raw_table, wid, batch_id)
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (wid,))
             with conn.cursor() as cur, cur.copy(copy_stmt) as copy:
                 for line in window.spool:
@@ -405,8 +409,12 @@ def _load_window(conn: psycopg.Connection, source: SqlSource, plan: _Plan, windo
                        batch_id = excluded.batch_id, loaded_at = excluded.loaded_at""",
                 (source.name, wid, window.sha256, window.rows, batch_id, loaded_at))
     except psycopg.Error as exc:
+        if is_retryable(exc):  # the warehouse went away, not the window: a retry loads it
+            exc.add_note(f"{wid}: the load was cut off; nothing from the window was committed")
+            raise
         raise IngestError(f"{wid}: the warehouse rejected the window ({exc.__class__.__name__}: "
                           f"{str(exc).strip()}); nothing from it was loaded") from exc
+    return replaced
 
 
 def _ledger_days(conn: psycopg.Connection, source: SqlSource, prefix: str) -> dict[date, str]:
@@ -469,7 +477,8 @@ def _load_table(my: pymysql.connections.Connection, conn: psycopg.Connection, ur
             if ledger.get(day) == window.sha256:
                 result.files_skipped.append(wid)
                 continue
-            _load_window(conn, source, plan, window, wid, batch_id, loaded_at)
+            if _load_window(conn, source, plan, window, wid, batch_id, loaded_at):
+                result.replaced += 1
         result.files_loaded.append(wid)
         result.rows[table.name] = result.rows.get(table.name, 0) + window.rows
 

@@ -39,17 +39,17 @@ def ingest_dag(source: str, asset: Asset):
 
         @task
         def load(**context) -> dict:
-            """COPY new or changed drops dated before the as-of date into raw; returns the batch."""
+            """COPY new or changed drops dated before the as-of date into raw, as one attempt (batch)."""
             as_of = run_date(context)
-            batch_id = run_step("ingest_source", source, context["run_id"], None, None, as_of)["batch_id"]
-            return {"batch_id": batch_id, "as_of": as_of.isoformat()}
+            loaded = run_step("ingest_source", source, context["run_id"], None, None, as_of)
+            return {"batch_ids": loaded["batch_ids"], "as_of": as_of.isoformat()}
 
         @task(outlets=[asset])
         def gate_raw(batch: dict, run_id: str | None = None, outlet_events=None) -> dict:
-            """Great Expectations suites on this batch; a failure unloads it. Passing updates the Asset."""
+            """Great Expectations suites on the batch; a failure unloads it. Passing updates the Asset."""
             from datetime import date
 
-            result = run_step("gate", "raw", run_id, [batch["batch_id"]], None, date.fromisoformat(batch["as_of"]))
+            result = run_step("gate", "raw", run_id, batch["batch_ids"], None, date.fromisoformat(batch["as_of"]))
             outlet_events[asset].extra = batch
             return result
 

@@ -36,10 +36,10 @@ def test_backfill_loads_each_day_once_and_reruns_change_nothing(server, fresh_db
     batches = _loads_by_batch(wh)
     # the first backfill day loads every drop dated before it; each later day adds exactly its own drops
     assert batches == {
-        f"backfill_{first_day}:sales": _files(landing, "sales/*/*.csv", before=first_day),
-        f"backfill_{first_day}:service": _files(landing, "service/*.json", before=first_day),
-        f"backfill_{first_day}:web": _files(landing, "web/*.jsonl", before=first_day),
-        **{f"backfill_{d}:{s}": _files(landing, pattern, on=d - timedelta(days=1))
+        f"backfill_{first_day}.1:sales": _files(landing, "sales/*/*.csv", before=first_day),
+        f"backfill_{first_day}.1:service": _files(landing, "service/*.json", before=first_day),
+        f"backfill_{first_day}.1:web": _files(landing, "web/*.jsonl", before=first_day),
+        **{f"backfill_{d}.1:{s}": _files(landing, pattern, on=d - timedelta(days=1))
            for d in (end, end + timedelta(days=1))
            for s, pattern in (("sales", "sales/*/*.csv"), ("service", "service/*.json"), ("web", "web/*.jsonl"))},
     }
@@ -80,14 +80,14 @@ def test_next_day_increment_loads_exactly_that_day_and_reruns_change_nothing(db,
     new_day = world.end_date + timedelta(days=1)
     second = pipeline.run_all(new_day + timedelta(days=1), "day_2", db, landing=landing, settings=settings)
     assert _raw_counts(db) == (grown["order_rows"], grown["web_events"], grown["ticket_rows"])
-    assert _loads_by_batch(db)["day_2:sales"] == _files(landing, "sales/*/*.csv", on=new_day)
+    assert _loads_by_batch(db)["day_2.1:sales"] == _files(landing, "sales/*/*.csv", on=new_day)
     assert second.mart_rows["customer_360"] == grown["people"] >= first.mart_rows["customer_360"]
     with db.connect() as conn:
         assert conn.execute("select sum(revenue_eur)::text from marts.customer_360").fetchone()[0] == grown["revenue"]
 
     pipeline.run_all(new_day + timedelta(days=1), "day_2_again", db, landing=landing, settings=settings)
     assert _raw_counts(db) == (grown["order_rows"], grown["web_events"], grown["ticket_rows"])
-    assert "day_2_again:sales" not in _loads_by_batch(db)
+    assert "day_2_again.1:sales" not in _loads_by_batch(db)
 
     # the web sessions, built incrementally over the two days (the new day's late events
     # reopen earlier sessions), are the generator's and those of a build from scratch

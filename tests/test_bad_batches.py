@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from conftest import MARTS_CHECKSUM
 
-from crm360 import ingest, pipeline
+from crm360 import ingest, ledger, pipeline
 from crm360.dbt import DbtError
 from crm360.gates import GateFailed
 from crm360.ingest import IngestError
@@ -112,5 +112,6 @@ def test_bad_batch_is_blocked_before_publication(published, tmp_path, inject):
         assert conn.execute(MARTS_CHECKSUM).fetchone() == before
     if error is DbtError:  # raw was clean: the batch stays, and fails dbt again until the source is fixed
         assert _raw_counts(wh) != raw_before
-        ingest.unload_batches(wh, [f"bad_{inject.__name__}:{s}" for s in ingest.SOURCES])
+        ledger.unload(wh, [f"bad_{inject.__name__}.1:{s}" for s in ingest.SOURCES], "taken out by hand",
+                      including_gated=True)
     assert _raw_counts(wh) == raw_before, "the rejected batch must not stay in raw"

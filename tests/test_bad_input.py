@@ -15,7 +15,7 @@ from datetime import date
 import pytest
 from conftest import REPO, make_settings
 
-from crm360 import cli, dbt, ingest
+from crm360 import cli, dbt, ingest, ledger
 from crm360.sources import load_config
 
 DAY, BAD_DAY, AS_OF = "2026-03-01", "2026-03-02", date(2026, 3, 3)
@@ -63,11 +63,12 @@ def wh(external_server, fresh_db):
 
 @pytest.fixture
 def landing(wh, tmp_path):
-    """Drops of one good day, loaded."""
+    """Drops of one good day, loaded and gated (as a run that passed its raw gate leaves them)."""
     root = tmp_path / "landing"
     _write_baseline(root)
     for source in ingest.SOURCES:
         ingest.load_source(wh, root, source, f"base:{source}")
+    ledger.gated(wh, [f"base:{source}" for source in ingest.SOURCES])
     return root
 
 
@@ -499,6 +500,7 @@ def hostile(wh, landing, tmp_path):
     (landing / "web" / f"events_{BAD_DAY}.jsonl").write_text("\n".join(events) + "\n", encoding="utf-8")
 
     results = {s: ingest.load_source(wh, landing, s, f"hostile:{s}") for s in ingest.SOURCES}
+    ledger.gated(wh, [r.batch_id for r in results.values()])
     settings = make_settings(tmp_path / "home", landing, wh.conninfo)
     dbt.run_dbt(wh, ["run", "--select", "stg_sales__customers", "stg_sales__products", "stg_service__tickets",
                      "stg_web__events"], {"as_of_date": AS_OF.isoformat()}, settings=settings)
@@ -577,6 +579,123 @@ def test_a_bad_file_takes_its_whole_batch_back_out(wh, landing, tmp_path):
         pipeline.run_all(AS_OF, "day3", wh, landing=landing, settings=settings)
     assert _snapshot(wh) == before
     (landing / "service" / f"tickets_{BAD_DAY}.json").write_text(json.dumps({"tickets": [_ticket(9)]}))
-    assert pipeline.ingest_all(wh, "day3b", landing, settings, AS_OF) == ["day3b:sales", "day3b:service",
-                                                                         "day3b:web"]
-    assert [e[3] for e in _of(_snapshot(wh), BAD_DAY)["ledger"]] == ["day3b:sales", "day3b:sales", "day3b:service"]
+    assert pipeline.ingest_all(wh, "day3b", landing, settings, AS_OF) == ["day3b.1:sales", "day3b.1:service",
+                                                                         "day3b.1:web"]
+    assert [e[3] for e in _of(_snapshot(wh), BAD_DAY)["ledger"]] == ["day3b.1:sales", "day3b.1:sales",
+                                                                     "day3b.1:service"]
+
+
+# --------------------------------------------------------------------------- what the readers choke on
+
+def test_a_one_line_file_bigger_than_a_csv_field_fails_in_one_line(wh, landing, tmp_path, monkeypatch, capsys):
+    """A 10 MB single-line orders.csv raised the csv module's 'field larger than field limit' with a
+    traceback, and the files of its batch committed before it stayed loaded without a gate. Now it
+    fails its file in one line (and the customers file loaded before it is taken back out)."""
+    day = landing / "sales" / BAD_DAY
+    day.mkdir()
+    (day / "customers.csv").write_text("\n".join([CUSTOMERS_HEADER, f"C9,registered,N,M,n@example.com,,B,BE,DE,"
+                                                                     f"{BAD_DAY}T08:00:00Z"]) + "\n")
+    (day / "orders.csv").write_bytes(b"order_id,x" + b"y" * (10 << 20))  # no line end: one 10 MB header field
+    rel = f"sales/{BAD_DAY}/orders.csv"
+    message = _refused(wh, landing, "sales", rf"^{rel}: line 1: required column\(s\) missing")
+    assert message.endswith("; the 1 file(s) of batch bad:sales loaded before it were taken back out")
+    error = _cli_error(wh, landing, tmp_path, monkeypatch, capsys)
+    assert error.startswith(f"{rel}: line 1: required column(s) missing")
+
+
+def test_records_nested_too_deep_are_quarantined_or_refuse_their_document(wh, landing):
+    """100,000 nested arrays: PostgreSQL's parser stops at its stack depth (a statement too complex, which
+    no retry mends), Python's at its recursion limit. A JSON-lines record that deep is quarantined, the rest
+    of its file loads; a JSON document that deep fails its file in one line."""
+    deep = "[" * 100_000 + "]" * 100_000
+    events = landing / "web" / f"events_{BAD_DAY}.jsonl"
+    events.write_text("\n".join([_event(90), '{"event_id": "deep", "visitor_id": "v", "occurred_at": "'
+                                 f'{BAD_DAY}T10:00:00Z", "payload": {deep}}}', *(_event(i) for i in range(91, 300))])
+                      + "\n")
+    result = ingest.load_source(wh, landing, "web", "deep:web")
+    assert result.rows == {"events": 210}
+    assert _quarantined(wh, f"web/events_{BAD_DAY}.jsonl") == [(2, 2, "a record nested too deeply to be read")]
+    tickets = landing / "service" / f"tickets_{BAD_DAY}.json"
+    tickets.write_text('{"tickets": [' + deep + "]}")
+    _refused(wh, landing, "service", rf"^service/tickets_{BAD_DAY}.json: the JSON document is nested too deeply")
+
+
+# --------------------------------------------------------------------------- values the build cannot take
+
+def test_values_the_staging_casts_cannot_take_are_quarantined_with_their_line(wh, landing, tmp_path):
+    """A refund of 1e30 passed the loader and the raw gate, then dbt failed with 'numeric field overflow
+    in stg_sales__orders', naming no file or line, and blocked every later publication; NaN reached the
+    marts gate. The contract's types are now the staging casts' own, with NaN refused and a line's
+    amount bounded: each such record is quarantined with its line, and staging builds."""
+    day = landing / "sales" / BAD_DAY
+    day.mkdir()
+    (day / "orders.csv").write_text("\n".join([
+        ORDERS_HEADER + ",refund_amount",
+        f"O70,C1,{BAD_DAY}T10:00:00Z,partially_returned,EUR,1e30",
+        f"O71,C1,{BAD_DAY}T10:00:00Z,partially_returned,EUR,NaN",
+        f"O72,C1,{BAD_DAY}T10:00:00Z,partially_returned,EUR,Infinity",
+        f"O73,C1,{BAD_DAY}T10:00:00Z,partially_returned,EUR,12345678901.50",
+        f"O74,C1,{BAD_DAY}T10:00:00Z,partially_returned,EUR,9999999999.99",
+        *(f"O{i},C1,{BAD_DAY}T10:00:00Z,completed,EUR," for i in range(75, 600))]) + "\n")
+    (day / "order_lines.csv").write_text("\n".join([
+        "order_id,line_number,product_id,quantity,unit_price",
+        "O75,1,P1,2147483648,1.00", "O76,1,P1,1000000,1.00", "O77,1,P1,1,NaN", "O78,1,P1,2,1000000.00",
+        "O79,1,P1,999999,999999.99", *(f"O{i},1,P1,1,9.50" for i in range(80, 600))]) + "\n")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("CRM360_MAX_BAD_ROW_FRACTION", "0.05")
+    try:
+        result = ingest.load_source(wh, landing, "sales", "poison:sales")
+    finally:
+        monkeypatch.undo()
+    assert result.quarantined == {"orders": 4, "order_lines": 4}
+    assert [(line, reason) for line, _, reason in _quarantined(wh, f"sales/{BAD_DAY}/orders.csv")] == [
+        (2, "refund_amount: not a valid numeric(12,2): 1e30"),
+        (3, "refund_amount: not a number (NaN): NaN"),
+        (4, "refund_amount: not a valid numeric(12,2): Infinity"),
+        (5, "refund_amount: not a valid numeric(12,2): 12345678901.50")]
+    assert [(line, reason) for line, _, reason in _quarantined(wh, f"sales/{BAD_DAY}/order_lines.csv")] == [
+        (2, "quantity: not a valid integer: 2147483648"),
+        (3, "quantity: quantity must be below 1,000,000: 1000000"),
+        (4, "unit_price: not a number (NaN): NaN"),
+        (5, "unit_price: a unit price must be below 1,000,000 (the line amount is numeric(14, 2)): 1000000.00")]
+    ledger.gated(wh, ["poison:sales"])
+    settings = make_settings(tmp_path / "home", landing, wh.conninfo)
+    dbt.run_dbt(wh, ["run", "--select", "stg_sales__orders", "stg_sales__order_lines"],
+                {"as_of_date": AS_OF.isoformat()}, settings=settings)  # the largest values still fit
+    with wh.connect() as conn:
+        assert conn.execute("select max(refund_amount_eur)::text from staging.stg_sales__orders").fetchone() == \
+            ("9999999999.99",)
+        assert conn.execute("select max(line_amount_eur)::text from staging.stg_sales__order_lines").fetchone() == \
+            ("999998990000.01",)
+
+
+# --------------------------------------------------------------------------- byte-order marks and NaN in JSON
+
+def test_a_byte_order_mark_starts_a_json_file_without_harm(wh, landing):
+    """Editors on Windows write a UTF-8 byte-order mark. A JSON document with one was refused, a JSON-lines
+    file with one lost its first event to the quarantine."""
+    (landing / "service" / f"tickets_{BAD_DAY}.json").write_bytes(
+        b"\xef\xbb\xbf" + json.dumps({"tickets": [_ticket(7)]}).encode())
+    (landing / "web" / f"events_{BAD_DAY}.jsonl").write_bytes(
+        b"\xef\xbb\xbf" + "\n".join(_event(i) for i in (80, 81)).encode() + b"\n")
+    assert ingest.load_source(wh, landing, "service", "bom:service").rows == {"tickets": 1}
+    assert ingest.load_source(wh, landing, "web", "bom:web").rows == {"events": 2}
+    assert _quarantined(wh, f"web/events_{BAD_DAY}.jsonl") == []
+    with wh.connect() as conn:
+        assert conn.execute("select count(*) from raw.web_events where record ->> 'event_id' = 'e80'").fetchone() \
+            == (1,)
+
+
+def test_a_nan_in_one_json_record_quarantines_that_record(wh, landing):
+    """Python's parser takes NaN, JSON and jsonb do not: one such record refused its whole file."""
+    (landing / "web" / f"events_{BAD_DAY}.jsonl").write_text("\n".join(
+        [_event(i) for i in range(60, 160)] + ['{"event_id": "nan", "visitor_id": "v", "occurred_at": "'
+                                               f'{BAD_DAY}T10:00:00Z", "value": NaN}}']) + "\n")
+    (landing / "service" / f"tickets_{BAD_DAY}.json").write_text(
+        '{"tickets": [' + ", ".join(json.dumps(_ticket(i)) for i in range(100, 300)) + ', {"id": "T9", '
+        '"created_at": "' + BAD_DAY + 'T09:00:00Z", "satisfaction": -Infinity}]}')
+    assert ingest.load_source(wh, landing, "web", "nan:web").rows == {"events": 100}
+    assert _quarantined(wh, f"web/events_{BAD_DAY}.jsonl") == [(101, 101, "value: NaN is not a JSON number")]
+    assert ingest.load_source(wh, landing, "service", "nan:service").rows == {"tickets": 200}
+    assert _quarantined(wh, f"service/tickets_{BAD_DAY}.json") == [
+        (None, 201, "satisfaction: -Infinity is not a JSON number")]

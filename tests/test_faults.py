@@ -37,6 +37,7 @@ import psycopg
 import pytest
 import slow_reads
 from conftest import MARTS_CHECKSUM, REPO, make_settings
+from fingerprint import PER_RUN_COLUMNS, assert_same, fingerprint, only
 from psycopg import sql
 
 import crm360
@@ -47,49 +48,6 @@ pytestmark = pytest.mark.e2e
 
 RUN = "faults_run"
 SEED = 17  # the generator's; the fault points have their own seed (see fault_rng)
-FINGERPRINT_SCHEMAS = ("raw", "staging", "intermediate", "marts", "predictions")
-PER_RUN_COLUMNS = {"_loaded_at", "loaded_at"}
-
-
-# -- the fingerprint
-
-
-def fingerprint(wh: warehouse.Warehouse, schemas=FINGERPRINT_SCHEMAS,
-                skip=frozenset(PER_RUN_COLUMNS)) -> dict[str, tuple[int, str]]:
-    """{schema.table: (rows, hash of the sorted row hashes)} for every table and view of
-    ``schemas``, plus the load ledger; columns named in ``skip`` left out."""
-    out = {}
-    with wh.connect() as conn:
-        tables = conn.execute(
-            "select table_schema, table_name from information_schema.tables where table_schema = any(%s) "
-            "order by 1, 2", (list(schemas),)).fetchall()
-        for schema, table in [*tables, ("audit", "load_files")]:
-            columns = conn.execute(
-                "select column_name, data_type from information_schema.columns "
-                "where table_schema = %s and table_name = %s order by ordinal_position", (schema, table)).fetchall()
-            exprs = [sql.SQL("round({}::numeric, 6)" if kind in ("double precision", "real") else "{}")
-                     .format(sql.Identifier(name))
-                     for name, kind in columns if name not in skip and not (
-                         schema == "audit" and name == "loaded_at")]
-            query = sql.SQL(
-                "select count(*), coalesce(md5(string_agg(h, '' order by h)), '') "
-                "from (select md5(row({})::text) as h from {}) as hashed").format(
-                sql.SQL(", ").join(exprs), sql.Identifier(schema, table))
-            out[f"{schema}.{table}"] = tuple(conn.execute(query).fetchone())
-    return out
-
-
-def only(prints: dict, *schemas: str) -> dict:
-    return {k: v for k, v in prints.items() if k.split(".")[0] in schemas}
-
-
-def assert_same(actual: dict, expected: dict) -> None:
-    missing = sorted(expected.keys() - actual.keys())
-    extra = sorted(actual.keys() - expected.keys())
-    differ = {k: (actual[k], expected[k]) for k in expected.keys() & actual.keys() if actual[k] != expected[k]}
-    assert not (missing or extra or differ), (
-        f"warehouse differs from a clean run's: missing tables {missing}, extra tables {extra}, "
-        f"(rows, checksum) now vs clean: {differ}")
 
 
 def raw_matches_ledger(wh: warehouse.Warehouse) -> None:
@@ -492,8 +450,8 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_
     for source in ingest.SOURCES:
         attempt("migrate_warehouse", lambda: crm360_airflow.run_step("migrate"))
         batches[source] = attempt("load", lambda s=source: crm360_airflow.run_step(
-            "ingest_source", s, RUN, None, None, as_of)["batch_id"])
-        attempt("gate_raw", lambda s=source: crm360_airflow.run_step("gate", "raw", RUN, [batches[s]], None, as_of))
+            "ingest_source", s, RUN, None, None, as_of)["batch_ids"])
+        attempt("gate_raw", lambda s=source: crm360_airflow.run_step("gate", "raw", RUN, batches[s], None, as_of))
     raw_matches_ledger(wh)
     attempt("source_freshness", lambda: crm360_airflow.run_step("check_freshness", RUN, as_of))
     attempt("apply_erasures", lambda: crm360_airflow.run_step("erase", RUN))
@@ -617,6 +575,6 @@ def test_airflow_retries_a_failed_task_and_the_load_is_whole(clean, own_server, 
         holder.join(timeout=30)
     text = log_file.read_text(errors="replace")
     assert "up_for_retry" in text.lower() and "another_run" in text, "the load task did not fail once"
-    skip = PER_RUN_COLUMNS | {"_batch_id", "batch_id"}  # Airflow's run id names these batches
+    skip = PER_RUN_COLUMNS  # Airflow's run id names these batches
     assert_same(only(fingerprint(wh, ("raw",), skip), "raw", "audit"),
                 only(fingerprint(expected, ("raw",), skip), "raw", "audit"))

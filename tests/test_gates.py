@@ -61,15 +61,21 @@ def test_raw_gate_checks_only_the_batches_given(db, tmp_path):
     assert results == []  # nothing of that batch in raw: nothing checked, nothing failed
 
 
-def test_gate_rerun_replaces_its_verdict(db, tmp_path):
+def test_a_gate_run_again_appends_its_verdict_and_reports_read_the_newest(db, tmp_path):
+    from crm360 import health
+
     _orders_drop(tmp_path, [("O1", "C1", "2026-01-01T10:00:00+00:00", "completed", "EUR", "")])
     ingest.load_source(db, tmp_path, "sales", "r:sales")
     gates.run_gate(db, "raw", "r", ["r:sales"], params=PARAMS)
     gates.run_gate(db, "raw", "r", ["r:sales"], params=PARAMS)
+    checks = sum(len(s.expectations) for s in load_suites("raw") if s.name.startswith("raw_sales_orders"))
     with db.connect() as conn:
-        n = conn.execute("select count(*) from audit.gate_results where run_id = 'r'").fetchone()[0]
-    # only the suites with rows in the batch give a verdict (orders here), each replaced, not doubled
-    assert n == sum(len(s.expectations) for s in load_suites("raw") if s.name.startswith("raw_sales_orders"))
+        runs = conn.execute("select checked_at, count(*) from audit.gate_results where run_id = 'r' "
+                            "group by 1 order by 1").fetchall()
+        summary = health.gate_summary(conn, "r")
+    # only the suites with rows in the batch give a verdict (orders here): both kept, the history appended
+    assert [n for _, n in runs] == [checks, checks]
+    assert sum(row["checks"] for row in summary) == checks  # reports read the newest verdict, not both
 
 
 def test_a_suite_without_query_is_rejected(tmp_path):

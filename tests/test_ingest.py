@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crm360 import ingest
+from crm360 import ingest, ledger
 from crm360.generate import GeneratorConfig, generate
 
 
@@ -113,7 +113,7 @@ def test_the_threshold_counts_the_whole_batch(db, tmp_path):
     (web / "events_2026-01-02.jsonl").write_text("\n".join(_events(97, 1000) + ["{a", "{b", "{c"]) + "\n")
     result = ingest.load_source(db, tmp_path, "web", "b1")
     assert result.rows == {"events": 297} and result.quarantined == {"events": 3}
-    ingest.unload_batches(db, ["b1"])
+    ledger.unload(db, ["b1"], "test")
     (web / "events_2026-01-03.jsonl").write_text("\n".join(["{d"]) + "\n" + _events(1, 5000)[0] + "\n")
     with pytest.raises(ingest.IngestError, match=r"4 of 302 records of batch b2 malformed"):
         ingest.load_source(db, tmp_path, "web", "b2")
@@ -185,8 +185,9 @@ def test_a_few_malformed_json_lines_are_quarantined(db, tmp_path):
     result = ingest.load_source(db, tmp_path, "web", "b2")
     assert result.rows == {"events": 300} and len(_quarantine(db)) == 1
     assert _counts(db)["web_events"] == 300
-    ingest.unload_batches(db, ["b2"])
-    assert _quarantine(db) == [] and _counts(db)["web_events"] == 0
+    # taking b2 back out puts back the version it replaced, quarantine included
+    ledger.unload(db, ["b2"], "test")
+    assert len(_quarantine(db)) == 3 and _counts(db)["web_events"] == 300
 
 
 def test_malformed_csv_rows_are_quarantined_with_their_line(db, tmp_path):

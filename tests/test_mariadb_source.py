@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from crm360 import ingest, sales_db
+from crm360 import ingest, ledger, sales_db
 from crm360.ingest import IngestError
 from crm360.sql_source import (
     SqlSource,
@@ -229,15 +229,15 @@ def test_unloaded_batch_comes_back_on_the_next_run(db, landing, shop_url):
     sales_db.publish_drops(landing, shop_url, until=NEXT_UNTIL)
     _load(db, shop_url, "b2", NEXT_UNTIL)
     assert _counts(db) == NEXT_COUNTS
-    ledger = _ledger(db)
-    removed = ingest.unload_batches(db, ["b2"])
+    before = _ledger(db)
+    removed = ledger.unload(db, ["b2"], "test")
     assert removed == {"sales_customers": 1, "sales_orders": 2, "sales_order_lines": 1}
     assert _counts(db) == FIRST_COUNTS
     assert [r for r in _ledger(db) if r[4] == "b2"] == [] and len(_ledger(db)) == 10
     again = _load(db, shop_url, "b3", NEXT_UNTIL)
     assert len(again.files_loaded) == 3
     assert _counts(db) == NEXT_COUNTS
-    assert [r[:4] for r in _ledger(db)] == [r[:4] for r in ledger]  # same windows, same hashes and counts
+    assert [r[:4] for r in _ledger(db)] == [r[:4] for r in before]  # same windows, same hashes and counts
 
 
 def test_a_new_export_column_reaches_raw(db, landing, shop_url):

@@ -126,10 +126,12 @@ def test_a_waiting_run_starts_when_the_first_is_done_and_loads_nothing_twice(wh,
     assert errors == []
     assert results["first"]["files_loaded"] == 2 and results["first"]["rows"] == {"events": 10}
     assert results["second"]["files_loaded"] == 0 and results["second"]["files_skipped"] == 2
+    # the first run's batch waits for its gate: the second run's gate checks it too
+    assert results["second"]["batch_ids"] == ["second.1:web", "first.1:web"]
     with wh.connect() as conn:
         assert conn.execute("select count(*), count(distinct record->>'event_id') from raw.web_events"
                             ).fetchone() == (10, 10)
-        assert conn.execute("select distinct batch_id from audit.load_files").fetchall() == [("first:web",)]
+        assert conn.execute("select distinct batch_id from audit.load_files").fetchall() == [("first.1:web",)]
 
 
 def test_without_waiting_exactly_one_of_two_airflow_tasks_writes(wh, landing, monkeypatch):

@@ -1,8 +1,10 @@
+
 """Customer value models (crm360.value): published CDNOW estimates, closed forms checked
 against numerical integration and simulation, and the warehouse step on generated data."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -17,7 +19,7 @@ from conftest import make_settings
 from scipy import integrate
 from scipy.special import betaln
 
-from crm360 import dbt, ingest, pipeline, schema, value
+from crm360 import dbt, ingest, ledger, pipeline, schema, value
 from crm360.generate import GeneratorConfig, generate
 
 DATA = Path(__file__).parent / "data" / "cdnow_customers_summary.csv"
@@ -345,8 +347,8 @@ def small_value(embedded_server, tmp_path_factory):
     settings = make_settings(root / "home", landing)
     as_of = world.end_date + timedelta(days=1)
     schema.migrate(wh)
-    for source in ingest.SOURCES:
-        pipeline.ingest_source(wh, source, "value", landing, settings, until=as_of)
+    for source in ingest.SOURCES:  # loaded and marked gated (the gates are not this module's business)
+        ledger.gated(wh, [pipeline.ingest_source(wh, source, "value", landing, settings, until=as_of)["batch_id"]])
     # the first stage's models (their tests are dbt's business, not this module's)
     dbt.run_dbt(wh, ["run", "--select", pipeline.VALUE_INPUT], {"as_of_date": as_of.isoformat()}, settings=settings)
     summary = value.fit_and_predict(wh, as_of, settings)
@@ -499,13 +501,16 @@ def test_transform_fits_between_the_two_builds(monkeypatch):
     monkeypatch.setattr(publish, "reset_build", lambda wh: calls.append(("reset",)))
     monkeypatch.setattr(dbt, "run_dbt", fake_dbt)
     monkeypatch.setattr(value, "fit_and_predict", fake_fit)
+    monkeypatch.setattr(ledger, "reading_raw", lambda wh: contextlib.nullcontext())
+    monkeypatch.setattr(ledger, "horizons_json", lambda wh: '{"sales": "h"}')
     result = pipeline.transform(object(), date(2026, 11, 1))
     assert [c[0] for c in calls] == ["reset", "dbt", "fit", "dbt"]
     first, second = pipeline.transform_stages()
     assert calls[1][1] == first and calls[3][1] == second
     assert calls[1][2] == calls[3][2] == pipeline.build_vars()
     assert "as_of_date" not in calls[1][2] and calls[1][2]["segments"]
-    assert calls[1][3] == calls[3][3] == {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD, "CRM360_AS_OF_DATE": "2026-11-01"}
+    assert calls[1][3] == calls[3][3] == {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD, "CRM360_AS_OF_DATE": "2026-11-01",
+                                          "CRM360_LOAD_HORIZONS": '{"sales": "h"}'}
     assert calls[2] == ("fit", date(2026, 11, 1))
     # the fake first build returns 2 "pass" models, the second 4 "success" ones; each a passing test
     assert result["nodes"] == 2 + 4 + 2 and result["statuses"] == {"pass": 2 + 2, "success": 4}

@@ -1,13 +1,76 @@
-{#- Helpers for incremental models: a daily build reads only what was loaded since
-    the model's last build, so its cost follows the day's data, not the history.
+{#- What a build may read of raw, and what an incremental model must read again.
 
-    Loads and dbt builds run one after the other (the transform DAG waits for the
-    ingest assets), so "loaded after the newest row already built" is exact. -#}
+    A source's raw rows come from load attempts (crm360/ledger.py, audit.load_attempts). A
+    build reads only rows of attempts that passed their raw gate, and only those loaded before
+    the source's *horizon*: the load time of its oldest attempt still loading or waiting for
+    its gate (or now). crm360 fixes the horizons once per build (env CRM360_LOAD_HORIZONS, a
+    JSON object by source); a bare `dbt build` computes them as it goes. An attempt not yet
+    gated is newer than the horizon, so when it is gated the next build picks it up.
 
-{#- A predicate on a source's load timestamp: true on a full build, else only rows
-    loaded after the newest `loaded_at` in this model. -#}
-{% macro loaded_since_last_build(loaded_at_column, this_column='loaded_at') -%}
-    {%- if is_incremental() -%}
+    An incremental model reads the gated rows loaded since its last build (its watermark, the
+    newest loaded_at it holds). When a gated attempt in that window replaced a file loaded
+    before, or put back files an unloaded attempt had replaced, rows the model built from the
+    earlier version may be stale: the model is rebuilt from all of its input instead (its
+    pre-hook, clear_for_rebuild, empties it first). A day that brings only new files stays
+    incremental. -#}
+
+{#- The horizon of a source, as a SQL expression. -#}
+{% macro load_horizon(source_name) -%}
+    {%- set given = env_var('CRM360_LOAD_HORIZONS', '') -%}
+    {%- if given -%}
+        '{{ fromjson(given)[source_name] }}'::timestamptz
+    {%- else -%}
+        (select least(now(), min(a.loaded_at)) from audit.load_attempts as a
+         where a.source = '{{ source_name }}' and a.status in ('loading', 'loaded', 'failed'))
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A predicate on a raw table of a source: its rows that passed their gate and lie below the
+    horizon. In a dbt unit test (the relation is a fixture CTE) every row given is the input. -#}
+{% macro gated(source_name, relation) -%}
+    {%- if '__dbt__cte__' in (relation | string) -%}
+        true
+    {%- else -%}
+        _loaded_at < {{ load_horizon(source_name) }}
+        and _batch_id in (select a.batch_id from audit.load_attempts as a
+                          where a.source = '{{ source_name }}' and a.status = 'gated')
+    {%- endif -%}
+{%- endmacro %}
+
+{#- 'delta' when this incremental model can add the rows loaded since its last build; 'rebuild'
+    when it must be computed from all of its input (a first build, a full refresh, or a gated
+    attempt since its last build that replaced or put back files of the source). -#}
+{% macro build_mode(source_name, this_column='loaded_at') -%}
+    {%- if not is_incremental() -%}
+        {{ return('rebuild') }}
+    {%- endif -%}
+    {%- if '__dbt__cte__' in (this | string) or not execute -%}
+        {{ return('delta') }}
+    {%- endif -%}
+    {%- set query -%}
+        select exists (
+            select 1 from audit.load_attempts as a
+            where a.source = '{{ source_name }}' and a.status = 'gated' and a.replaced_files > 0
+              and a.loaded_at > coalesce((select max(built.{{ this_column }}) from {{ this }} as built),
+                                         '-infinity'::timestamptz)
+              and a.loaded_at < {{ load_horizon(source_name) }})
+    {%- endset -%}
+    {{ return('rebuild' if run_query(query).columns[0].values()[0] else 'delta') }}
+{%- endmacro %}
+
+{#- A pre-hook of an incremental model: empty it when it is rebuilt from all of its input. -#}
+{% macro clear_for_rebuild(source_name, this_column='loaded_at') -%}
+    {%- if is_incremental() and build_mode(source_name, this_column) == 'rebuild' -%}
+        delete from {{ this }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A predicate on a source's load timestamp: true on a full build or a rebuild (see build_mode,
+    given the source), else only rows loaded after the newest `loaded_at` in this model. -#}
+{% macro loaded_since_last_build(loaded_at_column, this_column='loaded_at', source_name=none) -%}
+    {%- if is_incremental() and (source_name is none or build_mode(source_name, this_column) == 'delta') -%}
         {#- the watermark is read first and written into the query as a literal: with a
             subquery the planner cannot know the range is small and scans the history -#}
         {%- if '__dbt__cte__' in (this | string) -%}

@@ -43,7 +43,7 @@ staged_before_snapshot as (
 
 mismatches as (
     select 'customer_360' as mart, reported.revenue_eur as reported_eur, staged.revenue_eur as staged_eur
-    from (select sum(revenue_eur) as revenue_eur from {{ ref('customer_360') }}) as reported
+    from (select coalesce(sum(revenue_eur), 0) as revenue_eur from {{ ref('customer_360') }}) as reported
     cross join staged
     where reported.revenue_eur is distinct from staged.revenue_eur
     union all

@@ -2,7 +2,7 @@
     materialized='incremental',
     unique_key='visitor_id',
     incremental_strategy='delete+insert',
-    pre_hook="set local random_page_cost = 1.1",
+    pre_hook=["set local random_page_cost = 1.1", "{{ clear_for_rebuild('web') }}"],
     post_hook=["{{ ensure_index(['visitor_id']) }}", "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per web session: a visitor's events with no gap longer than
@@ -29,7 +29,7 @@ with events as not materialized (
 touched_visitors as (
     select visitor_id, min(occurred_at) as earliest_new_at
     from events
-    where {{ loaded_since_last_build('loaded_at') }}
+    where {{ loaded_since_last_build('loaded_at', source_name='web') }}
     group by visitor_id
 ),
 

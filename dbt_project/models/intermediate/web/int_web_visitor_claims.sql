@@ -2,6 +2,7 @@
     materialized='incremental',
     unique_key=['visitor_id', 'claim_type', 'claim_value'],
     incremental_strategy='delete+insert',
+    pre_hook="{{ clear_for_rebuild('web') }}",
     post_hook=["{{ ensure_index(['visitor_id']) }}", "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per web visitor and identity it claimed: a login as a shop customer or an
@@ -9,7 +10,7 @@
     identity evidence; incremental like the visitors. -#}
 with events as (
     select * from {{ ref('stg_web__events') }}
-    where {{ loaded_since_last_build('loaded_at') }}
+    where {{ loaded_since_last_build('loaded_at', source_name='web') }}
         and (customer_id is not null or email is not null)
 ),
 

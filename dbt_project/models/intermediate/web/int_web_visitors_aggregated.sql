@@ -2,6 +2,7 @@
     materialized='incremental',
     unique_key='visitor_id',
     incremental_strategy='delete+insert',
+    pre_hook="{{ clear_for_rebuild('web') }}",
     post_hook=["{{ ensure_index(['visitor_id']) }}", "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per web visitor id (a browser or device cookie): when it was first and
@@ -9,7 +10,7 @@
     loaded since the last build into the visitors they belong to. -#}
 with events as (
     select * from {{ ref('stg_web__events') }}
-    where {{ loaded_since_last_build('loaded_at') }}
+    where {{ loaded_since_last_build('loaded_at', source_name='web') }}
 ),
 
 batch as (

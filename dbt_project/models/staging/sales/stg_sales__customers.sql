@@ -1,5 +1,6 @@
 with source as (
     select * from {{ source('sales', 'sales_customers') }}
+    where {{ gated('sales', source('sales', 'sales_customers')) }}
 ),
 
 renamed as (

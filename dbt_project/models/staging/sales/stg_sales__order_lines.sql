@@ -2,15 +2,18 @@
     materialized='incremental',
     unique_key='order_line_id',
     incremental_strategy='delete+insert',
+    pre_hook="{{ clear_for_rebuild('sales') }}",
     post_hook=["{{ ensure_index(['order_line_id']) }}", "{{ ensure_index(['order_id']) }}",
                "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per order line, its newest version. Order lines are a large source, so
     this is a table built incrementally: a build reads the raw rows loaded since the
-    last one, and a line loaded again replaces the version built before. -#}
+    last one, and a line loaded again replaces the version built before; a day that replaced
+    a file loaded before rebuilds it from all lines. Only rows of gated loads are read. -#}
 with source as (
     select * from {{ source('sales', 'sales_order_lines') }}
-    where {{ loaded_since_last_build('_loaded_at') }}
+    where {{ loaded_since_last_build('_loaded_at', source_name='sales') }}
+        and {{ gated('sales', source('sales', 'sales_order_lines')) }}
 ),
 
 renamed as (

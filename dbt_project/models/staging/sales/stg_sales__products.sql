@@ -1,5 +1,6 @@
 with source as (
     select * from {{ source('sales', 'sales_products') }}
+    where {{ gated('sales', source('sales', 'sales_products')) }}
 ),
 
 renamed as (

@@ -1,5 +1,6 @@
 with source as (
     select * from {{ source('service', 'service_tickets') }}
+    where {{ gated('service', source('service', 'service_tickets')) }}
 ),
 
 renamed as (

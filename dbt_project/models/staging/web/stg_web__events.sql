@@ -1,15 +1,18 @@
 {{ config(
     materialized='incremental',
+    pre_hook="{{ clear_for_rebuild('web') }}",
     post_hook=["{{ ensure_index(['event_id']) }}", "{{ ensure_index(['visitor_id', 'occurred_at']) }}",
                "{{ ensure_index(['loaded_at']) }}"],
 ) }}
 {#- One row per web event. The event stream is the largest source, so this model is
     a table built incrementally: each build reads only the raw rows loaded since the
     last one. The same event can arrive twice (retries, late files); the first copy
-    loaded is kept and later copies are dropped. -#}
+    loaded is kept and later copies are dropped. A day that replaced a file loaded before
+    rebuilds it from all events. Only rows of gated loads are read. -#}
 with source as (
     select * from {{ source('web', 'web_events') }}
-    where {{ loaded_since_last_build('_loaded_at') }}
+    where {{ loaded_since_last_build('_loaded_at', source_name='web') }}
+        and {{ gated('web', source('web', 'web_events')) }}
 ),
 
 renamed as (
