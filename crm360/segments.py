@@ -12,8 +12,11 @@ Segments live in ``segments.yml`` (``CRM360_SEGMENTS`` names another file)::
 nothing else: documented columns of the source, literals, comparisons, ``in``,
 ``between``, ``like``/``ilike``, ``is [not] null``, ``and``/``or``/``not`` and
 parentheses. Anything else (functions, sub-queries, casts, semicolons, unknown
-columns) is refused with the file, the segment and the reason. The filter is
-re-written from its parse tree, so what reaches SQL is what was validated.
+columns) is refused with the file, the segment and the reason, and so is a filter
+longer than MAX_FILTER_LENGTH characters or nested deeper than MAX_FILTER_DEPTH
+(parentheses and nots), with the position. The filter is re-written from its
+parse tree, so what reaches SQL is what was validated. dbt gets the segments in
+its ``segments`` var, through a file (crm360.dbt), never on a command line.
 
 Each run, dbt materialises every segment into the marts (``segment_members``,
 one row per segment and customer, contact fields masked unless the customer
@@ -90,6 +93,11 @@ _TOKEN = re.compile(r"""
   | (?P<punct>[(),])
 """, re.VERBOSE)
 KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false", "between", "like", "ilike"}
+# A filter is a condition a person writes and reads, not a program: bounded in length (the longest
+# shipped filter has 131 characters) and in depth, counting parentheses and nots (the parser
+# recurses a few Python frames a level: 300 parentheses exhausted the interpreter's stack limit).
+MAX_FILTER_LENGTH = 4096
+MAX_FILTER_DEPTH = 50
 NUMERIC_TYPES = ("integer", "bigint", "smallint", "numeric", "double precision", "real", "int", "decimal")
 
 
@@ -126,6 +134,14 @@ class _Parser:
         self.toks = _tokens(text)
         self.i = 0
         self.columns = columns
+        self.depth = 0
+
+    def descend(self, tok: _Tok) -> None:
+        """One level deeper (a parenthesis or a not), refused past MAX_FILTER_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_FILTER_DEPTH:
+            raise SegmentError(f"nested more than {MAX_FILTER_DEPTH} deep (parentheses and not) "
+                               f"at position {tok.pos + 1}")
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -172,14 +188,21 @@ class _Parser:
         return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
 
     def not_expr(self) -> str:
-        if self.accept("keyword", "not"):
-            return f"(not {self.not_expr()})"
+        tok = self.accept("keyword", "not")
+        if tok:
+            self.descend(tok)
+            inner = self.not_expr()
+            self.depth -= 1
+            return f"(not {inner})"
         return self.predicate()
 
     def predicate(self) -> str:
-        if self.accept("punct", "("):
+        tok = self.accept("punct", "(")
+        if tok:
+            self.descend(tok)
             inner = self.or_expr()
             self.expect("punct", ")", "')'")
+            self.depth -= 1
             return inner
         left, left_type = self.operand()
         tok = self.peek()
@@ -219,7 +242,7 @@ class _Parser:
                 if pattern.kind != "string":
                     self.i -= 1
                     self.fail(f"expected a quoted pattern after {op}")
-                return f"({left} {'not ' if negate else ''}{op} {_string(pattern.text)})"
+                return f"({left} {'not ' if negate else ''}{op} {_string(pattern)})"
         if negate:
             self.fail("expected in, between, like or ilike after not")
         if not left.startswith('"'):
@@ -250,7 +273,7 @@ class _Parser:
     def literal(self, expected: str | None) -> str:
         tok = self.take()
         if tok.kind == "string":
-            return _string(tok.text)
+            return _string(tok)
         if tok.kind == "number":
             return tok.text
         if tok.kind == "keyword" and tok.text in ("true", "false", "null"):
@@ -286,15 +309,20 @@ def _kind(data_type: str | None) -> str | None:
     return t
 
 
-def _string(token: str) -> str:
-    body = token[1:-1].replace("''", "'")
+def _string(tok: _Tok) -> str:
+    body = tok.text[1:-1].replace("''", "'")
     if "\\" in body or "\x00" in body:
-        raise SegmentError("backslashes and NUL characters are not allowed in string literals")
+        raise SegmentError(f"backslashes and NUL characters are not allowed in string literals "
+                           f"at position {tok.pos + 1}")
     return "'" + body.replace("'", "''") + "'"
 
 
 def compile_filter(text: str, columns: dict[str, str | None]) -> str:
-    """The SQL of a segment filter, re-written from its parse tree over ``columns``."""
+    """The SQL of a segment filter, re-written from its parse tree over ``columns``. A filter longer
+    than MAX_FILTER_LENGTH is refused before it is read."""
+    if len(text) > MAX_FILTER_LENGTH:
+        raise SegmentError(f"longer than {MAX_FILTER_LENGTH:,} characters at position {MAX_FILTER_LENGTH + 1:,} "
+                           f"(it has {len(text):,}): split it into segments or say it more simply")
     return _Parser(text, columns).parse()
 
 
