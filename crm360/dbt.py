@@ -1,14 +1,19 @@
 """Run dbt against the warehouse as a subprocess (dbt keeps global state; a
-separate process per invocation keeps Airflow workers and tests clean)."""
+separate process per invocation keeps Airflow workers and tests clean).
+
+Its vars (the segments among them) reach it in a JSON file under CRM360_HOME/dbt/vars/,
+read by crm360.dbt_entry in dbt's process: on the command line, large vars exceeded the
+kernel's limit on an argument's length."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +50,24 @@ class DbtResult:
         return [r for r in self.results if r.get("status") in ("error", "fail", "runtime error")]
 
 
-def dbt_executable() -> str:
-    local = Path(sys.executable).with_name("dbt")
-    return str(local) if local.exists() else (shutil.which("dbt") or "dbt")
+def dbt_command() -> list[str]:
+    """dbt's command line, started by crm360.dbt_entry in this interpreter (where dbt is installed)."""
+    return [sys.executable, "-m", "crm360.dbt_entry"]
+
+
+def write_vars(dbt_vars: dict, settings: Settings) -> Path:
+    """The vars as a JSON file in CRM360_HOME/dbt/vars/, named by its content: invocations with the
+    same vars (every run's, until segments.yml changes) share one file, and two processes writing
+    it at once write the same bytes, each by an atomic rename. Kept, so a build can be repeated
+    by hand: ``python -m crm360.dbt_entry --vars-file FILE build ...``."""
+    text = json.dumps(dbt_vars)
+    path = settings.dbt_vars_dir / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return path
 
 
 def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
@@ -58,19 +78,18 @@ def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
     target = target_dir or settings.dbt_target_dir
     target.mkdir(parents=True, exist_ok=True)
     settings.dbt_log_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [dbt_executable(), *args,
+    vars_file = write_vars(dbt_vars, settings) if dbt_vars else None
+    cmd = [*dbt_command(), *(["--vars-file", str(vars_file)] if vars_file else []), *args,
            "--project-dir", str(settings.dbt_project_dir),
            "--profiles-dir", str(settings.dbt_project_dir),
            "--target-path", str(target)]
-    if dbt_vars:
-        cmd += ["--vars", json.dumps(dbt_vars)]
     env = {**os.environ, **wh.dbt_env(),
            # sorts and hashes over the event history fit in memory instead of spilling to disk
            "PGOPTIONS": os.environ.get("PGOPTIONS") or f"-c work_mem={settings.dbt_work_mem}",
            "DBT_LOG_PATH": str(settings.dbt_log_dir),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
            "DBT_USE_COLORS": "false", **(extra_env or {})}
-    log.info("running %s", " ".join(cmd[:3]))
+    log.info("running dbt %s%s", " ".join(args[:3]), f" (vars: {vars_file})" if vars_file else "")
     proc = subprocess.run(cmd, env=env, cwd=settings.dbt_project_dir, capture_output=True,
                           text=True, check=False)
     output = proc.stdout + proc.stderr

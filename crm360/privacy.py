@@ -215,7 +215,10 @@ def _scrub_exports(conn, keys_hashes: set[str]) -> int:
             continue
         tmp = path.with_name(path.name + ".erasing")
         with tmp.open("w", encoding="utf-8", newline="") as f:
-            csv.writer(f, lineterminator="\n").writerows(kept)
+            # as an export is written: a file left unneutralised (by an older crm360, by hand) comes out safe
+            from crm360.segments import write_rows
+
+            write_rows(f, kept)
         os.replace(tmp, path)
         removed += len(rows) - len(kept)
         log.info("erasure: removed %d rows from export %s", len(rows) - len(kept), path)

@@ -12,8 +12,11 @@ Segments live in ``segments.yml`` (``CRM360_SEGMENTS`` names another file)::
 nothing else: documented columns of the source, literals, comparisons, ``in``,
 ``between``, ``like``/``ilike``, ``is [not] null``, ``and``/``or``/``not`` and
 parentheses. Anything else (functions, sub-queries, casts, semicolons, unknown
-columns) is refused with the file, the segment and the reason. The filter is
-re-written from its parse tree, so what reaches SQL is what was validated.
+columns) is refused with the file, the segment and the reason, and so is a filter
+longer than MAX_FILTER_LENGTH characters or nested deeper than MAX_FILTER_DEPTH
+(parentheses and nots), with the position. The filter is re-written from its
+parse tree, so what reaches SQL is what was validated. dbt gets the segments in
+its ``segments`` var, through a file (crm360.dbt), never on a command line.
 
 Each run, dbt materialises every segment into the marts (``segment_members``,
 one row per segment and customer, contact fields masked unless the customer
@@ -33,9 +36,10 @@ import csv
 import hashlib
 import os
 import re
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
@@ -89,6 +93,11 @@ _TOKEN = re.compile(r"""
   | (?P<punct>[(),])
 """, re.VERBOSE)
 KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false", "between", "like", "ilike"}
+# A filter is a condition a person writes and reads, not a program: bounded in length (the longest
+# shipped filter has 131 characters) and in depth, counting parentheses and nots (the parser
+# recurses a few Python frames a level: 300 parentheses exhausted the interpreter's stack limit).
+MAX_FILTER_LENGTH = 4096
+MAX_FILTER_DEPTH = 50
 NUMERIC_TYPES = ("integer", "bigint", "smallint", "numeric", "double precision", "real", "int", "decimal")
 
 
@@ -125,6 +134,14 @@ class _Parser:
         self.toks = _tokens(text)
         self.i = 0
         self.columns = columns
+        self.depth = 0
+
+    def descend(self, tok: _Tok) -> None:
+        """One level deeper (a parenthesis or a not), refused past MAX_FILTER_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_FILTER_DEPTH:
+            raise SegmentError(f"nested more than {MAX_FILTER_DEPTH} deep (parentheses and not) "
+                               f"at position {tok.pos + 1}")
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -171,14 +188,21 @@ class _Parser:
         return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
 
     def not_expr(self) -> str:
-        if self.accept("keyword", "not"):
-            return f"(not {self.not_expr()})"
+        tok = self.accept("keyword", "not")
+        if tok:
+            self.descend(tok)
+            inner = self.not_expr()
+            self.depth -= 1
+            return f"(not {inner})"
         return self.predicate()
 
     def predicate(self) -> str:
-        if self.accept("punct", "("):
+        tok = self.accept("punct", "(")
+        if tok:
+            self.descend(tok)
             inner = self.or_expr()
             self.expect("punct", ")", "')'")
+            self.depth -= 1
             return inner
         left, left_type = self.operand()
         tok = self.peek()
@@ -218,7 +242,7 @@ class _Parser:
                 if pattern.kind != "string":
                     self.i -= 1
                     self.fail(f"expected a quoted pattern after {op}")
-                return f"({left} {'not ' if negate else ''}{op} {_string(pattern.text)})"
+                return f"({left} {'not ' if negate else ''}{op} {_string(pattern)})"
         if negate:
             self.fail("expected in, between, like or ilike after not")
         if not left.startswith('"'):
@@ -249,7 +273,7 @@ class _Parser:
     def literal(self, expected: str | None) -> str:
         tok = self.take()
         if tok.kind == "string":
-            return _string(tok.text)
+            return _string(tok)
         if tok.kind == "number":
             return tok.text
         if tok.kind == "keyword" and tok.text in ("true", "false", "null"):
@@ -285,15 +309,20 @@ def _kind(data_type: str | None) -> str | None:
     return t
 
 
-def _string(token: str) -> str:
-    body = token[1:-1].replace("''", "'")
+def _string(tok: _Tok) -> str:
+    body = tok.text[1:-1].replace("''", "'")
     if "\\" in body or "\x00" in body:
-        raise SegmentError("backslashes and NUL characters are not allowed in string literals")
+        raise SegmentError(f"backslashes and NUL characters are not allowed in string literals "
+                           f"at position {tok.pos + 1}")
     return "'" + body.replace("'", "''") + "'"
 
 
 def compile_filter(text: str, columns: dict[str, str | None]) -> str:
-    """The SQL of a segment filter, re-written from its parse tree over ``columns``."""
+    """The SQL of a segment filter, re-written from its parse tree over ``columns``. A filter longer
+    than MAX_FILTER_LENGTH is refused before it is read."""
+    if len(text) > MAX_FILTER_LENGTH:
+        raise SegmentError(f"longer than {MAX_FILTER_LENGTH:,} characters at position {MAX_FILTER_LENGTH + 1:,} "
+                           f"(it has {len(text):,}): split it into segments or say it more simply")
     return _Parser(text, columns).parse()
 
 
@@ -426,42 +455,82 @@ def members(wh: Warehouse, name: str, limit: int | None = None) -> tuple[list[st
         return [c.name for c in cur.description], cur.fetchall()
 
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "|", "%")
-# a phone number in E.164 (+ and digits) or a plain signed number cannot call anything
-HARMLESS = re.compile(r"^[+-]?[0-9][0-9 .]*$")
+# What a spreadsheet may run when a cell starts with it.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "|", "%")
+# A cell starts at the start of a value, and, for a reader that splits lines on a list separator
+# without honouring quotes (';' is the separator of spreadsheets in comma-decimal locales), after
+# each of these inside it.
+LIST_SEPARATORS = re.compile(r"([,;|])")
+# a plain signed number (an exponent too) or a phone number (+, digits, blanks, dots) calls nothing
+HARMLESS = re.compile(r"^[+-]?[0-9][0-9 .]*(?:[eE][+-]?[0-9]+)?$")
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: those that end a
+# line or a cell for some reader (tab, LF, VT, FF, CR, U+001C-U+001F, NEL, U+2028, U+2029) become a
+# blank, the others (NUL, BEL, ESC ...) are dropped. None of them has a visible form.
+CONTROLS = {c: (" " if chr(c).isspace() else None) for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+HAS_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _opening(field: str) -> str:
+    """The first character of a field as a lenient reader sees it: past blanks, quotes and invisible
+    format characters (zero-width space, byte-order mark, direction marks), which readers trim."""
+    for ch in field:
+        if not (ch.isspace() or ch == '"' or unicodedata.category(ch) == "Cf"):
+            return ch
+    return ""
+
+
+def _neutralise(field: str) -> str:
+    if _opening(field) in FORMULA_PREFIXES and not HARMLESS.match(field):
+        return "'" + field
+    return field
 
 
 def csv_cell(value) -> str:
-    """A value as a CSV cell that spreadsheets will not run: text starting like a formula (=, +, -, @,
-    tab, CR, |, %) gets a leading apostrophe, unless it is only a signed number or phone number."""
+    """A value as a CSV cell that no spreadsheet runs, however a reader splits the file.
+
+    Control characters go first (line breaks and tabs become blanks, the invisible rest is
+    dropped), so a cell is one line and one cell for every reader. Then every place a cell can
+    start (the value's start, and after each ',', ';' or '|' in it) that opens, past blanks and
+    quotes, with = + - @ | % gets an apostrophe, unless it is a plain number or a phone number.
+    Visible characters are kept, in order; a cell written by this function is returned unchanged,
+    so rewriting an export (crm360.privacy) keeps it as it was."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float, Decimal)):
-        return str(value)
     if isinstance(value, (date, datetime)):
         return value.isoformat()
-    text = str(value)
-    if text.startswith(FORMULA_PREFIXES) and not HARMLESS.match(text):
-        return "'" + text
-    return text
+    text = str(value)  # numbers too: a Decimal prints '-Infinity'
+    if HAS_CONTROLS.search(text):
+        text = text.translate(CONTROLS)
+    if not LIST_SEPARATORS.search(text):  # (a million rows have 16 million cells: the plain case is quick)
+        return _neutralise(text)
+    parts = LIST_SEPARATORS.split(text)
+    return "".join(_neutralise(p) if i % 2 == 0 else p for i, p in enumerate(parts))
+
+
+def write_rows(out: TextIO, rows: Iterable[Sequence]) -> int:
+    """Write ``rows`` as CSV lines to ``out``, every value through ``csv_cell``; returns the rows
+    written. Every CSV crm360 writes from segment members goes through here: the export, and the
+    erasure's rewrite of an export (crm360.privacy)."""
+    writer = csv.writer(out, lineterminator="\n")
+    n = 0
+    for row in rows:
+        writer.writerow([csv_cell(v) for v in row])
+        n += 1
+    return n
 
 
 def export_csv(wh: Warehouse, name: str, out: TextIO, exported_by: str, destination: str | None = None) -> int:
     """Write the whole segment as CSV to ``out`` and log the export; returns the rows written."""
     with wh.connect() as conn:
         seg = _segment(conn, name)
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(MEMBER_COLUMNS)
-        rows = 0
+        write_rows(out, [MEMBER_COLUMNS])
         with conn.cursor(name="segment_export") as cur:  # server-side: a large segment streams
             cur.execute(sql.SQL("select {} from marts.segment_members where segment_name = %s "
                                 "order by predicted_clv_eur desc nulls last, revenue_eur desc, customer_key").format(
                 sql.SQL(", ").join(sql.Identifier(c) for c in MEMBER_COLUMNS)), (name,))
-            for row in cur:
-                writer.writerow([csv_cell(v) for v in row])
-                rows += 1
+            rows = write_rows(out, cur)
         conn.execute("""insert into audit.segment_exports (exported_by, segment_name, segment_version, row_count,
                                                            destination, format)
                         values (%s, %s, %s, %s, %s, 'csv')""",

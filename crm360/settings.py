@@ -61,6 +61,11 @@ class Settings:
         return self.home / "dbt" / "target"
 
     @property
+    def dbt_vars_dir(self) -> Path:
+        """The vars crm360 hands dbt, in files (crm360.dbt.write_vars)."""
+        return self.home / "dbt" / "vars"
+
+    @property
     def dbt_log_dir(self) -> Path:
         return self.home / "dbt" / "logs"
 

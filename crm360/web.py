@@ -7,9 +7,13 @@ downloads their lists (``crm360 serve``).
                            ``crm360 segments export``: logged in audit.segment_exports
 
 Only GET and HEAD are answered (anything else gets 405); every value is HTML-escaped;
-the server binds to 127.0.0.1 unless told otherwise, and reads the warehouse as
-whichever role it is handed (the CLI hands it the ``marketing`` role). Standard
-library only: no framework, no scripts in the pages.
+every response, the server's own errors too (400, 414, 431, 505 ...), carries the same
+security headers; a connection whose request has not arrived whole within
+REQUEST_TIMEOUT seconds (a client that sends nothing, stops halfway or sends a byte at a
+time) is closed, so idle connections cannot hold the server's threads. The server binds
+to 127.0.0.1 unless told otherwise, and reads the warehouse as whichever role it is
+handed (the CLI hands it the ``marketing`` role). Standard library only: no framework,
+no scripts in the pages.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from __future__ import annotations
 import html
 import io
 import logging
+import math
 import re
+import socket
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote, urlsplit
@@ -30,6 +37,10 @@ log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 200
 ALLOWED = "GET, HEAD"
+# seconds a connection has to deliver its whole request (line and headers); then it is closed
+REQUEST_TIMEOUT = 5.0
+# seconds a response may wait for the client to take what is sent (a large download on a slow link)
+SEND_TIMEOUT = 60.0
 SEGMENT_PATH = re.compile(r"^/segments/(?P<name>[^/]+?)(?P<csv>\.csv)?$")
 HEADERS = {
     # nothing loads from anywhere, no script runs, no page frames this one
@@ -89,11 +100,59 @@ def segment_page(seg: dict, columns: list[str], rows: list[tuple]) -> bytes:
         f"<p class=muted>Showing {shown} members.</p><table id=members><tr>{head}</tr>{body}</table>"))
 
 
+class _RequestReader(io.RawIOBase):
+    """A connection's bytes, read before a deadline: a request that has not arrived whole by then
+    ends in TimeoutError, which http.server answers by closing the connection. Each read waits
+    only for what is left of the time, so a client sending a byte now and then (slowloris) is
+    closed like one that sends nothing."""
+
+    def __init__(self, sock: socket.socket):
+        super().__init__()
+        self.sock = sock
+        self.deadline = math.inf
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.sock.settimeout(remaining)
+        return self.sock.recv_into(buffer)
+
+
 class SegmentBrowser(BaseHTTPRequestHandler):
-    """Request handler; the server carries the warehouse (``server.warehouse``)."""
+    """Request handler; the server carries the warehouse (``server.warehouse``) and the seconds a
+    request may take to arrive (``server.request_timeout``)."""
 
     server_version = "crm360-segments"
     sys_version = ""
+
+    # ---- every connection: its request arrives in time, or it is closed
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket's own reader, replaced by one with a deadline
+        self._reader = _RequestReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.deadline = time.monotonic() + self.server.request_timeout  # type: ignore[attr-defined]
+        super().handle_one_request()
+
+    # ---- every response: the same headers, whoever sends it (the pages, or http.server's errors)
+    def send_response_only(self, code, message=None) -> None:
+        # http.server takes a request line without a version for HTTP/0.9, whose answer is the body
+        # alone: no status line, no headers. Every request is answered in HTTP/1.0 at least.
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        super().send_response_only(code, message)
+
+    def send_response(self, code, message=None) -> None:
+        super().send_response(code, message)
+        for k, v in HEADERS.items():
+            self.send_header(k, v)
+        self.connection.settimeout(SEND_TIMEOUT)  # the request is read: now the client reads
 
     # ---- anything but reading is refused
     def _refuse(self) -> None:
@@ -101,6 +160,12 @@ class SegmentBrowser(BaseHTTPRequestHandler):
                    extra={"Allow": ALLOWED})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
+
+    def __getattr__(self, name: str):
+        # http.server answers a method without a do_<METHOD> with 501; this page refuses all alike
+        if name.startswith("do_"):
+            return self._refuse
+        raise AttributeError(name)
 
     def do_HEAD(self) -> None:
         self._get(head=True)
@@ -119,8 +184,7 @@ class SegmentBrowser(BaseHTTPRequestHandler):
     def _send(self, status: HTTPStatus, body: bytes, content_type: str = "text/html; charset=utf-8",
               extra: dict | None = None, head: bool = False) -> None:
         self.send_response(status)
-        for k, v in {**HEADERS, "Content-Type": content_type, "Content-Length": str(len(body)),
-                     **(extra or {})}.items():
+        for k, v in {"Content-Type": content_type, "Content-Length": str(len(body)), **(extra or {})}.items():
             self.send_header(k, v)
         self.end_headers()
         if not head:
@@ -164,7 +228,7 @@ class SegmentBrowser(BaseHTTPRequestHandler):
         # streamed as written: a large segment is never held in memory (the connection's end ends the body)
         self._streaming = True
         self.send_response(HTTPStatus.OK)
-        for k, v in {**HEADERS, "Content-Type": "text/csv; charset=utf-8", **extra}.items():
+        for k, v in {"Content-Type": "text/csv; charset=utf-8", **extra}.items():
             self.send_header(k, v)
         self.send_header("Connection", "close")
         self.end_headers()
@@ -180,13 +244,16 @@ class SegmentBrowser(BaseHTTPRequestHandler):
             out.detach()
         log.info("segment %s: %d rows downloaded by %s", name, rows, self.client_address[0])
 
-def make_server(wh: Warehouse, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
-    """The segment browser on ``host:port`` (port 0: any free port), reading as ``wh``'s role."""
+def make_server(wh: Warehouse, host: str = "127.0.0.1", port: int = 8765,
+                request_timeout: float = REQUEST_TIMEOUT) -> ThreadingHTTPServer:
+    """The segment browser on ``host:port`` (port 0: any free port), reading as ``wh``'s role;
+    a connection whose request has not arrived within ``request_timeout`` seconds is closed."""
     try:
         httpd = ThreadingHTTPServer((host, port), SegmentBrowser)
     except OSError as exc:
         raise ValueError(f"cannot serve the segments on {host}:{port}: {exc}") from None
     httpd.warehouse = wh  # type: ignore[attr-defined]
+    httpd.request_timeout = request_timeout  # type: ignore[attr-defined]
     httpd.daemon_threads = True
     return httpd
 

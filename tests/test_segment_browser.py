@@ -9,10 +9,13 @@ The browser test needs Debian's Chromium (``apt-get install chromium``) and the
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import shutil
+import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from crm360 import access, docs, web
+from crm360.warehouse import Warehouse
 
 CHROMIUM = os.environ.get("CRM360_CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -101,6 +105,104 @@ def test_unknown_segment_is_not_found_and_names_are_escaped(browser_server):
                                    "customers": 3, "contactable_customers": 1, "version": "v\"1",
                                    "as_of_date": "2026-01-01"}]).decode()
     assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "v&quot;1" in page
+
+
+# ---------------------------------------------------------------- segment browser, on raw sockets
+
+@pytest.fixture(scope="module")
+def unreachable_server():
+    """The page on a warehouse nobody answers for (its pages fail: 500), as `crm360 serve` makes it."""
+    wh = Warehouse(params={"host": "127.0.0.1", "port": 1, "dbname": "none", "user": "nobody"})
+    httpd = web.make_server(wh, port=0)
+    web.start_in_thread(httpd)
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _exchange(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send ``request`` on a new connection and read until the server closes it: the status line,
+    the headers and the body. (The requests are sized so the server reads all of them: bytes left
+    unread when it closes would reset the connection.)"""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    return status, dict(line.split(": ", 1) for line in lines), body
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /" + b"a" * (65537 - 5), "414"),  # a request line over 64 KiB
+    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: y\r\n" % i for i in range(101)), "431"),  # over 100 headers
+    (b"GET / HTTP/1.1\r\nX-Long: " + b"a" * (65537 - 8), "431"),  # a header line over 64 KiB
+    (b"GARBAGE\r\n\r\n", "400"),
+    (b"GET / HTTP/x.y\r\n\r\n", "400"),
+    (b"GET / HTTP/2.0\r\n\r\n", "505"),
+    (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "405"),
+    (b"PROPFIND / HTTP/1.1\r\n\r\n", "405"),  # any method but GET and HEAD, known to http.server or not
+    (b"GET /no/such/page HTTP/1.1\r\n\r\n", "404"),
+    (b"GET / HTTP/1.1\r\n\r\n", "500"),  # the warehouse cannot be reached
+    (b"GET /\r\n\r\n", "500"),  # HTTP/0.9, whose answers have no headers, is answered with them
+])
+def test_every_response_carries_the_security_headers(unreachable_server, request_bytes, status):
+    line, headers, body = _exchange(unreachable_server, request_bytes)
+    assert line.startswith("HTTP/1.0 " + status), line
+    for name, value in web.HEADERS.items():
+        assert headers.get(name) == value, (name, headers)
+    assert headers["Content-Type"].startswith("text/html") and int(headers["Content-Length"]) == len(body)
+    assert b"<script" not in body.lower()
+    if status == "405":
+        assert headers["Allow"] == web.ALLOWED
+
+
+@pytest.mark.parametrize("path", ["/", "/segments/daily_call_list", "/segments/nobody",
+                                  "/segments/daily_call_list.csv"])
+def test_pages_and_downloads_carry_the_security_headers(browser_server, path):
+    port = int(browser_server.rsplit(":", 1)[1])
+    line, headers, _ = _exchange(port, f"HEAD {path} HTTP/1.1\r\n\r\n".encode())
+    assert line.split()[1] == ("404" if path.endswith("nobody") else "200"), line
+    for name, value in web.HEADERS.items():
+        assert headers.get(name) == value, (name, headers)
+
+
+def test_idle_half_open_and_slow_connections_are_closed(unreachable_server):
+    """Eight connections that send nothing, one that sends half a request and stops, one that
+    sends a byte every half second: the server closes each within its timeout, and still answers."""
+    port = unreachable_server
+    started = time.monotonic()
+    closed_after: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        def connect(timeout: float) -> socket.socket:
+            return stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=timeout))
+
+        idle = [connect(10) for _ in range(8)]
+        half = connect(10)
+        half.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        slow = connect(0.5)
+        trickle = iter(b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 1000)
+        while "slow" not in closed_after and time.monotonic() - started < 15:
+            try:
+                slow.sendall(bytes([next(trickle)]))
+                if slow.recv(1) == b"":
+                    closed_after["slow"] = time.monotonic() - started
+            except TimeoutError:  # nothing to read within half a second: send the next byte
+                continue
+            except ConnectionError:
+                closed_after["slow"] = time.monotonic() - started
+        for name, sock in [*((f"idle {i}", s) for i, s in enumerate(idle)), ("half", half)]:
+            try:
+                assert sock.recv(1) == b"", name
+            except TimeoutError:
+                pytest.fail(f"{name}: still open after {time.monotonic() - started:.0f}s")
+            except ConnectionResetError:
+                pass
+            closed_after[name] = time.monotonic() - started
+    assert "slow" in closed_after, "the slow connection was never closed"
+    assert max(closed_after.values()) < web.REQUEST_TIMEOUT + 3, closed_after
+    assert _exchange(port, b"GET /nothing HTTP/1.0\r\n\r\n")[0].startswith("HTTP/1.0 404")
 
 
 # ---------------------------------------------------------------- segment browser, in Chromium

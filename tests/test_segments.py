@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, make_settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crm360 import segments
 from crm360.cli import main
@@ -118,7 +123,7 @@ def test_cli_validate_reports_a_bad_file_in_one_line(tmp_path, capsys):
     ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
     ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
     ("@SUM(A1:A2)", "'@SUM(A1:A2)"),
-    ("\t=1", "'\t=1"),
+    ("\t=1", "' =1"),  # a tab is a blank: it would start a cell for a reader splitting on tabs
     ("+31201234567", "+31201234567"),  # a phone number stays a phone number
     ("Amsterdam", "Amsterdam"),
     (None, ""),
@@ -136,3 +141,100 @@ def test_documented_columns_come_from_the_marts_yaml():
     assert {"value_tier", "lifecycle_stage", "has_marketing_consent", "predicted_clv_eur"} <= set(cols["customer_360"])
     assert "call_rank" in cols["customer_call_list"]
     assert Path(REPO / "segments.yml").exists()
+
+
+# ---------------------------------------------------------------- bounds, and the parser under fuzzing
+
+@pytest.mark.parametrize("text, position", [
+    ("(" * 300 + "email is null" + ")" * 300, 51),
+    ("not " * 300 + "email is null", 201),
+    ("not (" * 30 + "email is null" + ")" * 30, 126),
+])
+def test_deep_nesting_is_refused_with_its_position(text, position):
+    with pytest.raises(SegmentError) as exc:
+        compile_filter(text, COLUMNS)
+    assert f"nested more than {segments.MAX_FILTER_DEPTH} deep (parentheses and not) at position {position}" \
+        in str(exc.value)
+
+
+def test_nesting_up_to_the_bound_is_a_filter():
+    depth = segments.MAX_FILTER_DEPTH
+    assert compile_filter("(" * depth + "email is null" + ")" * depth, COLUMNS) == "(\"email\" is null)"
+    assert compile_filter("not " * depth + "email is null", COLUMNS).count("not") == depth
+
+
+def test_a_filter_longer_than_the_bound_is_refused_before_it_is_read(tmp_path):
+    limit = segments.MAX_FILTER_LENGTH
+    fits = "email is not null and value_tier in (" + ", ".join(["'top'"] * 600) + ")"
+    fits = fits[:limit - 1].rsplit(",", 1)[0] + ")"
+    assert len(fits) <= limit and compile_filter(fits, COLUMNS)
+    path = tmp_path / "segments.yml"
+    path.write_text("segments:\n  - name: huge\n    description: d\n    filter: \"value_tier in ("
+                    + ", ".join(["'top'"] * 15_000) + ")\"\n")
+    with pytest.raises(SegmentError) as exc:
+        segments.load(path)
+    assert str(exc.value).startswith(f"{path}: segment 'huge': filter: longer than {limit:,} characters "
+                                     f"at position {limit + 1:,}")
+
+
+def test_cli_validate_reports_deep_nesting_in_one_line(tmp_path, capsys):
+    path = tmp_path / "segments.yml"
+    path.write_text("segments:\n  - name: deep\n    description: d\n    filter: \""
+                    + "(" * 300 + "email is null" + ")" * 300 + "\"\n")
+    assert main(["segments", "validate", "--file", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "RecursionError" not in err
+    assert f"{path}: segment 'deep': filter: nested more than 50 deep (parentheses and not) at position 51" in err
+
+
+# what a filter is made of, right and wrong: hypothesis strings them together at random
+FILTER_TOKENS = st.sampled_from([
+    "(", ")", ",", "and", "or", "not", "in", "is", "null", "true", "false", "between", "like", "ilike",
+    "=", "<>", "!=", "<", "<=", ">", ">=", "value_tier", "REVENUE_EUR", "has_marketing_consent", "emails",
+    "last_order_at", "complaints", "ssn", "pg_sleep", "'top'", "''", "'o''x'", "'a\\b'", "'%@x'", "'", "1",
+    "2.5", "-1", ";", "--", "::", '"value_tier"', "*", ".", "select", "\x00", "\n", "é",
+])
+FILTERS = st.one_of(
+    st.lists(FILTER_TOKENS, max_size=40).map(" ".join),
+    st.lists(FILTER_TOKENS, max_size=40).map("".join),
+    st.text(max_size=80),
+    st.tuples(st.integers(0, 400), st.sampled_from(["(", "not ", "not (", "(not "]), FILTER_TOKENS).map(
+        lambda t: t[1] * t[0] + "email is null" + ")" * (t[0] * t[1].count("("))),
+)
+
+
+@settings(max_examples=2000, deadline=None, derandomize=True, database=None)
+@given(FILTERS)
+def test_the_parser_returns_a_filter_or_a_clear_error(text):
+    """Whatever the text, a parse or a SegmentError naming the position; never another exception."""
+    try:
+        out = compile_filter(text, COLUMNS)
+    except SegmentError as exc:
+        assert re.search(r"at position [0-9,]+", str(exc)), str(exc)
+        return
+    # a parse is re-written SQL: balanced parentheses outside its string literals, no statement end
+    outside = re.sub(r"'(?:[^']|'')*'", "''", out)
+    assert outside.count("(") == outside.count(")") and ";" not in outside and "--" not in outside
+
+
+def test_segments_reach_dbt_in_a_file_not_on_its_command_line(tmp_path, monkeypatch):
+    """dbt's command line stays short however large the segments are (the kernel refuses an
+    argument over 128 KiB: 'Argument list too long'); the vars go in a file."""
+    from crm360 import dbt
+    from crm360.warehouse import Warehouse
+
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append((cmd, kwargs))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(dbt.subprocess, "run", fake_run)
+    home = make_settings(tmp_path / "home", tmp_path / "landing")
+    big = {"segments": [{"name": f"s{i}", "filter_sql": "x" * 3000} for i in range(200)]}
+    dbt.run_dbt(Warehouse(params={"host": "127.0.0.1", "dbname": "none"}), ["build"], big, settings=home)
+    (cmd, kwargs), = calls
+    assert sum(len(a) for a in cmd) < 8 * 1024 and "--vars" not in cmd
+    assert not any("x" * 3000 in a for a in [*cmd, *kwargs["env"].values()])
+    vars_file = Path(cmd[cmd.index("--vars-file") + 1])
+    assert vars_file.is_relative_to(home.home / "dbt") and json.loads(vars_file.read_text()) == big

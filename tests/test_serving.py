@@ -5,9 +5,11 @@ has a run of its own: tests/test_erasure.py.)"""
 from __future__ import annotations
 
 import csv
+import json
 
 import psycopg
 import pytest
+import yaml
 
 from crm360 import access, pipeline, publish, schema, segments
 from crm360.cli import main
@@ -129,6 +131,38 @@ def test_segments_are_sized_and_their_history_recorded(shared_published):
         history = dict(conn.execute("select segment_name, customers from audit.segment_sizes "
                                     "where run_id = 'first'").fetchall())
     assert history == {name: row["customers"] for name, row in listed.items()}
+
+
+def test_segments_longer_than_a_command_line_build(shared_published, tmp_path, monkeypatch):
+    """200 segments of 3 kB filters, 40 parentheses deep: 600 kB of definitions, over the kernel's
+    128 KiB for one argument of a command line, build through the run's transform (dbt gets its
+    vars in a file). The build is not published; the build schema is dropped afterwards."""
+    wh, settings, _, as_of = shared_published
+    entries = []
+    for i in range(200):
+        noise = ", ".join(f"'no_such_stage_{i:03d}_{j:03d}'" for j in range(115))
+        entries.append({"name": f"big_{i:03d}", "description": f"segment {i} of a large file",
+                        "filter": "(" * 40 + f"revenue_eur >= {i % 5 * 40}" + ")" * 40
+                                  + f" and lifecycle_stage not in ({noise})"})
+    assert all(2900 < len(e["filter"]) <= segments.MAX_FILTER_LENGTH for e in entries)
+    path = tmp_path / "segments.yml"
+    path.write_text(yaml.safe_dump({"segments": entries}, width=10**6), encoding="utf-8")
+    monkeypatch.setenv(segments.SEGMENTS_ENV, str(path))
+    assert len(json.dumps(pipeline.build_vars(settings))) > 4 * 128 * 1024
+    try:
+        pipeline.transform(wh, as_of, settings)
+        with wh.connect() as conn:
+            sizes = dict(conn.execute(f"select segment_name, customers from {publish.BUILD}.segments").fetchall())
+            assert len(sizes) == 200
+            for i in range(5):
+                expected = conn.execute(f"select count(*) from {publish.BUILD}.customer_360 "  # noqa: S608
+                                        "where revenue_eur >= %s", (i * 40,)).fetchone()[0]
+                assert sizes[f"big_{i:03d}"] == sizes[f"big_{i + 195:03d}"] == expected, i
+            assert sizes["big_000"] > 0
+            assert conn.execute("select count(*) from information_schema.views where table_schema = %s "
+                                "and table_name like 'segment\\_\\_big\\_%%'", (publish.BUILD,)).fetchone()[0] == 200
+    finally:
+        publish.reset_build(wh)
 
 
 def test_export_writes_the_whole_list_without_formulas_and_logs_it(shared_published, tmp_path, monkeypatch,
