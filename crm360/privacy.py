@@ -36,6 +36,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from crm360 import ddl
 from crm360.errors import ConfigurationError
 from crm360.schema import require_current
 from crm360.warehouse import Warehouse
@@ -194,6 +195,11 @@ def _delete_everywhere(conn, since) -> dict[str, int]:
     return {t: n for t, n in deleted.items() if n}
 
 
+def _drop_stale_marts(conn) -> None:
+    for schema in ("marts__previous", "marts__build"):
+        conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+
+
 def _scrub_exports(conn, keys_hashes: set[str]) -> int:
     """Rewrite logged CSV exports without the erased customers; returns the rows removed."""
     if not keys_hashes or not _exists(conn, "audit.segment_exports"):
@@ -257,8 +263,8 @@ def apply_erasures(wh: Warehouse, run_id: str) -> dict:
                 if n:
                     deleted["audit.gate_results (samples)"] = deleted.get("audit.gate_results (samples)", 0) + n
         if pending:  # the replaced marts and a rejected build still hold the person: neither is needed
-            for schema in ("marts__previous", "marts__build"):
-                conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+            ddl.run(wh, conn, "erasure: dropping marts__previous and marts__build, which still hold the person",
+                    lambda: _drop_stale_marts(conn))
         key_hashes = {r[0] for r in conn.execute(
             "select identifier_hash from audit.erased_identifiers where identifier_type = 'customer_key'")}
         exports = _scrub_exports(conn, key_hashes) if pending else 0
