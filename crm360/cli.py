@@ -200,9 +200,8 @@ def cmd_segments(args) -> int:
         return 0
     who = args.exported_by or getpass.getuser()
     if args.output and args.output != "-":
-        out_path = Path(args.output)
-        with out_path.open("w", encoding="utf-8", newline="") as out:
-            rows = segments.export_csv(wh, args.name, out, who, destination=str(out_path.resolve()))
+        out_path = segments.export_path(args.output, settings)
+        rows = segments.export_file(wh, args.name, out_path, who)
         print(f"exported {rows:,} rows of segment {args.name} to {out_path}", file=sys.stderr)
     else:
         segments.export_csv(wh, args.name, sys.stdout, who, destination="stdout")
@@ -331,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate: check segments.yml; list: published sizes; export: a segment as CSV "
                         "(logged in audit.segment_exports); sql: the view to query a segment with")
     p.add_argument("name", nargs="?", help="segment name (export, sql)")
-    p.add_argument("-o", "--output", default=None, help="CSV file (default: standard output)")
+    p.add_argument("-o", "--output", default=None,
+                   help="CSV file in the export folder (CRM360_EXPORT_DIR, default .crm360/exports/; a relative "
+                        "name goes into it), or - for standard output (the default)")
     p.add_argument("--file", default=None, help="segments file to validate (default: segments.yml)")
     p.add_argument("--exported-by", default=None, help="who the export is for (default: the OS user)")
     p.set_defaults(func=cmd_segments)

@@ -225,12 +225,13 @@ def record_status(wh: Warehouse, run_id: str, as_of: date | None, status: str, m
         conn.commit()
 
 
-def erase(wh: Warehouse, run_id: str) -> dict:
+def erase(wh: Warehouse, run_id: str, settings: Settings | None = None) -> dict:
     """Apply deletion requests (crm360.privacy) before dbt reads raw: a forgotten person is
-    removed from every layer by this run, and rows loaded since are cleaned of them."""
+    removed from every layer and from the exports in the export folder by this run, and rows
+    loaded since are cleaned of them."""
     from crm360 import privacy
 
-    return privacy.apply_erasures(wh, safe_run_id(run_id))
+    return privacy.apply_erasures(wh, safe_run_id(run_id), settings)
 
 
 def publish_marts(wh: Warehouse, run_id: str) -> dict:
@@ -336,7 +337,7 @@ def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path
 def _build_and_publish(wh: Warehouse, run_id: str, as_of: date, settings: Settings) -> None:
     """What follows the gated loads in one run: freshness, erasures, dbt, the marts gate, publication."""
     check_freshness(wh, run_id, as_of, settings)
-    erase(wh, run_id)
+    erase(wh, run_id, settings)
     transform(wh, as_of, settings)
     gate(wh, "marts", run_id, settings=settings, as_of=as_of)
     publish_marts(wh, run_id)

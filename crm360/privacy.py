@@ -31,6 +31,8 @@ import hashlib
 import logging
 import os
 import re
+import stat
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from psycopg import sql
 from crm360 import ddl
 from crm360.errors import ConfigurationError
 from crm360.schema import require_current
+from crm360.settings import Settings, get_settings
 from crm360.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -200,39 +203,104 @@ def _drop_stale_marts(conn) -> None:
         conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
 
 
-def _scrub_exports(conn, keys_hashes: set[str]) -> int:
-    """Rewrite logged CSV exports without the erased customers; returns the rows removed."""
-    if not keys_hashes or not _exists(conn, "audit.segment_exports"):
-        return 0
-    removed = 0
-    for (destination,) in conn.execute("""select distinct destination from audit.segment_exports
-                                          where format = 'csv' and destination is not null""").fetchall():
-        path = Path(destination)
-        if not path.is_file():
-            continue
-        with path.open(encoding="utf-8", newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows or "customer_key" not in rows[0]:
-            continue
-        col = rows[0].index("customer_key")
-        kept = [rows[0]] + [r for r in rows[1:]
-                            if len(r) <= col or hashlib.sha256(r[col].encode()).hexdigest() not in keys_hashes]
-        if len(kept) == len(rows):
-            continue
-        tmp = path.with_name(path.name + ".erasing")
-        with tmp.open("w", encoding="utf-8", newline="") as f:
-            csv.writer(f, lineterminator="\n").writerows(kept)
-        os.replace(tmp, path)
-        removed += len(rows) - len(kept)
-        log.info("erasure: removed %d rows from export %s", len(rows) - len(kept), path)
+@dataclass
+class ExportScrub:
+    """What rewriting the logged exports came to."""
+
+    rows_removed: dict[str, int] = field(default_factory=dict)  # file -> rows taken out
+    problems: list[str] = field(default_factory=list)  # one line per file that could not be rewritten
+    not_rewritable: int = 0  # logged exports that are no file of the export folder: streams, paths elsewhere
+
+
+def _export_file(destination: str, folder: Path) -> Path | None:
+    """The file a logged destination names if it lies in the export folder (symbolic links
+    resolved), else None: standard output, a web download, a path anywhere else. The log is
+    written by the marketing role, which names the destination: it is never trusted further."""
+    path = Path(destination)
+    if not path.is_absolute():
+        return None
+    resolved = path.resolve()
+    return resolved if resolved != folder and resolved.is_relative_to(folder) else None
+
+
+def _without_keys(path: Path, key_hashes: set[str]) -> int:
+    """Rewrite one export without the rows of the erased customers; returns the rows removed.
+    Reads as it writes (an export may be large), never follows a symbolic link, and replaces the
+    file only when whole."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with open(fd, encoding="utf-8", newline="") as source:
+        mode = os.fstat(source.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError("not a regular file")
+        reader = csv.reader(source)
+        header = next(reader, None)
+        if not header or "customer_key" not in header:
+            return 0
+        col = header.index("customer_key")
+        part = path.with_name(f".{path.name}.erasing")
+        part.unlink(missing_ok=True)
+        removed = 0
+        try:
+            with open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, stat.S_IMODE(mode)),
+                      "w", encoding="utf-8", newline="") as target:
+                writer = csv.writer(target, lineterminator="\n")
+                writer.writerow(header)
+                for row in reader:
+                    if len(row) > col and hashlib.sha256(row[col].encode()).hexdigest() in key_hashes:
+                        removed += 1
+                        continue
+                    writer.writerow(row)
+            if removed:
+                os.replace(part, path)
+        finally:
+            part.unlink(missing_ok=True)
     return removed
 
 
-def apply_erasures(wh: Warehouse, run_id: str) -> dict:
+def _why(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text, so not a file crm360 wrote as it is"
+    if isinstance(exc, csv.Error):
+        return f"not CSV as crm360 writes it ({exc})"
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def _scrub_exports(conn, key_hashes: set[str], folder: Path) -> ExportScrub:
+    """Rewrite the logged CSV exports that lie in the export folder without the erased customers.
+    A file that cannot be read or written is reported, one line each, and does not stop the erasure."""
+    out = ExportScrub()
+    if not key_hashes or not _exists(conn, "audit.segment_exports"):
+        return out
+    folder = folder.resolve()
+    for (destination,) in conn.execute("""select distinct destination from audit.segment_exports
+                                          where format = 'csv' and destination is not null
+                                          order by destination""").fetchall():
+        path = _export_file(destination, folder)
+        if path is None:
+            out.not_rewritable += 1
+            continue
+        try:
+            if not path.exists() and not path.is_symlink():
+                continue  # deleted since: nothing left to rewrite
+            removed = _without_keys(path, key_hashes)
+        except (OSError, UnicodeError, csv.Error) as exc:
+            out.problems.append(f"export {path} could not be rewritten: {_why(exc)}; remove the person from it by hand")
+            log.error("erasure: %s", out.problems[-1])
+            continue
+        if removed:
+            out.rows_removed[str(path)] = removed
+            log.info("erasure: removed %d rows from export %s", removed, path)
+    return out
+
+
+def apply_erasures(wh: Warehouse, run_id: str, settings: Settings | None = None) -> dict:
     """Apply pending deletion requests, and every request to rows loaded since the last run."""
+    settings = settings or get_settings()
     with wh.connect() as conn:
         # one erasure at a time, and not under a publication's feet
         conn.execute("select pg_advisory_xact_lock(hashtext('crm360.publish'))")
+        # exports in progress finish (and are logged) first; later ones read the segments without the person
+        conn.execute("select pg_advisory_xact_lock(hashtext('crm360.erasure'))")
         pending = conn.execute("""select request_id, identifier_type, identifier_hash
                                   from audit.erasure_requests where status = 'pending'
                                   order by request_id""").fetchall()
@@ -267,13 +335,14 @@ def apply_erasures(wh: Warehouse, run_id: str) -> dict:
                     lambda: _drop_stale_marts(conn))
         key_hashes = {r[0] for r in conn.execute(
             "select identifier_hash from audit.erased_identifiers where identifier_type = 'customer_key'")}
-        exports = _scrub_exports(conn, key_hashes) if pending else 0
+        exports = _scrub_exports(conn, key_hashes, settings.exports_dir) if pending else ExportScrub()
         total = sum(deleted.values())
         for request_id, _kind, _hash in pending:
             conn.execute("""update audit.erasure_requests set status = 'applied', applied_at = %s,
-                                   applied_run_id = %s, customers_found = %s, rows_deleted = %s
+                                   applied_run_id = %s, customers_found = %s, rows_deleted = %s, detail = %s
                             where request_id = %s""",
-                         (datetime.now(UTC), run_id, found[request_id], total, request_id))
+                         (datetime.now(UTC), run_id, found[request_id], total,
+                          "; ".join(exports.problems) or None, request_id))
         if loaded_through is not None:
             conn.execute("""insert into audit.erasure_watermark (loaded_through) values (%s)
                             on conflict (id) do update set loaded_through = excluded.loaded_through""",
@@ -281,5 +350,7 @@ def apply_erasures(wh: Warehouse, run_id: str) -> dict:
         conn.commit()
     if pending or total:
         log.info("erasure: %d new request(s), %d rows deleted %s, %d exported rows removed",
-                 len(pending), total, deleted, exports)
-    return {"requests": len(pending), "rows_deleted": deleted, "export_rows_removed": exports}
+                 len(pending), total, deleted, sum(exports.rows_removed.values()))
+    return {"requests": len(pending), "rows_deleted": deleted,
+            "export_rows_removed": sum(exports.rows_removed.values()), "export_problems": exports.problems,
+            "exports_not_rewritable": exports.not_rewritable}
