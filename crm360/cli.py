@@ -96,6 +96,19 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+# `crm360 run` and `backfill` exit with this when the marts were published but something needs a
+# person: a deletion request found nobody or was refused, or an export could not be rewritten
+EXIT_ATTENTION = 3
+
+
+def _finished(command: str, summary) -> int:
+    """The exit code of a run that published: 0, or EXIT_ATTENTION naming on stderr what needs a person."""
+    lines = summary.attention()
+    for line in lines:
+        print(f"crm360 {command}: attention: {line}", file=sys.stderr)
+    return EXIT_ATTENTION if lines else 0
+
+
 def cmd_run(args) -> int:
     from crm360 import pipeline, report
     from crm360.warehouse import get_warehouse
@@ -107,7 +120,7 @@ def cmd_run(args) -> int:
     summary = pipeline.run_all(as_of, run_id, wh, settings=settings)
     print(report.render(summary, wh))
     print(f"\nRun health report: {summary.report}")
-    return 0
+    return _finished("run", summary)
 
 
 def cmd_backfill(args) -> int:
@@ -121,7 +134,7 @@ def cmd_backfill(args) -> int:
     summary = pipeline.backfill(args.start, args.end, wh, settings=settings)
     print(report.render(summary, wh))
     print(f"\nRun health report: {summary.report}")
-    return 0
+    return _finished("backfill", summary)
 
 
 def cmd_airflow_run(args) -> int:
@@ -220,10 +233,21 @@ def cmd_forget(args) -> int:
         raise ValueError("forget: give exactly one of --email, --phone, --shop-customer-id, --visitor-id, "
                          "--customer-key")
     kind, value = given[0]
-    wh = get_warehouse(get_settings())
-    request_id = privacy.request_erasure(wh, kind, value, args.requested_by or getpass.getuser(), args.reason)
-    print(f"deletion request {request_id} recorded ({kind}, kept only as a digest); the next run removes "
-          "this person from raw, staging, the marts and logged exports")
+    settings = get_settings()
+    wh = get_warehouse(settings)
+    request_id, found = privacy.record_request(wh, kind, value, args.requested_by or getpass.getuser(),
+                                               args.reason, settings)
+    if found.customers is None:
+        named = "no marts are published yet: the first run that publishes them looks it up"
+    elif found.customers == 0:
+        named = "nobody yet"
+        print(f"crm360 forget: warning: no customer in the published marts has this {kind.replace('_', ' ')}; "
+              f"the next run looks again and reports request {request_id} as not_found if it still names "
+              f"nobody (check it, or {privacy.INSTEAD})", file=sys.stderr)
+    else:
+        named = f"{found.customers} customer(s) in the published marts"
+    print(f"deletion request {request_id} recorded ({kind}, kept only as a digest; it names {named}); the next run "
+          "removes them from raw, staging, the marts and the exports in the export folder")
     return 0
 
 

@@ -23,6 +23,7 @@ import pytest
 from conftest import make_settings
 
 from crm360 import access, pipeline, privacy, segments, warehouse
+from crm360.cli import main
 from crm360.generate import GeneratorConfig, generate
 from crm360.settings import Settings
 from crm360.sources import CONTRACT
@@ -163,3 +164,134 @@ def test_an_erasure_rewrites_only_exports_crm360_wrote_in_its_export_folder(worl
                             (paula,)).fetchone()[0] == 0
     assert status == "applied"
     assert str(latin1) in detail and "by hand" in detail
+
+
+def _traces(conn, shop_id: str) -> dict[str, int]:
+    """Rows anywhere that carry one of the hand-made shop customers (by id, order, ticket or login)."""
+    queries = {
+        "raw.sales_customers": "select count(*) from raw.sales_customers where customer_id = %(id)s",
+        "raw.sales_orders": "select count(*) from raw.sales_orders where customer_id = %(id)s",
+        "raw.sales_order_lines": "select count(*) from raw.sales_order_lines where order_id = 'O' || %(id)s",
+        "raw.service_tickets": "select count(*) from raw.service_tickets where record ->> 'customer_ref' = %(id)s",
+        "raw.web_events": "select count(*) from raw.web_events where record ->> 'customer_id' = %(id)s",
+        "staging.stg_sales__orders": "select count(*) from staging.stg_sales__orders where customer_id = %(id)s",
+        "staging.stg_web__events": "select count(*) from staging.stg_web__events where customer_id = %(id)s",
+        "marts.customer_360": "select count(*) from marts.customer_360 where %(id)s = any(shop_customer_ids)",
+    }
+    return {table: conn.execute(query, {"id": shop_id}).fetchone()[0] for table, query in queries.items()}
+
+
+def _all_rows(conn) -> int:
+    """Every row of every table an erasure deletes from (marts__previous, which it drops, aside)."""
+    tables = conn.execute("""select table_schema, table_name from information_schema.tables
+                             where table_schema in ('raw', 'staging', 'intermediate', 'predictions', 'marts')
+                               and table_type = 'BASE TABLE'""").fetchall()
+    return sum(conn.execute(f'select count(*) from "{s}"."{t}"').fetchone()[0] for s, t in tables)
+
+
+def _request(conn, request_id: int) -> tuple:
+    return conn.execute("select status, customers_found, rows_deleted, detail from audit.erasure_requests "
+                        "where request_id = %s", (request_id,)).fetchone()
+
+
+def test_forget_refuses_a_shared_mailbox_and_says_what_to_give_instead(world, monkeypatch, capsys):
+    monkeypatch.setenv("CRM360_WAREHOUSE_URL", world.wh.conninfo)
+    with world.wh.connect() as conn:
+        before = conn.execute("select count(*) from audit.erasure_requests").fetchone()[0]
+        guard = conn.execute("select blocked_reason from marts.customer_identifiers "
+                             "where identifier_value = 'info@company.com'").fetchone()[0]
+    assert guard == "shared mailbox"
+    with pytest.raises(privacy.ErasureError, match="shared mailbox"):
+        privacy.request_erasure(world.wh, "email", "info@company.com", "dpo")
+    # the graph says so; and for an address it has not seen, the configured prefixes do
+    for address in ("INFO@Company.com", "office@unknown-firm.example"):
+        assert main(["forget", "--email", address]) == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        assert "shared mailbox" in err and "--customer-key" in err and "--shop-customer-id" in err, err
+    with world.wh.connect() as conn:
+        assert conn.execute("select count(*) from audit.erasure_requests").fetchone()[0] == before
+
+
+def test_an_erasure_deletes_only_the_people_it_resolved_to_and_reports_it_truthfully(world):
+    # a request for the shared mailbox recorded anyway (by an older crm360, or before the address was
+    # seen to be shared): applying it must delete nobody
+    with world.wh.connect() as conn:
+        forced = conn.execute("""insert into audit.erasure_requests (requested_by, identifier_type, identifier_hash)
+                                 values ('dpo', 'email', encode(sha256('info@company.com'), 'hex'))
+                                 returning request_id""").fetchone()[0]
+        conn.commit()
+        shared_before = {s: _traces(conn, s) for s in SHARED}
+        rows_before = _all_rows(conn)
+    assert all(n > 0 for traces in shared_before.values() for n in traces.values()), shared_before
+    privacy.apply_erasures(world.wh, "erase_shared")
+    with world.wh.connect() as conn:
+        status, found, deleted, detail = _request(conn, forced)
+        assert (status, found, deleted) == ("refused", 0, 0)
+        assert "shared mailbox" in detail
+        assert {s: _traces(conn, s) for s in SHARED} == shared_before
+        assert _all_rows(conn) == rows_before
+        assert conn.execute("select count(*) from audit.erased_identifiers "
+                            "where identifier_hash = encode(sha256('info@company.com'), 'hex')").fetchone()[0] == 0
+
+    # forgetting one of the two by their own id takes that one only, and counts what it deleted
+    request = privacy.request_erasure(world.wh, "shop_customer_id", SHARED[0], "dpo")
+    privacy.apply_erasures(world.wh, "erase_one_of_two")
+    with world.wh.connect() as conn:
+        status, found, deleted, detail = _request(conn, request)
+        assert (status, found, detail) == ("applied", 1, None)
+        assert _traces(conn, SHARED[0]) == dict.fromkeys(shared_before[SHARED[0]], 0)
+        assert _traces(conn, SHARED[1]) == shared_before[SHARED[1]]
+        assert deleted == rows_before - _all_rows(conn) > 0
+        # the mailbox itself was nobody's to erase: it stays, and so does its web sign-up
+        assert conn.execute("select count(*) from raw.web_events where record ->> 'email' = 'Info@company.com'"
+                            ).fetchone()[0] == 1
+        assert conn.execute("select count(*) from audit.erased_identifiers "
+                            "where identifier_hash = encode(sha256('info@company.com'), 'hex')").fetchone()[0] == 0
+
+
+def test_a_non_ascii_email_is_matched_as_the_warehouse_normalises_it(world):
+    """PostgreSQL lower-cases the capital dotted I to i; Python to i plus a combining dot."""
+    typed = f"  {ELIF_EMAIL.upper()} "
+    request = privacy.request_erasure(world.wh, "email", typed, "dpo")
+    with world.wh.connect() as conn:
+        key = _key(conn, ELIF)
+        stored = conn.execute("""select encode(sha256(convert_to(identifier_value, 'UTF8')), 'hex')
+                                 from marts.customer_identifiers where identifier_type = 'email'
+                                   and customer_key = %s""", (key,)).fetchall()
+        digest = conn.execute("select identifier_hash from audit.erasure_requests where request_id = %s",
+                              (request,)).fetchone()[0]
+    assert (digest,) in stored
+    privacy.apply_erasures(world.wh, "erase_elif")
+    with world.wh.connect() as conn:
+        status, found, deleted, _ = _request(conn, request)
+        assert (status, found) == ("applied", 1) and deleted > 0
+        assert _traces(conn, ELIF) == dict.fromkeys(_traces(conn, ELIF), 0)
+        kept = json.dumps(conn.execute("select json_agg(r) from audit.erasure_requests r").fetchone()[0],
+                          ensure_ascii=False)
+        assert "nan@" not in kept.lower()
+
+
+def test_an_erasure_that_finds_nobody_says_so_in_the_run_and_its_exit_code(world, monkeypatch, capsys):
+    monkeypatch.setenv("CRM360_WAREHOUSE_URL", world.wh.conninfo)
+    monkeypatch.setenv("CRM360_HOME", str(world.settings.home))
+    monkeypatch.setenv("CRM360_LANDING_DIR", str(world.landing))
+    assert main(["forget", "--email", "nobody.at.all@example.com", "--reason", "ticket 9"]) == 0
+    err = capsys.readouterr().err
+    assert "no customer in the published marts has this email" in err, err
+    with world.wh.connect() as conn:
+        request = conn.execute("select max(request_id) from audit.erasure_requests").fetchone()[0]
+
+    assert main(["run", "--as-of", world.as_of.isoformat(), "--run-id", "after_nobody"]) == 3
+    out, err = capsys.readouterr()
+    assert f"deletion request {request} (email) found nobody" in err, err
+    assert "not_found" in out
+    with world.wh.connect() as conn:
+        status, found, deleted, detail = _request(conn, request)
+        assert (status, found, deleted) == ("not_found", 0, 0)
+        assert "nothing was deleted" in detail
+        health = conn.execute("select metric, detail from audit.run_health where run_id = 'after_nobody' "
+                              "and section = 'erasure' and item = %s", (f"request {request}",)).fetchone()
+        assert health == ("not_found", detail)
+    page = (world.settings.reports_dir / "run_after_nobody.html").read_text(encoding="utf-8")
+    assert f"deletion request {request} (email) found nobody" in page

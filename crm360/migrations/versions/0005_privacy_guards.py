@@ -7,9 +7,13 @@ inserts it, and refuses updates (the log is append-only); marketing may insert o
 columns that are its to say (for whom, which segment and version, how many rows, where to,
 in which format), so naming ``db_role`` or ``exported_at`` is refused outright.
 
-``audit.erasure_requests``: ``outcome`` (jsonb) holds what applying the request did, table by
-table, and ``detail`` what a person must know: why nothing was deleted, or an export that
-could not be rewritten.
+``audit.erasure_requests``: a request no longer ends "applied" whatever it found. Its status is
+one of pending, applied, not_found (nobody in the published marts has the identifier: nothing
+was deleted) and refused (the identity guards keep the identifier from every customer, a shared
+mailbox say: it names no one person, and nothing was deleted); ``applied_run_id`` is the run that
+took it up, whatever came of it. ``outcome`` (jsonb) holds what applying it did, rows deleted
+table by table, values cleared, exports rewritten; ``detail`` what a person must know: why
+nothing was deleted, or an export that could not be rewritten.
 """
 
 from alembic import op
@@ -41,6 +45,10 @@ def upgrade() -> None:
     op.execute("revoke insert on audit.segment_exports from marketing")
     op.execute(f"grant insert ({', '.join(MARKETING_EXPORT_COLUMNS)}) on audit.segment_exports to marketing")
 
+    op.execute("alter table audit.erasure_requests add constraint erasure_requests_status_check "
+               "check (status in ('pending', 'applied', 'not_found', 'refused'))")
+    op.execute("comment on column audit.erasure_requests.applied_run_id is "
+               "'the run that took the request up, whatever its status'")
     op.execute("alter table audit.erasure_requests add column outcome jsonb")
     op.execute("alter table audit.erasure_requests add column detail text")
     op.execute("comment on column audit.erasure_requests.outcome is "
