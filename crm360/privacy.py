@@ -22,8 +22,12 @@ each on its own:
 2. Rows carrying one of those identifiers are deleted from ``raw`` (shop customers, their
    orders and order lines, tickets, web events; quarantined records that quote one of the
    person's values), from the incremental staging and intermediate tables dbt would otherwise
-   keep, from the value predictions and from the published marts; gate samples quoting them
-   are cleared. The request records the rows it deleted, table by table (``outcome``).
+   keep, from the value predictions and from the published marts. The request records the
+   rows it deleted, table by table (``outcome``).
+   Where runs quoted the person in free text, their values are blanked out: gate samples (a
+   sample row quoting them is dropped), the failure messages built from them in
+   ``audit.pipeline_runs`` and ``audit.run_health``, and the report pages and summaries in the
+   reports folder.
 3. The logged CSV exports in the export folder are rewritten without the person's rows.
 
 Then ``marts__previous`` and a rejected ``marts__build``, which still hold the people, are
@@ -36,9 +40,12 @@ go to them.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import functools
 import hashlib
+import html
+import json
 import logging
 import os
 import re
@@ -349,6 +356,7 @@ class _Outcome:
     cleared: dict[str, int] = field(default_factory=dict)  # values blanked out where they were quoted
     key_hashes: set[str] = field(default_factory=set)
     values: set[str] = field(default_factory=set)  # the person's values in clear: in memory only, never stored
+    problems: list[str] = field(default_factory=list)  # reports and exports left with the person
     exports: ExportScrub | None = None
 
     def as_json(self) -> dict:
@@ -406,19 +414,152 @@ def _apply_one(conn, request_id: int, kind: str, identifier_hash: str, settings:
                          (value,)).rowcount
         if n:
             out.deleted["raw._quarantine"] = out.deleted.get("raw._quarantine", 0) + n
-    out.cleared = _clear_samples(conn, out.values)
+    out.cleared, out.problems = _clear_quotes(conn, out.values, settings.reports_dir)
     out.status, out.customers, out.key_hashes = "applied", len(keys), ids["customer_key"]
     return out
 
 
-def _clear_samples(conn, values: set[str]) -> dict[str, int]:
-    """Blank out gate samples quoting one of the person's values."""
-    cleared = 0
-    if _exists(conn, "audit.gate_results"):
-        for value in sorted(v for v in values if len(v) >= MIN_QUOTED_LENGTH):
-            cleared += conn.execute("update audit.gate_results set sample = null "
-                                    "where strpos(sample::text, %s) > 0", (value,)).rowcount
-    return {"audit.gate_results (samples)": cleared} if cleared else {}
+REDACTED = "[erased]"
+
+
+class _Redactor:
+    """Finds an erased person's values quoted in free text (gate samples and the messages built
+    from them, run records, report pages) and blanks them out. Texts are compared as the
+    warehouse compares them, lower-cased by PostgreSQL, not by Python; the values are looked
+    for as written and as JSON, Python and HTML quote them."""
+
+    def __init__(self, conn, values: set[str]):
+        self.conn = conn
+        forms: set[str] = set()
+        for value in (v for v in values if len(v) >= MIN_QUOTED_LENGTH):
+            quoted = {value, json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1], repr(value)[1:-1]}
+            forms |= quoted | {html.escape(q) for q in quoted}
+        self.needles = sorted({n for n in self.lower(sorted(forms)) if n}, key=len, reverse=True)
+
+    def lower(self, texts: list[str]) -> list[str]:
+        if not texts:
+            return []
+        return [r[0] for r in self.conn.execute(
+            "select lower(t) from unnest(%s::text[]) with ordinality as u(t, i) order by i", (texts,)).fetchall()]
+
+    def redact(self, texts: list[str]) -> list[str | None]:
+        """Each text with the values blanked out, or None where it quotes none."""
+        out: list[str | None] = []
+        for text, low in zip(texts, self.lower(texts), strict=True):
+            spans = sorted((start, start + len(n)) for n in self.needles for start in _finds(low, n))
+            if spans and len(low) != len(text):
+                # lower() changed the length (ICU maps İ to two characters): lower each character on
+                # its own to learn where each one's lower-case form starts, and map the matches back
+                pieces = self.lower(list(text))
+                starts = [0]
+                for piece in pieces:
+                    starts.append(starts[-1] + len(piece))
+                spans = sorted((bisect.bisect_right(starts, a) - 1, bisect.bisect_left(starts, b))
+                               for n in self.needles for a, b in ((i, i + len(n)) for i in _finds("".join(pieces), n)))
+            if not spans:
+                out.append(None)
+                continue
+            parts, at = [], 0
+            for start, end in spans:
+                if start >= at:
+                    parts += [text[at:start], REDACTED]
+                at = max(at, end)
+            out.append("".join(parts) + text[at:])
+        return out
+
+    def redact_json(self, document):
+        """The document with every string in it redacted, and whether anything was."""
+        strings: list[str] = []
+        _strings(document, strings)
+        redacted = dict(zip(strings, self.redact(strings), strict=True))
+        changed = any(v is not None for v in redacted.values())
+        return _replace(document, redacted), changed
+
+
+def _finds(text: str, needle: str):
+    start = text.find(needle)
+    while start >= 0:
+        yield start
+        start = text.find(needle, start + 1)
+
+
+def _strings(document, into: list[str]) -> None:
+    if isinstance(document, str):
+        into.append(document)
+    elif isinstance(document, dict):
+        for k, v in document.items():
+            _strings(k, into)
+            _strings(v, into)
+    elif isinstance(document, list):
+        for v in document:
+            _strings(v, into)
+
+
+def _replace(document, redacted: dict[str, str | None]):
+    if isinstance(document, str):
+        return redacted.get(document) or document
+    if isinstance(document, dict):
+        return {_replace(k, redacted): _replace(v, redacted) for k, v in document.items()}
+    if isinstance(document, list):
+        return [_replace(v, redacted) for v in document]
+    return document
+
+
+def _candidates(conn, table: str, column: str, redactor: _Redactor) -> list[tuple]:
+    """(ctid, value) of the rows whose ``column`` (as text) may quote one of the values."""
+    if not redactor.needles or not _exists(conn, table):
+        return []
+    return conn.execute(sql.SQL("""select ctid::text, {col} from {table}
+                                   where exists (select 1 from unnest(%s::text[]) as n
+                                                 where strpos(lower({col}::text), n) > 0)""").format(
+        col=sql.Identifier(column), table=sql.SQL(table)), (redactor.needles,)).fetchall()
+
+
+def _clear_quotes(conn, values: set[str], reports: Path) -> tuple[dict[str, int], list[str]]:
+    """Blank out the person's values where runs recorded them in free text: gate samples (a sample
+    row quoting them is dropped, the others kept) and observed values, the run health rows, the
+    runs' summaries and failure messages, and the report pages and JSON summaries in ``reports``.
+    Returns what was cleared where, and the report files that could not be read or written."""
+    redactor = _Redactor(conn, values)
+    cleared: dict[str, int] = {}
+    for ctid, sample in _candidates(conn, "audit.gate_results", "sample", redactor):
+        rows = sample if isinstance(sample, list) else [sample]
+        kept = [row for row in rows if not redactor.redact_json(row)[1]]
+        conn.execute("update audit.gate_results set sample = %s where ctid = %s::tid",
+                     (Jsonb(kept) if kept else None, ctid))
+        cleared["audit.gate_results"] = cleared.get("audit.gate_results", 0) + 1
+    for table, column in (("audit.gate_results", "observed_value"), ("audit.run_health", "detail")):
+        found = _candidates(conn, table, column, redactor)
+        for (ctid, _), text in zip(found, redactor.redact([t for _, t in found]), strict=True):
+            if text is not None:
+                conn.execute(sql.SQL("update {} set {} = %s where ctid = %s::tid").format(
+                    sql.SQL(table), sql.Identifier(column)), (text, ctid))
+                cleared[table] = cleared.get(table, 0) + 1
+    for ctid, summary in _candidates(conn, "audit.pipeline_runs", "summary", redactor):
+        document, changed = redactor.redact_json(summary)
+        if changed:
+            conn.execute("update audit.pipeline_runs set summary = %s where ctid = %s::tid", (Jsonb(document), ctid))
+            cleared["audit.pipeline_runs"] = cleared.get("audit.pipeline_runs", 0) + 1
+    problems = []
+    for page in sorted(reports.glob("*")) if reports.is_dir() and redactor.needles else []:
+        if page.suffix not in (".html", ".json") or not page.is_file() or page.is_symlink():
+            continue
+        try:
+            text = page.read_text(encoding="utf-8")
+            if page.suffix == ".json":
+                document, changed = redactor.redact_json(json.loads(text))
+                new = json.dumps(document, indent=2) + "\n" if changed else None
+            else:
+                new = redactor.redact([text])[0]
+            if new is not None:
+                part = page.with_name(f".{page.name}.erasing")
+                part.write_text(new, encoding="utf-8")
+                os.replace(part, page)
+                cleared["reports"] = cleared.get("reports", 0) + 1
+        except (OSError, UnicodeError, ValueError) as exc:
+            problems.append(f"report {page} could not be cleared: {_why(exc)}; remove the person from it by hand")
+            log.error("erasure: %s", problems[-1])
+    return cleared, problems
 
 
 def _drop_stale_marts(conn) -> None:
@@ -551,7 +692,7 @@ def apply_erasures(wh: Warehouse, run_id: str, settings: Settings | None = None)
         applied = [o for o in outcomes if o.status == "applied"]
         for o in applied:
             o.exports = _scrub_exports(conn, o.key_hashes, settings.exports_dir)
-            o.detail = "; ".join(o.exports.problems) or None
+            o.detail = "; ".join(o.problems + o.exports.problems) or None
         if applied:  # the replaced marts and a rejected build still hold the people: neither is needed
             ddl.run(wh, conn, "erasure: dropping marts__previous and marts__build, which still hold the person",
                     lambda: _drop_stale_marts(conn))

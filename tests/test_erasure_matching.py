@@ -19,6 +19,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 from conftest import REPO, make_settings
@@ -139,3 +140,29 @@ def test_a_request_matches_exactly_what_staging_would_store(warehouse_normalises
                           "audit.erasure_watermark"):
                 conn.execute(f"delete from {table}")
             conn.commit()
+
+
+def test_quotes_are_cleared_where_lower_casing_changes_the_length(external_server, tmp_path):
+    """An ICU database lower-cases İ to two characters, so a match in the lower-cased text is found
+    at another position than in the text: it is mapped back, and only the person's value goes."""
+    name = f"crm360_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(external_server.conninfo, autocommit=True) as conn:
+        try:
+            conn.execute(f"create database {name} template template0 locale_provider icu icu_locale 'und' "
+                         "locale 'C.UTF-8'")
+        except psycopg.errors.FeatureNotSupported as exc:
+            pytest.skip(f"the server has no ICU: {exc}")
+    try:
+        wh = external_server.with_database(name)
+        schema.migrate(wh)
+        message = "gate failed, e.g. [{'name': 'İlker İnan', 'email': 'ILKER.İNAN@EXAMPLE.COM', 'id': 'CQUOTE001'}]"
+        with wh.connect() as conn:
+            assert conn.execute("select length(lower('İ'))").fetchone()[0] == 2
+            conn.execute("""insert into audit.run_health (run_id, status, section, item, metric, detail, recorded_at)
+                            values ('r', 'failed', 'run', 'status', 'failed', %s, now())""", (message,))
+            cleared, problems = privacy._clear_quotes(conn, {"CQUOTE001", "ilker.i̇nan@example.com"}, tmp_path)
+            detail = conn.execute("select detail from audit.run_health").fetchone()[0]
+    finally:
+        warehouse.drop_database(external_server, name)
+    assert (cleared, problems) == ({"audit.run_health": 1}, [])
+    assert detail == "gate failed, e.g. [{'name': 'İlker İnan', 'email': '[erased]', 'id': '[erased]'}]"

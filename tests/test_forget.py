@@ -24,6 +24,7 @@ from conftest import make_settings
 
 from crm360 import access, pipeline, privacy, segments, warehouse
 from crm360.cli import main
+from crm360.gates import GateFailed
 from crm360.generate import GeneratorConfig, generate
 from crm360.settings import Settings
 from crm360.sources import CONTRACT
@@ -36,6 +37,7 @@ SHARED = ("CSHARED01", "CSHARED02")
 ELIF = "CELIF0001"
 ELIF_EMAIL = "Elif.İnan@Example.com"
 PAULA = "CPAULA001"
+QUOTED = "CQUOTE001"
 
 
 @dataclass
@@ -60,6 +62,7 @@ def _write_extras(landing: Path, day: date) -> None:
         _person(SHARED[1], "Bert", "Sharp", "INFO@Company.com", "+49 30 1000002", stamp),
         _person(ELIF, "Elif", "İnan", ELIF_EMAIL, "030 7654321", stamp),
         _person(PAULA, "Paula", "Export", "paula.export@example.com", "+49 30 1000004", stamp),
+        _person(QUOTED, "Xaver", "Quote", "xaver.quote@example.com", "+49 30 1000005", stamp),
     ]
     folder = landing / "sales" / f"{day.isoformat()}-extra"
     folder.mkdir(parents=True)
@@ -270,6 +273,67 @@ def test_a_non_ascii_email_is_matched_as_the_warehouse_normalises_it(world):
         kept = json.dumps(conn.execute("select json_agg(r) from audit.erasure_requests r").fetchone()[0],
                           ensure_ascii=False)
         assert "nan@" not in kept.lower()
+
+
+def _quoting(conn, reports: Path, value: str) -> dict[str, int]:
+    """Where the run records and reports still quote ``value``."""
+    found = {
+        "audit.gate_results": conn.execute("select count(*) from audit.gate_results where strpos(sample::text, %s) > 0 "
+                                           "or strpos(observed_value, %s) > 0", (value, value)).fetchone()[0],
+        "audit.run_health": conn.execute("select count(*) from audit.run_health where strpos(detail, %s) > 0",
+                                         (value,)).fetchone()[0],
+        "audit.pipeline_runs": conn.execute("select count(*) from audit.pipeline_runs "
+                                            "where strpos(summary::text, %s) > 0", (value,)).fetchone()[0],
+    }
+    for page in sorted(reports.glob("*.*")):
+        found[page.name] = int(value.lower() in page.read_text(encoding="utf-8").lower())
+    return found
+
+
+def test_a_forgotten_person_is_cleared_from_gate_samples_run_records_and_reports(world):
+    # a drop sends the person again, with a timestamp that has no offset, beside another customer's
+    # record with the same fault: the raw gate stops the batch, and its samples, the run's failure
+    # message and its health pages quote both
+    folder = world.landing / "sales" / f"{world.as_of - timedelta(days=1)}-resent"
+    folder.mkdir()
+    with (folder / "customers.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CUSTOMER_COLUMNS)
+        writer.writeheader()
+        for cid, first in ((QUOTED, "Xaver"), ("CKEEP0001", "Karla")):
+            writer.writerow({c: v for c, v in _person(cid, first, "Resent", f"{first.lower()}@example.com", "",
+                                                       "2026-10-30 08:00:00").items() if c in CUSTOMER_COLUMNS})
+    try:
+        with pytest.raises(GateFailed, match=QUOTED):
+            pipeline.run_all(world.as_of, "resent", world.wh, landing=world.landing, settings=world.settings)
+    finally:
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+    reports = world.settings.reports_dir
+    with world.wh.connect() as conn:
+        before = _quoting(conn, reports, QUOTED)
+        assert before["audit.gate_results"] and before["audit.run_health"] and before["audit.pipeline_runs"]
+        assert before["run_resent.html"] and before["latest.html"], before
+        assert _quoting(conn, reports, "CKEEP0001")["audit.gate_results"]
+
+    request = privacy.request_erasure(world.wh, "shop_customer_id", QUOTED, "dpo")
+    privacy.apply_erasures(world.wh, "erase_quoted", world.settings)
+
+    with world.wh.connect() as conn:
+        assert _quoting(conn, reports, QUOTED) == dict.fromkeys(before, 0)
+        # what the records said about anybody else is kept, the failure still readable
+        others = _quoting(conn, reports, "CKEEP0001")
+        assert others["audit.gate_results"] and others["audit.pipeline_runs"] and others["run_resent.html"], others
+        message = conn.execute("select summary ->> 'message' from audit.pipeline_runs where run_id = 'resent'"
+                               ).fetchone()[0]
+        assert "raw_sales_customers.created_at: expect_column_values_to_match_regex" in message
+        assert "[erased]" in message
+        status, _, _, _ = _request(conn, request)
+        cleared = conn.execute("select outcome -> 'cleared' from audit.erasure_requests where request_id = %s",
+                               (request,)).fetchone()[0]
+    assert status == "applied"
+    assert cleared["audit.gate_results"] >= 1 and cleared["audit.run_health"] >= 1 and cleared["reports"] >= 2
+    json.loads((reports / "latest.json").read_text(encoding="utf-8"))  # a report is still what it was: JSON
 
 
 def test_an_erasure_that_finds_nobody_says_so_in_the_run_and_its_exit_code(world, monkeypatch, capsys):
