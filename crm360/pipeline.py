@@ -231,7 +231,11 @@ def erase(wh: Warehouse, run_id: str, settings: Settings | None = None) -> dict:
     loaded since are cleaned of them."""
     from crm360 import notify, privacy
 
-    result = privacy.apply_erasures(wh, safe_run_id(run_id), settings)
+    try:
+        result = privacy.apply_erasures(wh, safe_run_id(run_id), settings)
+    except Exception as exc:
+        exc.add_note("in the erasure step (apply_erasures): no deletion request was applied")
+        raise
     if result["attention"]:  # the run goes on (other requests were applied), but a person must look
         notify.attention(safe_run_id(run_id), result["attention"])
     return result
