@@ -78,7 +78,8 @@ CUSTOMER_KEY_SQL = "lower(trim({}))"
 GUARDS = {"shared mailbox": "a shared mailbox", "on several people": "on the records of several people",
           "on too many records": "on too many records to be one person's", "shared device": "a shared device"}
 INSTEAD = "give the person's --customer-key or --shop-customer-id instead"
-# a value shorter than this is not looked for in free text (quarantined lines): it would match others'
+# a value shorter than this is not looked for in free text (quarantined lines, samples, messages, reports):
+# it would match parts of other values
 MIN_QUOTED_LENGTH = 6
 
 # sha256 of a text in SQL
