@@ -9,7 +9,8 @@ crm360/migrations), so a new warehouse and an old one end up with the same privi
     marketing           reads the segment lists only (``marts.segment_members``, the
                         ``marts.segment__<name>`` views, ``marts.segments``); contact
                         fields arrive masked for customers without marketing consent;
-                        may add to the export log, nothing more
+                        may add to the export log (for whom, which segment, rows, where
+                        to: the database stamps its role and the time), nothing more
 
 Table privileges on marts come from dbt's ``grants`` config (dbt_project.yml and
 the marketing models), applied when dbt builds a table in ``marts__build``. Schema

@@ -96,6 +96,19 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+# `crm360 run` and `backfill` exit with this when the marts were published but something needs a
+# person: a deletion request found nobody or was refused, or an export could not be rewritten
+EXIT_ATTENTION = 3
+
+
+def _finished(command: str, summary) -> int:
+    """The exit code of a run that published: 0, or EXIT_ATTENTION naming on stderr what needs a person."""
+    lines = summary.attention()
+    for line in lines:
+        print(f"crm360 {command}: attention: {line}", file=sys.stderr)
+    return EXIT_ATTENTION if lines else 0
+
+
 def cmd_run(args) -> int:
     from crm360 import pipeline, report
     from crm360.warehouse import get_warehouse
@@ -107,7 +120,7 @@ def cmd_run(args) -> int:
     summary = pipeline.run_all(as_of, run_id, wh, settings=settings)
     print(report.render(summary, wh))
     print(f"\nRun health report: {summary.report}")
-    return 0
+    return _finished("run", summary)
 
 
 def cmd_backfill(args) -> int:
@@ -121,7 +134,7 @@ def cmd_backfill(args) -> int:
     summary = pipeline.backfill(args.start, args.end, wh, settings=settings)
     print(report.render(summary, wh))
     print(f"\nRun health report: {summary.report}")
-    return 0
+    return _finished("backfill", summary)
 
 
 def cmd_airflow_run(args) -> int:
@@ -200,9 +213,8 @@ def cmd_segments(args) -> int:
         return 0
     who = args.exported_by or getpass.getuser()
     if args.output and args.output != "-":
-        out_path = Path(args.output)
-        with out_path.open("w", encoding="utf-8", newline="") as out:
-            rows = segments.export_csv(wh, args.name, out, who, destination=str(out_path.resolve()))
+        out_path = segments.export_path(args.output, settings)
+        rows = segments.export_file(wh, args.name, out_path, who)
         print(f"exported {rows:,} rows of segment {args.name} to {out_path}", file=sys.stderr)
     else:
         segments.export_csv(wh, args.name, sys.stdout, who, destination="stdout")
@@ -221,10 +233,21 @@ def cmd_forget(args) -> int:
         raise ValueError("forget: give exactly one of --email, --phone, --shop-customer-id, --visitor-id, "
                          "--customer-key")
     kind, value = given[0]
-    wh = get_warehouse(get_settings())
-    request_id = privacy.request_erasure(wh, kind, value, args.requested_by or getpass.getuser(), args.reason)
-    print(f"deletion request {request_id} recorded ({kind}, kept only as a digest); the next run removes "
-          "this person from raw, staging, the marts and logged exports")
+    settings = get_settings()
+    wh = get_warehouse(settings)
+    request_id, found = privacy.record_request(wh, kind, value, args.requested_by or getpass.getuser(),
+                                               args.reason, settings)
+    if found.customers is None:
+        named = "no marts are published yet: the first run that publishes them looks it up"
+    elif found.customers == 0:
+        named = "nobody yet"
+        print(f"crm360 forget: warning: no customer in the published marts has this {kind.replace('_', ' ')}; "
+              f"the next run looks again and reports request {request_id} as not_found if it still names "
+              f"nobody (check it, or {privacy.INSTEAD})", file=sys.stderr)
+    else:
+        named = f"{found.customers} customer(s) in the published marts"
+    print(f"deletion request {request_id} recorded ({kind}, kept only as a digest; it names {named}); the next run "
+          "removes them from raw, staging, the marts and the exports in the export folder")
     return 0
 
 
@@ -331,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate: check segments.yml; list: published sizes; export: a segment as CSV "
                         "(logged in audit.segment_exports); sql: the view to query a segment with")
     p.add_argument("name", nargs="?", help="segment name (export, sql)")
-    p.add_argument("-o", "--output", default=None, help="CSV file (default: standard output)")
+    p.add_argument("-o", "--output", default=None,
+                   help="CSV file in the export folder (CRM360_EXPORT_DIR, default .crm360/exports/; a relative "
+                        "name goes into it), or - for standard output (the default)")
     p.add_argument("--file", default=None, help="segments file to validate (default: segments.yml)")
     p.add_argument("--exported-by", default=None, help="who the export is for (default: the OS user)")
     p.set_defaults(func=cmd_segments)

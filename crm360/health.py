@@ -63,9 +63,17 @@ def gate_summary(conn, run_id: str) -> list[dict]:
     return fetch_dicts(conn, GATE_SUMMARY, {"run_id": run_id})
 
 
+def erasures(conn, run_id: str) -> list[dict]:
+    """The deletion requests the run took up, each with the line a person must read (None if none)."""
+    from crm360 import privacy
+
+    return privacy.run_requests(conn, run_id) if _exists(conn, "audit.erasure_requests") else []
+
+
 def collect(wh: Warehouse, run_id: str) -> dict:
     """Everything the health view shows for ``run_id``, read from the warehouse."""
-    out: dict = {"layers": [], "gates": [], "failures": [], "freshness": [], "loads": [], "rejected": []}
+    out: dict = {"layers": [], "gates": [], "failures": [], "freshness": [], "loads": [], "rejected": [],
+                 "erasures": []}
     with wh.connect() as conn:
         relations = fetch_dicts(conn, """
             select table_schema as layer, table_name as relation, table_type
@@ -92,6 +100,7 @@ def collect(wh: Warehouse, run_id: str) -> dict:
                 select source, count(*) as files, sum(row_count)::bigint as rows,
                        count(*) filter (where batch_id like %s) as files_this_run
                 from audit.load_files group by source order by source""", (f"{run_id}.%",))
+        out["erasures"] = erasures(conn, run_id)
         if _exists(conn, "raw._quarantine"):
             out["rejected"] = fetch_dicts(conn, """select source_file, count(*) as rows from raw._quarantine
                                             group by source_file order by source_file""")
@@ -118,6 +127,8 @@ def record(wh: Warehouse, run_id: str, as_of: date | None, status: str, message:
     rows += [("loads", f["source"], "files_this_run", f["files_this_run"], f"{f['rows']} rows in all")
              for f in data["loads"]]
     rows += [("quarantine", q["source_file"], "rows", q["rows"], None) for q in data["rejected"]]
+    rows += [("erasure", f"request {e['request_id']}", e["status"], e["rows_deleted"], e["detail"])
+             for e in data["erasures"]]
     with wh.connect() as conn:
         conn.execute("delete from audit.run_health where run_id = %s", (run_id,))
         with conn.cursor() as cur:
@@ -142,7 +153,7 @@ def _table(rows: list[dict], title: str) -> str:
     body = []
     for r in rows:
         cls = ""
-        if r.get("failed") or r.get("status") in ("error", "runtime error", "fail"):
+        if r.get("failed") or r.get("status") in ("error", "runtime error", "fail", "not_found", "refused"):
             cls = " class=bad"
         elif r.get("status") == "warn":
             cls = " class=warn"
@@ -160,11 +171,16 @@ def render_html(run_id: str, as_of: date | None, status: str, message: str | Non
         "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1em}",
         "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}th{background:#f3f3f3}",
         ".bad td{background:#fde2e2}.warn td{background:#fff4d6}.muted{color:#888}", charts.STYLE,
+        ".attention{padding:.2em 1em;margin:.6em 0;background:#fde2e2;border:2px solid #c00}",
         f".banner{{padding:.6em 1em;font-weight:bold;background:{'#dff5e1' if ok else '#fde2e2'}}}",
         "</style></head><body>",
         f"<h1>crm360 run {html.escape(run_id)}</h1>",
         f"<p>as of {html.escape(str(as_of))}</p><p class=banner>{banner}</p>",
     ]
+    attention = [e["attention"] for e in data.get("erasures") or [] if e.get("attention")]
+    if attention:  # a request that deleted nobody, or an export left with the person: a person must act
+        parts.append("<div class=attention><p><b>ATTENTION: deletion requests</b></p><ul>"
+                     + "".join(f"<li>{html.escape(line)}</li>" for line in attention) + "</ul></div>")
     if message:
         parts.append(f"<pre>{html.escape(message)}</pre>")
     summary = data.get("summary")
@@ -172,6 +188,8 @@ def render_html(run_id: str, as_of: date | None, status: str, message: str | Non
         parts.append(charts.html_pyramids(summary.get("pyramid") or []))
         parts.append(charts.html_movements(summary.get("tier_movements") or [], summary.get("pyramid") or []))
         parts.append(charts.html_segments(summary.get("segments") or []))
+    parts.append(_table([{k: v for k, v in e.items() if k != "attention"} for e in data.get("erasures") or []],
+                        "Deletion requests taken up by this run"))
     parts.append(_table(data["failures"], "Failed checks (sample offending rows)"))
     parts.append(_table(data["gates"], "Quality gates"))
     parts.append(_table(data["freshness"], "Source freshness"))

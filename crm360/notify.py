@@ -1,8 +1,10 @@
-"""Failure notifications (Airflow ``on_failure_callback``).
+"""Failure notifications (Airflow ``on_failure_callback``), and what needs a person though the run went on.
 
 Every failed task records the run as failed in ``audit.pipeline_runs`` and
 writes the run-health page. If ``CRM360_ALERT_WEBHOOK`` is set, a JSON message
-is POSTed there too (a chat or incident tool's incoming webhook).
+is POSTed there too (a chat or incident tool's incoming webhook). A deletion
+request that found nobody or was refused does not stop the run (the others
+were applied), but is logged as an error and posted the same way.
 """
 
 from __future__ import annotations
@@ -54,4 +56,19 @@ def on_failure(dag_id: str, task_id: str, run_id: str, error: BaseException | st
             post_webhook(url, payload)
         except Exception:  # noqa: BLE001
             log.exception("could not post the failure to %s", WEBHOOK_ENV)
+    return payload
+
+
+def attention(run_id: str, lines: list[str]) -> dict:
+    """Tell whoever is configured what needs a person though the run went on. Never raises."""
+    payload = {"text": f"crm360: run {run_id} needs attention: " + " | ".join(lines), "run_id": run_id,
+               "attention": lines, "at": datetime.now(UTC).isoformat()}
+    for line in lines:
+        log.error("run %s needs attention: %s", run_id, line)
+    url = os.environ.get(WEBHOOK_ENV)
+    if url:
+        try:
+            post_webhook(url, payload)
+        except Exception:  # noqa: BLE001
+            log.exception("could not post to %s", WEBHOOK_ENV)
     return payload

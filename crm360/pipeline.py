@@ -232,12 +232,20 @@ def record_status(wh: Warehouse, run_id: str, as_of: date | None, status: str, m
         conn.commit()
 
 
-def erase(wh: Warehouse, run_id: str) -> dict:
+def erase(wh: Warehouse, run_id: str, settings: Settings | None = None) -> dict:
     """Apply deletion requests (crm360.privacy) before dbt reads raw: a forgotten person is
-    removed from every layer by this run, and rows loaded since are cleaned of them."""
-    from crm360 import privacy
+    removed from every layer and from the exports in the export folder by this run, and rows
+    loaded since are cleaned of them."""
+    from crm360 import notify, privacy
 
-    return privacy.apply_erasures(wh, safe_run_id(run_id))
+    try:
+        result = privacy.apply_erasures(wh, safe_run_id(run_id), settings)
+    except Exception as exc:
+        exc.add_note("in the erasure step (apply_erasures): no deletion request was applied")
+        raise
+    if result["attention"]:  # the run goes on (other requests were applied), but a person must look
+        notify.attention(safe_run_id(run_id), result["attention"])
+    return result
 
 
 def publish_marts(wh: Warehouse, run_id: str) -> dict:
@@ -260,12 +268,17 @@ class RunSummary:
     # the latest snapshot's moves per pyramid (from_tier -> to_tier), and the published segments' sizes
     tier_movements: list[dict] = field(default_factory=list)
     segments: list[dict] = field(default_factory=list)
+    # the deletion requests the run took up; "attention" is the line a person must read, if any
+    erasures: list[dict] = field(default_factory=list)
+
+    def attention(self) -> list[str]:
+        return [e["attention"] for e in self.erasures if e.get("attention")]
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "as_of_date": self.as_of_date, "mart_rows": self.mart_rows,
                 "pyramid": self.pyramid, "lifecycle": self.lifecycle, "rules_of_thumb": self.rules_of_thumb,
                 "gates": self.gates, "loads": self.loads, "report": self.report,
-                "tier_movements": self.tier_movements, "segments": self.segments}
+                "tier_movements": self.tier_movements, "segments": self.segments, "erasures": self.erasures}
 
 
 def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
@@ -297,6 +310,7 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
                 select segment_name, description, version, customers, contactable_customers, as_of_date
                 from marts.segments order by segment_name""")]
         summary.gates = health.gate_summary(conn, rid)
+        summary.erasures = health.erasures(conn, rid)
         summary.loads = [_jsonable(r) for r in health.fetch_dicts(conn, """
             with loaded as (
                 select source, count(*) as files, sum(row_count)::bigint as rows from audit.load_files group by source
@@ -343,7 +357,7 @@ def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path
 def _build_and_publish(wh: Warehouse, run_id: str, as_of: date, settings: Settings) -> None:
     """What follows the gated loads in one run: freshness, erasures, dbt, the marts gate, publication."""
     check_freshness(wh, run_id, as_of, settings)
-    erase(wh, run_id)
+    erase(wh, run_id, settings)
     transform(wh, as_of, settings)
     gate(wh, "marts", run_id, settings=settings, as_of=as_of)
     publish_marts(wh, run_id)

@@ -6,6 +6,10 @@ transaction. Readers see either yesterday's marts or today's, never a mix, a
 half-built table or a missing relation. The reader roles (crm360.access) get
 ``usage`` on the new ``marts`` and lose it on the replaced one in that transaction. The replaced marts are kept as
 ``marts__previous`` until the next publication, for comparison or rollback.
+
+Dropping a schema waits for every transaction that read its tables, such as a BI session
+left idle in transaction: the DDL here waits briefly per try and then fails, retryably,
+naming that session (crm360.ddl).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from datetime import UTC, datetime
 
 from psycopg import sql
 
-from crm360 import access
+from crm360 import access, ddl
 from crm360.errors import Crm360Error
 from crm360.warehouse import Warehouse
 
@@ -35,15 +39,30 @@ def _schema_exists(conn, name: str) -> bool:
 
 def reset_build(wh: Warehouse) -> None:
     """Start every build from an empty build schema, so nothing stale is published."""
-    with wh.connect(autocommit=True) as conn:
-        conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(BUILD)))
+    with wh.connect() as conn:
+        ddl.run(wh, conn, f"dbt build: dropping the previous {BUILD}", lambda: conn.execute(
+            sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(BUILD))))
+        conn.commit()
 
 
-def publish(wh: Warehouse, run_id: str, lock_timeout: str = "30s") -> list[str]:
+def _swap(conn) -> None:
+    conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(PREVIOUS)))
+    if _schema_exists(conn, PUBLISHED):
+        conn.execute(sql.SQL("alter schema {} rename to {}").format(
+            sql.Identifier(PUBLISHED), sql.Identifier(PREVIOUS)))
+    conn.execute(sql.SQL("alter schema {} rename to {}").format(
+        sql.Identifier(BUILD), sql.Identifier(PUBLISHED)))
+    # schema privileges belong to the schema: the readers get the new marts, not the old
+    # ones, in the same transaction (their tables carry dbt's grants)
+    access.grant_readers(conn, PUBLISHED)
+    if _schema_exists(conn, PREVIOUS):
+        access.revoke_readers(conn, PREVIOUS)
+
+
+def publish(wh: Warehouse, run_id: str) -> list[str]:
     """Swap the audited build schema in as ``marts``. Returns the published tables."""
     with wh.connect() as conn:
         with conn.transaction():
-            conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(lock_timeout)))
             # one publication at a time, whichever process asks
             conn.execute("select pg_advisory_xact_lock(hashtext('crm360.publish'))")
             if not _schema_exists(conn, BUILD):
@@ -53,17 +72,7 @@ def publish(wh: Warehouse, run_id: str, lock_timeout: str = "30s") -> list[str]:
                 "order by table_name", (BUILD,)).fetchall()]
             if not tables:
                 raise PublishError(f"nothing to publish: schema {BUILD} is empty")
-            conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(PREVIOUS)))
-            if _schema_exists(conn, PUBLISHED):
-                conn.execute(sql.SQL("alter schema {} rename to {}").format(
-                    sql.Identifier(PUBLISHED), sql.Identifier(PREVIOUS)))
-            conn.execute(sql.SQL("alter schema {} rename to {}").format(
-                sql.Identifier(BUILD), sql.Identifier(PUBLISHED)))
-            # schema privileges belong to the schema: the readers get the new marts, not the old
-            # ones, in the same transaction (their tables carry dbt's grants)
-            access.grant_readers(conn, PUBLISHED)
-            if _schema_exists(conn, PREVIOUS):
-                access.revoke_readers(conn, PREVIOUS)
+            ddl.run(wh, conn, f"publish: swapping {BUILD} in as {PUBLISHED}", lambda: _swap(conn))
             conn.execute("insert into audit.publications (run_id, published_at, tables) values (%s, %s, %s)",
                          (run_id, datetime.now(UTC), tables))
     log.info("published %d tables as %s for run %s", len(tables), PUBLISHED, run_id)

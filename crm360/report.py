@@ -36,6 +36,11 @@ def _fmt(value) -> str:
 
 def render(summary: RunSummary, wh: Warehouse) -> str:
     out = [f"crm360 run {summary.run_id} (as of {summary.as_of_date})", ""]
+    attention = summary.attention()
+    if attention:  # first, where nobody misses it
+        out.append("ATTENTION: deletion requests")
+        out += [f"  ! {line}" for line in attention]
+        out.append("")
     out.append("Loaded into raw (all runs):")
     out.append(_table(summary.loads, ["source", "files", "rows", "quarantined"]))
     out.append("")
@@ -63,6 +68,11 @@ def render(summary: RunSummary, wh: Warehouse) -> str:
     out.append(_table(summary.rules_of_thumb, ["rule_number", "rule", "measured_value", "expected_low",
                                                "expected_high", "holds"]))
     out.append("")
+    if summary.erasures:
+        out.append("Deletion requests taken up by this run:")
+        out.append(_table(summary.erasures, ["request_id", "identifier_type", "status", "customers_found",
+                                             "rows_deleted"]))
+        out.append("")
     out.append("Quality gates:")
     gate_rows = [{**g, "result": "PASS" if not g["failed"] else "FAIL"} for g in summary.gates]
     out.append(_table(gate_rows, ["stage", "suite", "checks", "failed", "result", "run_id"]))

@@ -27,7 +27,10 @@ history. A segment's version is a digest of its source and filter: a changed
 filter is a new version, and the history says from when.
 
 Exports (``crm360 segments export``, the segment web page) read as the
-``marketing`` role and are logged in ``audit.segment_exports``.
+``marketing`` role and are logged in ``audit.segment_exports``, where the database stamps
+who (its role) and when. A file is written only into the export folder
+(``CRM360_EXPORT_DIR``, default ``CRM360_HOME/exports``): an erasure rewrites the logged
+files there without the person, and no file anywhere else.
 """
 
 from __future__ import annotations
@@ -521,21 +524,72 @@ def write_rows(out: TextIO, rows: Iterable[Sequence]) -> int:
     return n
 
 
+# An export holds this lock (shared) from reading the segment until its log row is committed, an
+# erasure holds it exclusively: an export either is logged before the erasure reads the log (and
+# its file is rewritten), or reads the segment after the erasure removed the person.
+EXPORT_LOCK = "select pg_advisory_xact_lock_shared(hashtext('crm360.erasure'))"
+
+
+def _write_csv(conn, name: str, out: TextIO) -> tuple[dict, int]:
+    seg = _segment(conn, name)
+    write_rows(out, [MEMBER_COLUMNS])
+    with conn.cursor(name="segment_export") as cur:  # server-side: a large segment streams
+        cur.execute(sql.SQL("select {} from marts.segment_members where segment_name = %s "
+                            "order by predicted_clv_eur desc nulls last, revenue_eur desc, customer_key").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in MEMBER_COLUMNS)), (name,))
+        rows = write_rows(out, cur)
+    return seg, rows
+
+
+def _log_export(conn, seg: dict, rows: int, exported_by: str, destination: str | None) -> None:
+    # who (db_role) and when (exported_at) are the database's to say: it stamps them (migration 0005)
+    conn.execute("""insert into audit.segment_exports (exported_by, segment_name, segment_version, row_count,
+                                                       destination, format)
+                    values (%s, %s, %s, %s, %s, 'csv')""",
+                 (exported_by, seg["segment_name"], seg["version"], rows, destination))
+
+
 def export_csv(wh: Warehouse, name: str, out: TextIO, exported_by: str, destination: str | None = None) -> int:
-    """Write the whole segment as CSV to ``out`` and log the export; returns the rows written."""
+    """Write the whole segment as CSV to ``out`` (a stream: standard output, a web download) and log
+    the export; returns the rows written. A file goes through :func:`export_file`."""
     with wh.connect() as conn:
-        seg = _segment(conn, name)
-        write_rows(out, [MEMBER_COLUMNS])
-        with conn.cursor(name="segment_export") as cur:  # server-side: a large segment streams
-            cur.execute(sql.SQL("select {} from marts.segment_members where segment_name = %s "
-                                "order by predicted_clv_eur desc nulls last, revenue_eur desc, customer_key").format(
-                sql.SQL(", ").join(sql.Identifier(c) for c in MEMBER_COLUMNS)), (name,))
-            rows = write_rows(out, cur)
-        conn.execute("""insert into audit.segment_exports (exported_by, segment_name, segment_version, row_count,
-                                                           destination, format)
-                        values (%s, %s, %s, %s, %s, 'csv')""",
-                     (exported_by, name, seg["version"], rows, destination))
+        conn.execute(EXPORT_LOCK)
+        seg, rows = _write_csv(conn, name, out)
+        _log_export(conn, seg, rows, exported_by, destination)
         conn.commit()
+    return rows
+
+
+def export_path(output: str, settings: Settings | None = None) -> Path:
+    """The file ``-o output`` names, inside the export folder: a relative name goes into the folder;
+    anything that resolves outside it (an absolute path elsewhere, ``..``, a symbolic link leading
+    out) is refused, because an erasure rewrites exports there and nowhere else."""
+    settings = settings or get_settings()
+    folder = settings.exports_dir.resolve()
+    given = Path(output).expanduser()
+    target = (given if given.is_absolute() else folder / given).resolve()
+    if target == folder or not target.is_relative_to(folder):
+        raise SegmentError(f"{output}: not a file inside the export folder {folder} (CRM360_EXPORT_DIR): crm360 "
+                           "writes exports only there, so that an erasure can find and rewrite every one; give a "
+                           "file name (it goes into that folder), or - for standard output")
+    return target
+
+
+def export_file(wh: Warehouse, name: str, path: Path, exported_by: str) -> int:
+    """Write the whole segment as CSV into ``path`` (see :func:`export_path`) and log it; returns the
+    rows written. The file appears whole, under its name, before its log row is committed."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with wh.connect() as conn:
+            conn.execute(EXPORT_LOCK)
+            with part.open("w", encoding="utf-8", newline="") as out:
+                seg, rows = _write_csv(conn, name, out)
+            os.replace(part, path)
+            _log_export(conn, seg, rows, exported_by, str(path))
+            conn.commit()
+    finally:
+        part.unlink(missing_ok=True)
     return rows
 
 

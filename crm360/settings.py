@@ -4,6 +4,8 @@ CRM360_WAREHOUSE_URL  PostgreSQL URL of the warehouse; unset means the embedded 
 CRM360_PROJECT_DIR    the repository root (dbt project, expectations, dags); default: auto.
 CRM360_HOME           local state: embedded database, Airflow home, reports; default .crm360/
 CRM360_LANDING_DIR    where source systems drop their exports; default landing/
+CRM360_EXPORT_DIR     where segment exports are written, the only files an erasure rewrites; default
+                      CRM360_HOME/exports
 CRM360_DBT_WORK_MEM   PostgreSQL work_mem for dbt's sessions; default 256MB (PGOPTIONS, if set, wins)
 """
 
@@ -27,6 +29,13 @@ class Settings:
     home: Path
     landing_dir: Path
     warehouse_url: str | None
+    export_dir: Path | None = None  # None: under home
+
+    @property
+    def exports_dir(self) -> Path:
+        """Segment exports are written here and nowhere else, so that an erasure can find every one
+        crm360 wrote and rewrite it; it rewrites no file outside (crm360.privacy)."""
+        return self.export_dir or self.home / "exports"
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -79,4 +88,6 @@ def get_settings() -> Settings:
     home = Path(os.environ.get("CRM360_HOME") or project / ".crm360").resolve()
     landing = Path(os.environ.get("CRM360_LANDING_DIR") or project / "landing").resolve()
     url = os.environ.get(WAREHOUSE_URL_ENV) or None
-    return Settings(project_dir=project, home=home, landing_dir=landing, warehouse_url=url)
+    exports = os.environ.get("CRM360_EXPORT_DIR")
+    return Settings(project_dir=project, home=home, landing_dir=landing, warehouse_url=url,
+                    export_dir=Path(exports).resolve() if exports else None)

@@ -53,16 +53,15 @@ def _traces(conn, p: dict) -> dict[str, int]:
     return {t: conn.execute(q, args).fetchone()[0] for t, q in counts.items()}
 
 
-def test_a_forgotten_customer_is_removed_from_every_layer_and_export(published, tmp_path):
+def test_a_forgotten_customer_is_removed_from_every_layer_and_export(published):
     wh, settings, landing, as_of = published
     with wh.connect() as conn:
         person = _person(conn)
         assert all(_traces(conn, person)[t] > 0 for t in ("raw.sales_customers", "raw.web_events", "marts.customer_360",
                                                           "staging.stg_web__events"))
         customers_before = conn.execute("select count(*) from marts.customer_360").fetchone()[0]
-    export = tmp_path / "list.csv"
-    with export.open("w", encoding="utf-8", newline="") as f:
-        segments.export_csv(access.as_role(wh, access.MARKETING), person["segment"], f, "test", str(export))
+    export = segments.export_path("list.csv", settings)  # in the export folder, where an erasure looks
+    segments.export_file(access.as_role(wh, access.MARKETING), person["segment"], export, "test")
     assert person["customer_key"] in export.read_text()
 
     request = privacy.request_erasure(wh, "email", person["email"].upper() + " ", "dpo", "ticket 42")

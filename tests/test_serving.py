@@ -178,6 +178,7 @@ def test_export_writes_the_whole_list_without_formulas_and_logs_it(shared_publis
         conn.commit()
     monkeypatch.setenv("CRM360_WAREHOUSE_URL", wh.conninfo)
     monkeypatch.setenv("CRM360_HOME", str(settings.home))
+    monkeypatch.setenv("CRM360_EXPORT_DIR", str(tmp_path))
     out = tmp_path / "dormant.csv"
     try:
         assert main(["segments", "export", "dormant_prospects", "-o", str(out), "--exported-by", "campaign-7"]) == 0

@@ -5,7 +5,7 @@ with source as (
 
 renamed as (
     select
-        trim(customer_id) as customer_id,
+        {{ normalize_shop_customer_id('customer_id') }} as customer_id,
         coalesce(lower(nullif(trim(account_type), '')), 'registered') as account_type,
         nullif(trim(first_name), '') as first_name,
         nullif(trim(last_name), '') as last_name,

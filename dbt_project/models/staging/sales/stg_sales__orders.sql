@@ -20,7 +20,7 @@ with source as (
 renamed as (
     select
         trim(order_id) as order_id,
-        trim(customer_id) as customer_id,
+        {{ normalize_shop_customer_id('customer_id') }} as customer_id,
         cast(ordered_at as timestamptz) as ordered_at,
         lower(trim(status)) as order_status,
         upper(coalesce(nullif(trim(currency), ''), 'EUR')) as currency_code,

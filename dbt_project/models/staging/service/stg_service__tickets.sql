@@ -17,7 +17,7 @@ renamed as (
         cast(nullif(record ->> 'solved_at', '') as timestamptz) as solved_at,
         {{ normalize_email("record -> 'requester' ->> 'email'") }} as requester_email,
         nullif(trim(record -> 'requester' ->> 'name'), '') as requester_name,
-        nullif(trim(record ->> 'customer_ref'), '') as customer_id,
+        nullif({{ normalize_shop_customer_id("record ->> 'customer_ref'") }}, '') as customer_id,
         cast(nullif(record ->> 'satisfaction', '') as smallint) as satisfaction_score,
         _loaded_at,
         _source_file,

@@ -18,12 +18,12 @@ with source as (
 renamed as (
     select
         record ->> 'event_id' as event_id,
-        record ->> 'visitor_id' as visitor_id,
+        {{ normalize_visitor_id("record ->> 'visitor_id'") }} as visitor_id,
         lower(record ->> 'event_type') as event_type,
         record ->> 'page' as page_path,
         cast(record ->> 'occurred_at' as timestamptz) as occurred_at,
         {{ normalize_email("record ->> 'email'") }} as email,
-        nullif(trim(record ->> 'customer_id'), '') as customer_id,
+        nullif({{ normalize_shop_customer_id("record ->> 'customer_id'") }}, '') as customer_id,
         _loaded_at,
         _source_file,
         _record_number
