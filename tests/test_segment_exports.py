@@ -130,7 +130,8 @@ def test_control_characters_become_blanks_or_go(tmp_path):
 def test_the_erasure_rewrite_of_an_export_neutralises_it(db, tmp_path):
     """An export on disk with hostile cells (written by an older crm360, or changed since) is
     rewritten without the erased customer and as safe as a new export, on the real audit log."""
-    export = tmp_path / "list.csv"
+    export = tmp_path / "exports" / "list.csv"  # in the export folder: the only files an erasure rewrites
+    export.parent.mkdir()
     rows = [list(segments.MEMBER_COLUMNS[:4]),
             ["s", "k_keep", "x\n=cmd|' /C calc'!A0", "a;=HYPERLINK(\"http://x.invalid\")"],
             ["s", "k_gone", "Gone Person", "gone@example.com"],
@@ -143,9 +144,9 @@ def test_the_erasure_rewrite_of_an_export_neutralises_it(db, tmp_path):
         conn.execute("""insert into audit.segment_exports (exported_by, segment_name, segment_version, row_count,
                                                            destination, format)
                         values ('test', 's', 'v1', 3, %s, 'csv')""", (str(export),))
-        removed = privacy._scrub_exports(conn, {hashlib.sha256(b"k_gone").hexdigest()})
+        scrub = privacy._scrub_exports(conn, {hashlib.sha256(b"k_gone").hexdigest()}, export.parent)
         conn.commit()
-    assert removed == 1
+    assert scrub.rows_removed == {str(export.resolve()): 1} and scrub.problems == []
     text = export.read_text(encoding="utf-8")
     assert "k_gone" not in text and "gone@example.com" not in text
     _check(text, [r for r in read if "k_gone" not in r])
