@@ -5,7 +5,7 @@
 
 Each repetition uses a fresh database and loads the same drop files four ways, timing each source:
 
-* crm360: ``crm360.ingest.load_source`` per source into ``raw.*``;
+* crm360: ``crm360.ingest.loader.load_source`` per source into ``raw.*``;
 * psql \\copy: one psql process per source runs a generated script, one ``\\copy`` per file, into
   ``bench_copy.*`` tables created ``like raw.* including defaults`` (the meta columns fill from the
   same ``crm360.*`` settings). JSON lines go in one per row, into a text column (``--jsonl-into
@@ -15,7 +15,7 @@ Each repetition uses a fresh database and loads the same drop files four ways, t
   ``bench_dlt`` dataset: CSVs with ``read_csv`` as text, JSON lines with ``read_jsonl``, the tickets of
   each service document as records. Needs ``make bench-deps``; skipped with a message when missing.
 
-The files are found where crm360.generate writes them (the layout of the default sources.yml), and
+The files are found where crm360.synthetic.generate writes them (the layout of the default sources.yml), and
 the run checks that crm360 loaded exactly those files. Prints rows, median seconds and rows/s per
 source and method, the peak memory (RSS) of each load, crm360's rows/s as a share of psql's (target:
 at least 70 %), and checks that the
@@ -47,9 +47,10 @@ from pathlib import Path
 
 import psycopg
 
-from crm360 import ingest, schema, warehouse
-from crm360.generate import PRESETS, GeneratorConfig, generate
-from crm360.settings import Settings, get_settings
+from crm360 import ingest
+from crm360.core import schema, warehouse
+from crm360.core.settings import Settings, get_settings
+from crm360.synthetic.generate import PRESETS, GeneratorConfig, generate
 
 CRM360, CRM360_ONE, PSQL, PANDAS, DLT = "crm360", "crm360 1 conn", "psql \\copy", "pandas to_sql", "dlt"
 METHODS = (CRM360, CRM360_ONE, PSQL, PANDAS, DLT)
@@ -67,7 +68,7 @@ CSV_COPY_OPTIONS = "format csv, header true, encoding 'UTF8'"
 
 @dataclass(frozen=True)
 class FileSet:
-    """One kind of drop: where crm360.generate writes it (the default sources.yml) and its raw table."""
+    """One kind of drop: where crm360.synthetic.generate writes it (the default sources.yml) and its raw table."""
 
     source: str
     table: str  # raw.<table>, and bench_copy.<table> / bench_pandas.<table>

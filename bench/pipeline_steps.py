@@ -41,9 +41,10 @@ from pathlib import Path
 
 import psutil
 
-from crm360 import ingest, pipeline, schema, warehouse
-from crm360.generate import GeneratorConfig, generate, generate_next_day
-from crm360.settings import Settings, get_settings
+from crm360 import ingest, pipeline
+from crm360.core import schema, warehouse
+from crm360.core.settings import Settings, get_settings
+from crm360.synthetic.generate import GeneratorConfig, generate, generate_next_day
 
 STEPS = ["load_sales", "load_service", "load_web", "gate_raw", "freshness", "erasures", "dbt_build",
          "gate_marts", "publish", "summarize"]

@@ -23,9 +23,10 @@ import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
-from crm360 import ingest, pipeline, schema, warehouse
-from crm360.generate import GeneratorConfig, generate, generate_next_day
-from crm360.settings import Settings, get_settings
+from crm360 import ingest, pipeline
+from crm360.core import schema, warehouse
+from crm360.core.settings import Settings, get_settings
+from crm360.synthetic.generate import GeneratorConfig, generate, generate_next_day
 
 
 def _load(wh, settings: Settings, landing: Path, as_of: date, run_id: str) -> float:

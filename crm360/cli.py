@@ -11,7 +11,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from crm360.settings import WAREHOUSE_URL_ENV, get_settings
+from crm360.core.settings import WAREHOUSE_URL_ENV, get_settings
 
 
 def _date(value: str) -> date:
@@ -34,7 +34,7 @@ def _default_as_of(landing: Path) -> date:
 
 
 def cmd_generate(args) -> int:
-    from crm360.generate import PRESETS, GeneratorConfig, generate, generate_next_day
+    from crm360.synthetic.generate import PRESETS, GeneratorConfig, generate, generate_next_day
 
     settings = get_settings()
     landing = Path(args.landing or settings.landing_dir)
@@ -63,7 +63,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_warehouse(args) -> int:
-    from crm360 import warehouse
+    from crm360.core import warehouse
 
     settings = get_settings()
     if args.action == "stop":
@@ -83,8 +83,8 @@ def cmd_warehouse(args) -> int:
 
 
 def cmd_migrate(args) -> int:
-    from crm360 import schema
-    from crm360.warehouse import get_warehouse
+    from crm360.core import schema
+    from crm360.core.warehouse import get_warehouse
 
     wh = get_warehouse(get_settings())
     if args.status:
@@ -110,8 +110,9 @@ def _finished(command: str, summary) -> int:
 
 
 def cmd_run(args) -> int:
-    from crm360 import pipeline, report
-    from crm360.warehouse import get_warehouse
+    from crm360 import pipeline
+    from crm360.core.warehouse import get_warehouse
+    from crm360.serve import report
 
     settings = get_settings()
     as_of = args.as_of or _default_as_of(settings.landing_dir)
@@ -124,8 +125,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_backfill(args) -> int:
-    from crm360 import pipeline, report
-    from crm360.warehouse import get_warehouse
+    from crm360 import pipeline
+    from crm360.core.warehouse import get_warehouse
+    from crm360.serve import report
 
     if args.end < args.start:
         raise ValueError(f"backfill: end {args.end} is before start {args.start}")
@@ -138,7 +140,7 @@ def cmd_backfill(args) -> int:
 
 
 def cmd_airflow_run(args) -> int:
-    from crm360 import airflow_local
+    from crm360.pipeline import airflow_local
 
     settings = get_settings()
     logical = args.date or _default_as_of(settings.landing_dir)
@@ -151,8 +153,9 @@ def cmd_airflow_run(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from crm360 import pipeline, report
-    from crm360.warehouse import get_warehouse
+    from crm360 import pipeline
+    from crm360.core.warehouse import get_warehouse
+    from crm360.serve import report
 
     settings = get_settings()
     latest = settings.reports_dir / "latest.json"
@@ -186,8 +189,9 @@ def cmd_segments(args) -> int:
     """Validate, list or export marketing segments; exports read as the marketing role."""
     import getpass
 
-    from crm360 import access, segments
-    from crm360.warehouse import get_warehouse
+    from crm360.core import access
+    from crm360.core.warehouse import get_warehouse
+    from crm360.serve import segments
 
     settings = get_settings()
     if args.action == "validate":
@@ -226,7 +230,7 @@ def cmd_forget(args) -> int:
     import getpass
 
     from crm360 import privacy
-    from crm360.warehouse import get_warehouse
+    from crm360.core.warehouse import get_warehouse
 
     given = [(kind, getattr(args, kind)) for kind in privacy.IDENTIFIER_TYPES if getattr(args, kind)]
     if len(given) != 1:
@@ -253,8 +257,8 @@ def cmd_forget(args) -> int:
 
 def cmd_docs(args) -> int:
     """Generate the dbt docs site from the warehouse; print where it is, or serve it."""
-    from crm360 import docs
-    from crm360.warehouse import get_warehouse
+    from crm360.core.warehouse import get_warehouse
+    from crm360.serve import docs
 
     settings = get_settings()
     if args.no_generate:
@@ -284,8 +288,9 @@ def _serve_until_interrupted(httpd) -> int:
 
 def cmd_serve(args) -> int:
     """The read-only segment browser for marketing, reading as the marketing role."""
-    from crm360 import access, web
-    from crm360.warehouse import get_warehouse
+    from crm360.core import access
+    from crm360.core.warehouse import get_warehouse
+    from crm360.serve import web
 
     wh = access.as_role(get_warehouse(get_settings()), access.MARKETING)
     httpd = web.make_server(wh, args.host, args.port)
@@ -392,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from crm360.errors import Crm360Error
+    from crm360.core.errors import Crm360Error
 
     try:
         return args.func(args)

@@ -65,7 +65,8 @@ def crm360_transform():
     @task
     def summarize(as_of: str, run_id: str | None = None) -> dict:
         """Record rows per mart, the pyramid, gate results and the health page; log them."""
-        from crm360 import pipeline, report
+        from crm360 import pipeline
+        from crm360.serve import report
 
         wh = warehouse()
         summary = pipeline.summarize(wh, run_id, date.fromisoformat(as_of))

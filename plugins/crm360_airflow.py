@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from datetime import date
 
-SOURCES = ("sales", "service", "web")
+from crm360.core.systems import SYSTEMS  # a module without imports: cheap at parse time
+
+SOURCES = SYSTEMS  # one ingest DAG per source system
 
 AS_OF_HELP = ("Load the drops dated before this day and compute tiers as of it (YYYY-MM-DD). Empty: the "
               "run's logical date if one was given, else the day the run was triggered (UTC), i.e. every "
@@ -29,7 +31,7 @@ def params():
 
 
 def _param_date(context) -> date | None:
-    from crm360.errors import ConfigurationError
+    from crm360.core.errors import ConfigurationError
 
     value = (context.get("params") or {}).get("as_of")
     if value in (None, ""):
@@ -59,7 +61,7 @@ def run_date(context) -> date:
             return moment.date()
     moment = getattr(run, "run_after", None)
     if moment is None:
-        from crm360.errors import ConfigurationError
+        from crm360.core.errors import ConfigurationError
 
         raise ConfigurationError("cannot tell the run's as-of date: no as_of parameter, data interval, logical "
                                  "date or trigger time")
@@ -101,16 +103,17 @@ def run_step(step_name: str, *args):
     """Run ``crm360.pipeline.<step_name>(warehouse, *args)``.
 
     Every step but ``migrate`` first checks that the warehouse is at the schema revision this
-    code needs. A step that writes holds its part of the warehouse while it runs (crm360.locks).
+    code needs. A step that writes holds its part of the warehouse while it runs (crm360.core.locks).
     An error no retry can mend (bad data, a failed gate, a wrong configuration or parameter, a
     warehouse that needs ``crm360 migrate``, a bug) fails the task at once, without retries;
     what may pass a moment later (a run lock held by another run, a lost connection) is raised
-    as it is, for Airflow to retry (crm360.errors.is_retryable).
+    as it is, for Airflow to retry (crm360.core.errors.is_retryable).
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from crm360 import locks, pipeline, schema
-    from crm360.errors import is_retryable
+    from crm360 import pipeline
+    from crm360.core import locks, schema
+    from crm360.core.errors import is_retryable
 
     step = getattr(pipeline, step_name)
     try:
@@ -130,9 +133,9 @@ def on_failure(context) -> None:
 
     The warehouse is the task's own (the Airflow connection, else CRM360_WAREHOUSE_URL, else the
     embedded server if it is running): a callback never starts a server to record a failure in."""
-    from crm360 import notify
-    from crm360.settings import get_settings
-    from crm360.warehouse import configured, running_embedded
+    from crm360.core.settings import get_settings
+    from crm360.core.warehouse import configured, running_embedded
+    from crm360.pipeline import notify
 
     ti = context["ti"]
     try:

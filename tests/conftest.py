@@ -23,8 +23,8 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 import psycopg
 import pytest
 
-from crm360 import schema, warehouse
-from crm360.settings import Settings
+from crm360.core import schema, warehouse
+from crm360.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 # Airflow puts the plugins folder on sys.path; so do the tests.
@@ -106,7 +106,7 @@ def _publish_tiny(embedded_server, tmp_path_factory):
     from datetime import timedelta
 
     from crm360 import pipeline
-    from crm360.generate import GeneratorConfig, generate
+    from crm360.synthetic.generate import GeneratorConfig, generate
 
     root = tmp_path_factory.mktemp("published")
     landing = root / "landing"

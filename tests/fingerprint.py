@@ -7,7 +7,7 @@ from __future__ import annotations
 from psycopg import sql
 
 SCHEMAS = ("raw", "staging", "intermediate", "marts", "predictions")
-# when a row was loaded, and by which attempt: a retry is a new attempt (crm360.ledger), so these name
+# when a row was loaded, and by which attempt: a retry is a new attempt (crm360.ingest.ledger), so these name
 # the attempt that finally loaded a file, not what was loaded
 PER_RUN_COLUMNS = frozenset({"_loaded_at", "loaded_at", "_batch_id", "batch_id"})
 

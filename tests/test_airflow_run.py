@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from conftest import make_settings
 
-from crm360 import airflow_local, warehouse
-from crm360.generate import GeneratorConfig, generate
+from crm360.core import warehouse
+from crm360.pipeline import airflow_local
+from crm360.synthetic.generate import GeneratorConfig, generate
 
 pytestmark = [pytest.mark.airflow, pytest.mark.e2e]
 

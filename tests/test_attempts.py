@@ -1,4 +1,4 @@
-"""A batch is one attempt (crm360.ledger): a failed attempt is taken back out exactly, what it
+"""A batch is one attempt (crm360.ingest.ledger): a failed attempt is taken back out exactly, what it
 replaced comes back, an attempt a dead run left behind is cleaned up by the next one, builds
 read only gated attempts, and a run's history is appended, never overwritten."""
 
@@ -10,8 +10,10 @@ from datetime import timedelta
 import pytest
 from conftest import make_settings
 
-from crm360 import gates, ingest, ledger, pipeline
-from crm360.generate import GeneratorConfig, generate
+from crm360 import ingest, pipeline
+from crm360.ingest import csvfile, jsonfile, ledger, loader
+from crm360.quality import gates
+from crm360.synthetic.generate import GeneratorConfig, generate
 
 RAW = ("sales_products", "sales_customers", "sales_orders", "sales_order_lines", "service_tickets", "web_events",
        "_quarantine")
@@ -93,7 +95,7 @@ def test_any_error_in_a_load_takes_the_attempt_back_out_and_names_the_file(world
     for path in sorted(landing.glob("sales/*/*.csv"))[-4:]:  # four changed files: replacements
         path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
     seen = []
-    real = ingest._copy_csv
+    real = csvfile.copy_csv
 
     def flaky(conn, job, *args):
         seen.append(job.rel)
@@ -101,7 +103,7 @@ def test_any_error_in_a_load_takes_the_attempt_back_out_and_names_the_file(world
             raise UnicodeError("a codec the reader did not expect")
         return real(conn, job, *args)
 
-    monkeypatch.setattr(ingest, "_copy_csv", flaky)
+    monkeypatch.setattr(csvfile, "copy_csv", flaky)
     monkeypatch.setenv("CRM360_LOAD_WORKERS", "1")
     with pytest.raises(ingest.IngestError) as caught:
         ingest.load_source(wh, landing, "sales", run_id="day2")
@@ -125,7 +127,7 @@ def test_an_attempt_a_dead_run_left_behind_is_unloaded_by_the_next(world, monkey
     class Killed(BaseException):
         pass
 
-    real, seen = ingest._copy_json, []
+    real, seen = jsonfile.copy_json, []
 
     def dies_on_the_second(conn, job, target):
         seen.append(job.rel)
@@ -134,8 +136,8 @@ def test_an_attempt_a_dead_run_left_behind_is_unloaded_by_the_next(world, monkey
         return real(conn, job, target)
 
     with monkeypatch.context() as patch:
-        patch.setattr(ingest, "_copy_json", dies_on_the_second)
-        patch.setattr(ingest, "_abandon", lambda *args: None)  # a killed process cleans nothing up
+        patch.setattr(jsonfile, "copy_json", dies_on_the_second)
+        patch.setattr(loader, "_abandon", lambda *args: None)  # a killed process cleans nothing up
         patch.setenv("CRM360_LOAD_WORKERS", "1")
         with pytest.raises(Killed):
             ingest.load_source(wh, landing, "web", run_id="dead")

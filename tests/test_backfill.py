@@ -5,8 +5,10 @@ from datetime import timedelta
 import pytest
 from conftest import make_settings
 
-from crm360 import cli, dbt, pipeline, schema
-from crm360.generate import GeneratorConfig, generate
+from crm360 import cli, pipeline
+from crm360.core import schema
+from crm360.synthetic.generate import GeneratorConfig, generate
+from crm360.transform import dbt
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +67,7 @@ def test_next_day_increment_loads_exactly_that_day_and_reruns_change_nothing(db,
     """The generator's next day (new customers, new orders, returns of earlier orders, ticket
     updates, late events) loads as exactly one more day of drops, and the marts reconcile with
     the longer history."""
-    from crm360.generate import generate_next_day
+    from crm360.synthetic.generate import generate_next_day
 
     landing = tmp_path / "landing"
     # no shared mailboxes: a guest using one is rightly split from their own records (see

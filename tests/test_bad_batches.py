@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from conftest import MARTS_CHECKSUM
 
-from crm360 import ingest, ledger, pipeline
-from crm360.dbt import DbtError
-from crm360.gates import GateFailed
-from crm360.ingest import IngestError
+from crm360 import ingest, pipeline
+from crm360.ingest import IngestError, ledger
+from crm360.quality.gates import GateFailed
+from crm360.transform.dbt import DbtError
 
 ORDERS_HEADER = "order_id,customer_id,ordered_at,status,currency,updated_at\n"
 

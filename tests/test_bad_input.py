@@ -15,8 +15,10 @@ from datetime import date
 import pytest
 from conftest import REPO, make_settings
 
-from crm360 import cli, dbt, ingest, ledger
-from crm360.sources import load_config
+from crm360 import cli, ingest
+from crm360.ingest import ledger
+from crm360.ingest.sources import load_config
+from crm360.transform import dbt
 
 DAY, BAD_DAY, AS_OF = "2026-03-01", "2026-03-02", date(2026, 3, 3)
 RAW_TABLES = ("sales_products", "sales_customers", "sales_orders", "sales_order_lines", "service_tickets",

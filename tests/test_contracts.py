@@ -17,8 +17,9 @@ import psycopg
 import pytest
 from conftest import REPO, make_settings
 
-from crm360 import dbt, warehouse
-from crm360.settings import Settings
+from crm360.core import warehouse
+from crm360.core.settings import Settings
+from crm360.transform import dbt
 
 MARTS = REPO / "dbt_project" / "models" / "marts"
 BI_QUERIES = REPO / "docs" / "bi_queries.sql"

@@ -8,7 +8,9 @@ from datetime import date
 
 from conftest import make_settings
 
-from crm360 import dbt, pipeline, schema
+from crm360 import pipeline
+from crm360.core import schema
+from crm360.transform import dbt
 
 
 def _compile(db, settings, as_of: date):

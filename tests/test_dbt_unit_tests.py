@@ -6,7 +6,8 @@ tests need (their fixtures take the built table's columns)."""
 
 from conftest import make_settings
 
-from crm360 import dbt, schema
+from crm360.core import schema
+from crm360.transform import dbt
 
 
 def test_dbt_unit_tests_pass(db, tmp_path):

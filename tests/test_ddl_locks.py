@@ -14,7 +14,9 @@ import time
 import psycopg
 import pytest
 
-from crm360 import access, ddl, errors, privacy, publish
+from crm360 import privacy
+from crm360.core import access, ddl, errors
+from crm360.transform import publish
 
 pytestmark = pytest.mark.e2e
 

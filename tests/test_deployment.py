@@ -34,8 +34,8 @@ import pytest
 from airflow_stack import Stack
 from conftest import SERVER_URL
 
-from crm360 import warehouse
-from crm360.generate import GeneratorConfig, generate, generate_next_day
+from crm360.core import warehouse
+from crm360.synthetic.generate import GeneratorConfig, generate, generate_next_day
 
 pytestmark = [pytest.mark.airflow, pytest.mark.deployment]
 

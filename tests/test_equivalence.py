@@ -4,7 +4,7 @@ A source may correct a file it delivered (a changed order id, a refund, a line d
 file away and bring it back, send a file the raw gate refuses, and send the next day. After
 every such day the pipeline runs as scheduled (incremental models, a day's build); then a full
 rebuild of every incremental model from raw (`dbt build --full-refresh`) must give, row for row,
-the same staging and intermediate tables and the same marts (crm360.ledger: a day that
+the same staging and intermediate tables and the same marts (crm360.ingest.ledger: a day that
 replaced a file rebuilds the models built from it)."""
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pytest
 from conftest import make_settings
 from fingerprint import assert_same, fingerprint
 
-from crm360 import gates, pipeline
-from crm360.generate import GeneratorConfig, generate, generate_next_day
+from crm360 import pipeline
+from crm360.quality import gates
+from crm360.synthetic.generate import GeneratorConfig, generate, generate_next_day
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from crm360 import access, pipeline, privacy, segments
+from crm360 import pipeline, privacy
+from crm360.core import access
+from crm360.serve import segments
 
 pytestmark = pytest.mark.e2e
 

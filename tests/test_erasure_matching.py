@@ -26,7 +26,9 @@ from conftest import REPO, make_settings
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from crm360 import dbt, privacy, schema, warehouse
+from crm360 import privacy
+from crm360.core import schema, warehouse
+from crm360.transform import dbt
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from crm360 import access
 from crm360.cli import main
+from crm360.core import access
 
 pytestmark = pytest.mark.e2e
 

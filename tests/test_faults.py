@@ -41,8 +41,10 @@ from fingerprint import PER_RUN_COLUMNS, assert_same, fingerprint, only
 from psycopg import sql
 
 import crm360
-from crm360 import ingest, pipeline, publish, schema, warehouse
-from crm360.generate import GeneratorConfig, generate
+from crm360 import ingest, pipeline
+from crm360.core import schema, warehouse
+from crm360.synthetic.generate import GeneratorConfig, generate
+from crm360.transform import publish
 
 pytestmark = pytest.mark.e2e
 
@@ -87,7 +89,7 @@ def own_server(tmp_path_factory):
 def restart(server) -> None:
     """pg_ctl restart -m fast: sessions are terminated, the server is back when this returns."""
     import pgserver
-    from pgserver._commands import pg_ctl  # pinned pgserver, as crm360.warehouse.stop_embedded
+    from pgserver._commands import pg_ctl  # pinned pgserver, as crm360.core.warehouse.stop_embedded
 
     pgdata = server.settings.pgdata_dir
     pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata,
@@ -141,7 +143,7 @@ from pathlib import Path
 sys.path.insert(0, "tests")
 import slow_reads
 from crm360 import pipeline
-from crm360.warehouse import from_url
+from crm360.core.warehouse import from_url
 
 # the test must catch the COPY running: small batches, sent at once, read slowly
 slow_reads.apply(setattr)
@@ -411,7 +413,7 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_
     import crm360_airflow
     from airflow.sdk.exceptions import AirflowFailException
 
-    from crm360.dbt import DbtError
+    from crm360.transform.dbt import DbtError
 
     rng, seed = fault_rng
     wh, as_of = clean.wh, clean.as_of
@@ -548,7 +550,8 @@ def test_airflow_retries_a_failed_task_and_the_load_is_whole(clean, own_server, 
     """`airflow dags test` of the service ingest DAG while another run holds the service's
     part of the warehouse: the load task fails, Airflow retries it after its retry delay
     (30 s), and the retry loads the source as a clean load does."""
-    from crm360 import airflow_local, locks
+    from crm360.core import locks
+    from crm360.pipeline import airflow_local
 
     wh, expected = fresh_db(own_server.wh), fresh_db(own_server.wh)
     schema.migrate(expected)

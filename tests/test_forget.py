@@ -22,12 +22,14 @@ from pathlib import Path
 import pytest
 from conftest import make_settings
 
-from crm360 import access, pipeline, privacy, segments, warehouse
+from crm360 import pipeline, privacy
 from crm360.cli import main
-from crm360.gates import GateFailed
-from crm360.generate import GeneratorConfig, generate
-from crm360.settings import Settings
-from crm360.sources import CONTRACT
+from crm360.core import access, warehouse
+from crm360.core.settings import Settings
+from crm360.ingest.sources import CONTRACT
+from crm360.quality.gates import GateFailed
+from crm360.serve import segments
+from crm360.synthetic.generate import GeneratorConfig, generate
 
 pytestmark = pytest.mark.e2e
 

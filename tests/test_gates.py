@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from crm360 import gates, ingest
-from crm360.gates import GateFailed, load_suites
-from crm360.settings import Settings
+from crm360 import ingest
+from crm360.core.settings import Settings
+from crm360.quality import gates
+from crm360.quality.gates import GateFailed, load_suites
 
 PARAMS = {"as_of": "2026-01-02", "marts": "marts"}
 
@@ -62,7 +63,7 @@ def test_raw_gate_checks_only_the_batches_given(db, tmp_path):
 
 
 def test_a_gate_run_again_appends_its_verdict_and_reports_read_the_newest(db, tmp_path):
-    from crm360 import health
+    from crm360.quality import health
 
     _orders_drop(tmp_path, [("O1", "C1", "2026-01-01T10:00:00+00:00", "completed", "EUR", "")])
     ingest.load_source(db, tmp_path, "sales", "r:sales")

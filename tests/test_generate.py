@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crm360.generate import (
+from crm360.synthetic.generate import (
     GeneratorConfig,
     build_world,
     count_sessions,

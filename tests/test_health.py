@@ -8,8 +8,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from crm360 import freshness, health, notify, pipeline
-from crm360.gates import GateFailed
+from crm360 import pipeline
+from crm360.pipeline import notify
+from crm360.quality import freshness
+from crm360.quality.gates import GateFailed
+from crm360.serve import health_page
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +121,7 @@ def test_failure_callback_survives_an_unreachable_warehouse_and_webhook(monkeypa
 
 
 def test_health_html_escapes_source_text():
-    page = health.render_html("r1", None, "failed", "<script>x</script>", {
+    page = health_page.render_html("r1", None, "failed", "<script>x</script>", {
         "failures": [{"suite": "<b>", "sample": "<img src=x>"}], "gates": [], "freshness": [], "loads": [],
         "rejected": [], "layers": []})
     assert "<script>" not in page and "<img" not in page and "&lt;script&gt;" in page

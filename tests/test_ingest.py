@@ -3,8 +3,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crm360 import ingest, ledger
-from crm360.generate import GeneratorConfig, generate
+from crm360 import ingest
+from crm360.ingest import batch, ledger, validate
+from crm360.synthetic.generate import GeneratorConfig, generate
 
 
 @pytest.fixture(scope="module")
@@ -408,7 +409,7 @@ def test_a_rejected_value_the_second_read_cannot_place_is_still_quarantined(db, 
     rows = [f"O{i},C1,2026-01-01T10:00:00Z,completed" for i in range(199)]
     rows.append("O_BAD,C1,2026-02-30T10:00:00Z,completed")
     (day / "orders.csv").write_text("\n".join(["order_id,customer_id,ordered_at,status", *rows]) + "\n")
-    monkeypatch.setattr(ingest, "_locate", lambda *args: iter(()))
+    monkeypatch.setattr(validate, "locate", lambda *args: iter(()))
     result = ingest.load_source(db, tmp_path, "sales", "b1")
     assert result.rows == {"orders": 199} and result.quarantined == {"orders": 1}
     with db.connect() as conn:
@@ -465,7 +466,7 @@ def test_source_files_sort_bytewise_and_are_found_by_brin(db, tmp_path):
 def test_summarizing_source_files_is_skipped_for_a_role_that_does_not_own_raw(db, tmp_path):
     """brin_summarize_new_values needs the index's owner: the loader role (which may write raw but
     owns nothing) gets no error and summarizes nothing; the owner summarizes the new ranges."""
-    from crm360 import access
+    from crm360.core import access
 
     web = tmp_path / "web"
     web.mkdir()
@@ -485,12 +486,12 @@ def test_summarizing_source_files_is_skipped_for_a_role_that_does_not_own_raw(db
         assert conn.execute(left_to_summarize).fetchone() == (0,)
         write_a_day(conn, 2)
     with access.as_role(db, access.LOADER).connect() as conn:
-        ingest.summarize_source_files(conn, "web_events")  # not the owner: no error, nothing done
+        batch.summarize_source_files(conn, "web_events")  # not the owner: no error, nothing done
         conn.commit()
     with db.connect() as conn:
         assert conn.execute(left_to_summarize).fetchone()[0] > 0  # the loader left them
         write_a_day(conn, 3)
-        ingest.summarize_source_files(conn, "web_events")
+        batch.summarize_source_files(conn, "web_events")
         conn.commit()
         assert conn.execute(left_to_summarize).fetchone() == (0,)  # the owner did them
 
@@ -511,7 +512,7 @@ def test_loads_of_different_sources_never_wait_for_each_other(external_server, f
         for path in sorted(landing.glob(pattern))[-3:]:  # changed bytes, same records: reloaded, old rows deleted
             path.write_bytes(path.read_bytes() + (b" " if path.suffix == ".json" else b"\n"))
     inside, release = threading.Event(), threading.Event()
-    summarize = ingest.summarize_source_files
+    summarize = batch.summarize_source_files
 
     def held(conn, table):  # sales' first file: rows deleted and copied, transaction open
         if table.startswith("sales_") and not inside.is_set():
@@ -519,7 +520,7 @@ def test_loads_of_different_sources_never_wait_for_each_other(external_server, f
             release.wait(120)
         return summarize(conn, table)
 
-    monkeypatch.setattr(ingest, "summarize_source_files", held)
+    monkeypatch.setattr(batch, "summarize_source_files", held)
     outcome: dict = {}
     sales = threading.Thread(target=lambda: outcome.setdefault("sales", ingest.load_source(
         wh, landing, "sales", "day2:sales")))

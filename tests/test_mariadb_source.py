@@ -14,10 +14,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import sales_db
 
-from crm360 import ingest, ledger, sales_db
-from crm360.ingest import IngestError
-from crm360.sql_source import (
+from crm360 import ingest
+from crm360.ingest import IngestError, ledger
+from crm360.ingest.sql import (
     SqlSource,
     SqlTable,
     load_sql_source,
@@ -315,8 +316,8 @@ def test_configured_sql_source_loads_what_the_drops_hold(tmp_path, shop_url, emb
     exactly that day's records and a re-run adds nothing."""
     from conftest import REPO
 
-    from crm360.generate import GeneratorConfig, generate
-    from crm360.sources import load_config
+    from crm360.ingest.sources import load_config
+    from crm360.synthetic.generate import GeneratorConfig, generate
 
     landing = tmp_path / "generated"
     world, _ = generate(landing, GeneratorConfig.preset("tiny", seed=21, progress=False))

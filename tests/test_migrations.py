@@ -1,4 +1,4 @@
-"""The warehouse's schema comes from versioned migrations (crm360.schema, crm360/migrations):
+"""The warehouse's schema comes from versioned migrations (crm360.core.schema, crm360/core/migrations):
 one command creates or upgrades it, any number of processes may run it at once, a warehouse
 built before migrations existed upgrades in place with its rows, and every step refuses a
 warehouse older (or newer) than the code, naming the command to run."""
@@ -18,8 +18,9 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from conftest import REPO
 
-from crm360 import ingest, locks, pipeline, schema
+from crm360 import ingest, pipeline
 from crm360.cli import main as cli
+from crm360.core import locks, schema
 
 FIXTURE_0_1 = REPO / "tests" / "data" / "warehouse_0_1.sql"
 OWNED = ("raw", "audit", "predictions")
@@ -183,7 +184,7 @@ def test_pending_migrations_wait_for_a_run_in_progress_and_a_current_warehouse_d
 def test_a_failing_revision_changes_nothing(external_server, fresh_db, monkeypatch):
     """All revisions run in one transaction: one that fails leaves the warehouse as it was."""
     wh = fresh_db(external_server, migrated=False)
-    from crm360.migrations import helpers
+    from crm360.core.migrations import helpers
 
     def broken(*args, **kwargs):
         raise psycopg.errors.SyntaxError("a broken revision")
@@ -212,7 +213,7 @@ def test_loads_and_gates_change_no_table(external_server, fresh_db, tmp_path):
         conn.commit()
     try:
         landing = tmp_path / "landing"
-        from crm360.generate import GeneratorConfig, generate
+        from crm360.synthetic.generate import GeneratorConfig, generate
 
         generate(landing, GeneratorConfig.preset("tiny", seed=4, malformed_rate=0.0))
         customers = sorted(landing.glob("sales/*/customers.csv"))[-1]

@@ -9,8 +9,9 @@ import pytest
 import yaml
 from conftest import REPO, make_settings
 
-from crm360 import pipeline, report
-from crm360.generate import GeneratorConfig, generate
+from crm360 import pipeline
+from crm360.serve import report
+from crm360.synthetic.generate import GeneratorConfig, generate
 
 pytestmark = pytest.mark.e2e
 

@@ -33,8 +33,9 @@ from conftest import REPO, make_settings
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from crm360 import pipeline, warehouse
-from crm360.generate import GeneratorConfig, generate
+from crm360 import pipeline
+from crm360.core import warehouse
+from crm360.synthetic.generate import GeneratorConfig, generate
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,10 @@ import psycopg
 import pytest
 from conftest import MARTS_CHECKSUM
 
-from crm360 import pipeline, publish, segments
-from crm360.gates import GateFailed
+from crm360 import pipeline
+from crm360.quality.gates import GateFailed
+from crm360.serve import segments
+from crm360.transform import publish
 
 pytestmark = pytest.mark.e2e
 

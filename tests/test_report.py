@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from crm360 import charts, health, report
 from crm360.pipeline import RunSummary
+from crm360.serve import charts, health_page, report
 
 
 class _Warehouse:
@@ -93,7 +93,7 @@ def test_html_page_has_an_svg_pyramid_movements_and_segments(tmp_path: Path):
     summary = _summary()
     data = {"failures": [], "gates": [], "freshness": [], "loads": [], "rejected": [], "layers": [],
             "summary": summary.as_dict()}
-    page = health.render_html("r1", None, "success", None, data)
+    page = health_page.render_html("r1", None, "success", None, data)
     assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     bars = re.findall(r'<rect x="([\d.]+)" y="\d+" width="(\d+)"[^>]*data-tier="(\w+)"', page)
     widths = {t: int(w) for _, w, t in bars}
@@ -109,6 +109,6 @@ def test_html_page_has_an_svg_pyramid_movements_and_segments(tmp_path: Path):
 
 
 def test_a_failed_run_page_has_no_pyramid():
-    page = health.render_html("r1", None, "failed", "boom", {"failures": [], "gates": [], "freshness": [],
+    page = health_page.render_html("r1", None, "failed", "boom", {"failures": [], "gates": [], "freshness": [],
                                                               "loads": [], "rejected": [], "layers": []})
     assert "Customer pyramid" not in page and "<svg" not in page

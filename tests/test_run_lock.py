@@ -9,7 +9,8 @@ from datetime import date
 
 import pytest
 
-from crm360 import cli, ingest, locks, pipeline, schema
+from crm360 import cli, ingest, pipeline
+from crm360.core import locks, schema
 
 AS_OF = date(2026, 5, 2)
 EVENT = '{"event_id": "e%d", "visitor_id": "v1", "occurred_at": "2026-05-01T10:00:00Z"}\n'
@@ -17,7 +18,7 @@ EVENT = '{"event_id": "e%d", "visitor_id": "v1", "occurred_at": "2026-05-01T10:0
 HOLDER = """
 import sys
 from datetime import date
-from crm360 import locks, warehouse
+from crm360.core import locks, warehouse
 wh = warehouse.from_url(sys.argv[1])
 with locks.holding(wh, locks.EVERY_PART, "cli_2026-05-02", date(2026, 5, 2), wait=0):
     print("held", flush=True)

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from crm360 import access, docs, web
-from crm360.warehouse import Warehouse
+from crm360.core import access
+from crm360.core.warehouse import Warehouse
+from crm360.serve import docs, web
 
 CHROMIUM = os.environ.get("CRM360_CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -22,7 +22,8 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm360 import privacy, segments
+from crm360 import privacy
+from crm360.serve import segments
 
 FORMULA = "=+-@"
 # what a spreadsheet reads as a number: signed digits, phone-style blanks, an exponent

@@ -14,9 +14,9 @@ from conftest import REPO, make_settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm360 import segments
 from crm360.cli import main
-from crm360.segments import SegmentError, compile_filter
+from crm360.serve import segments
+from crm360.serve.segments import SegmentError, compile_filter
 
 COLUMNS = {"value_tier": "text", "revenue_eur": "numeric", "lifecycle_stage": "text", "email": "text",
            "has_marketing_consent": "boolean", "last_order_at": "timestamptz", "complaints": "integer",
@@ -220,8 +220,8 @@ def test_the_parser_returns_a_filter_or_a_clear_error(text):
 def test_segments_reach_dbt_in_a_file_not_on_its_command_line(tmp_path, monkeypatch):
     """dbt's command line stays short however large the segments are (the kernel refuses an
     argument over 128 KiB: 'Argument list too long'); the vars go in a file."""
-    from crm360 import dbt
-    from crm360.warehouse import Warehouse
+    from crm360.core.warehouse import Warehouse
+    from crm360.transform import dbt
 
     calls = []
 

@@ -11,8 +11,11 @@ import psycopg
 import pytest
 import yaml
 
-from crm360 import access, pipeline, publish, schema, segments
+from crm360 import pipeline
 from crm360.cli import main
+from crm360.core import access, schema
+from crm360.serve import segments
+from crm360.transform import publish
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 
 from crm360 import ingest
-from crm360.sources import FileSource, SourceConfigError, SqlSourceBinding, load_config
+from crm360.ingest.sources import FileSource, SourceConfigError, SqlSourceBinding, load_config
 
 
 def _config(tmp_path, text):

@@ -12,8 +12,9 @@ import pytest
 import yaml
 from conftest import REPO, make_settings
 
-from crm360 import pipeline, warehouse
-from crm360.generate import GeneratorConfig, generate
+from crm360 import pipeline
+from crm360.core import warehouse
+from crm360.synthetic.generate import GeneratorConfig, generate
 
 DBT_VARS = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"]
 PURCHASE_STATUSES = ("completed", "partially_returned")

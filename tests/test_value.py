@@ -1,5 +1,5 @@
 
-"""Customer value models (crm360.value): published CDNOW estimates, closed forms checked
+"""Customer value models (crm360.transform.value): published CDNOW estimates, closed forms checked
 against numerical integration and simulation, and the warehouse step on generated data."""
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from conftest import make_settings
 from scipy import integrate
 from scipy.special import betaln
 
-from crm360 import dbt, ingest, ledger, pipeline, schema, value
-from crm360.generate import GeneratorConfig, generate
+from crm360 import ingest, pipeline
+from crm360.core import schema
+from crm360.ingest import ledger
+from crm360.synthetic.generate import GeneratorConfig, generate
+from crm360.transform import dbt, value
 
 DATA = Path(__file__).parent / "data" / "cdnow_customers_summary.csv"
 PUBLISHED_BGNBD = value.BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
@@ -337,7 +340,7 @@ def _query(wh, sql, *params):
 def small_value(embedded_server, tmp_path_factory):
     """The small preset loaded into a fresh database, dbt's first stage (the value model's
     input) built, and fit_and_predict run: (warehouse, settings, world, as_of, summary)."""
-    from crm360 import warehouse
+    from crm360.core import warehouse
 
     root = tmp_path_factory.mktemp("value_small")
     landing = root / "landing"
@@ -431,7 +434,7 @@ def test_too_few_buyers_write_no_predictions_and_do_not_fail(db, tmp_path, caplo
                         from generate_series(1, 8) as i""")
         conn.execute("insert into predictions.customer_value values ('old', 1, 1, 1, 1, '2026-05-01')")
         conn.commit()
-    with caplog.at_level(logging.WARNING, logger="crm360.value"):
+    with caplog.at_level(logging.WARNING, logger="crm360.transform.value"):
         summary = value.fit_and_predict(db, as_of, settings)
     assert summary["predictions"] == 0 and not summary["bgnbd"]["converged"]
     assert "too few buyers" in caplog.text
@@ -482,7 +485,7 @@ def test_two_stages_run_exactly_the_nodes_of_one_build(small_value):
 def test_transform_fits_between_the_two_builds(monkeypatch):
     """transform(): the build schema is reset, then stage 1, the fit, stage 2, with the same vars and
     environment for both dbt calls, and the statuses of both builds with the fit summary returned."""
-    from crm360 import publish
+    from crm360.transform import publish
 
     calls = []
 

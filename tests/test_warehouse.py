@@ -4,7 +4,7 @@ import psycopg
 import pytest
 from conftest import REPO, make_settings
 
-from crm360 import warehouse
+from crm360.core import warehouse
 
 
 def test_embedded_server_starts_stops_and_restarts_with_its_data(tmp_path):

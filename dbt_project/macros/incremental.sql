@@ -1,6 +1,6 @@
 {#- What a build may read of raw, and what an incremental model must read again.
 
-    A source's raw rows come from load attempts (crm360/ledger.py, audit.load_attempts). A
+    A source's raw rows come from load attempts (crm360/ingest/ledger.py, audit.load_attempts). A
     build reads only rows of attempts that passed their raw gate, and only those loaded before
     the source's *horizon*: the load time of its oldest attempt still loading or waiting for
     its gate (or now). crm360 fixes the horizons once per build (env CRM360_LOAD_HORIZONS, a

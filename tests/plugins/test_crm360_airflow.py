@@ -7,11 +7,12 @@ import psycopg
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from crm360 import locks, pipeline, schema
-from crm360.errors import ConfigurationError
-from crm360.gates import CheckResult, GateFailed
+from crm360 import pipeline
+from crm360.core import locks, schema
+from crm360.core.errors import ConfigurationError
 from crm360.ingest import IngestError
-from crm360.sources import SourceConfigError
+from crm360.ingest.sources import SourceConfigError
+from crm360.quality.gates import CheckResult, GateFailed
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 {#- One row per customer_key with at least one purchase up to the as-of date: the
-    input of the customer value models (crm360/value.py).
+    input of the customer value models (crm360/transform/value.py).
 
     Purchases are counted per distinct purchase day (an order kept wholly or in part,
     with positive net revenue): several orders on one day are one transaction. The

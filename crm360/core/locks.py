@@ -1,0 +1,171 @@
+"""Run locks: two runs never write the same part of the warehouse at once.
+
+A lock is a PostgreSQL session advisory lock, held on a connection of its own for
+as long as the run (or the Airflow task) writes. PostgreSQL scopes advisory locks
+to the database, so runs against different warehouses never wait for each other,
+and a process that dies loses its connection and with it the lock: nothing has to
+be cleaned up by hand.
+
+The parts:
+
+- ``ingest:<source>``: loading a source and gating its batch;
+- ``marts``: the dbt build, the marts gate and the publication. One build schema
+  serves every run, so two builds must not overlap, whatever their dates.
+
+``run_all`` and ``backfill`` hold every part for their whole run; an Airflow task
+holds the part its step writes (applying erasures writes them all) (Airflow's ``max_active_runs=1`` keeps two runs of
+one DAG apart already; the lock keeps a CLI run and a DAG run apart).
+
+A run that finds a part taken waits up to ``CRM360_RUN_LOCK_WAIT`` seconds
+(default 0: it stops at once) and then fails with :class:`RunLocked`, whose message
+names the run holding the part, its date, since when and its process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+
+import psycopg
+
+from crm360.core.errors import Crm360Error
+from crm360.core.systems import SYSTEMS
+from crm360.core.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+WAIT_ENV = "CRM360_RUN_LOCK_WAIT"
+MARTS = "marts"
+EVERY_PART = (*(f"ingest:{s}" for s in SYSTEMS), MARTS)
+_NAMESPACE = "crm360.run"  # first key of the two-key advisory locks: apart from the loader's per-file locks
+
+class RunLocked(Crm360Error):
+    """Another run holds a part of the warehouse this run must write; it ends, so a retry may pass."""
+
+    retryable = True
+
+
+def wait_seconds() -> float:
+    value = os.environ.get(WAIT_ENV, "0")
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{WAIT_ENV} must be a number of seconds, got {value!r}") from None
+    if seconds < 0:
+        raise ValueError(f"{WAIT_ENV} must not be negative, got {value!r}")
+    return seconds
+
+
+def part_for_batch(batch_id: str) -> str:
+    """The part a raw batch belongs to (batch ids end in ``:<source>``)."""
+    return f"ingest:{batch_id.rsplit(':', 1)[-1]}"
+
+
+@contextmanager
+def holding(wh: Warehouse, parts: Sequence[str], run_id: str, as_of: date | None,
+            wait: float | None = None) -> Iterator[None]:
+    """Hold ``parts`` of ``wh`` for the block. Parts are taken in one order, so two
+    holders of several parts cannot deadlock. Raises :class:`RunLocked` if a part
+    is still taken after ``wait`` seconds (default: ``CRM360_RUN_LOCK_WAIT``)."""
+    wait = wait_seconds() if wait is None else wait
+    parts = sorted(set(parts))
+    with wh.connect(autocommit=True) as conn:
+        for part in parts:
+            _take(conn, part, run_id, wait)
+        now = datetime.now(UTC)
+        # who holds what, for the message a second run gets (a warehouse not yet migrated has no table)
+        recorded = conn.execute("select to_regclass('audit.run_locks') is not null").fetchone()[0]
+        for part in parts if recorded else ():
+            conn.execute(
+                """insert into audit.run_locks (part, run_id, as_of_date, host, pid, backend_pid, since)
+                   values (%s, %s, %s, %s, %s, pg_backend_pid(), %s)
+                   on conflict (part) do update set run_id = excluded.run_id, as_of_date = excluded.as_of_date,
+                       host = excluded.host, pid = excluded.pid, backend_pid = excluded.backend_pid,
+                       since = excluded.since""",
+                (part, run_id, as_of, socket.gethostname(), os.getpid(), now))
+        log.info("run %s holds %s", run_id, ", ".join(parts))
+        try:
+            yield
+        finally:
+            if not conn.closed and not conn.broken:
+                try:
+                    conn.execute("select pg_advisory_unlock_all()")
+                except psycopg.OperationalError as exc:
+                    # the session ended under us (a server restart): its locks ended with it, and
+                    # the error that ended the block, if any, is the one to report
+                    log.warning("run %s: the lock session was lost before release (%s)", run_id,
+                                str(exc).strip())
+
+
+def _take(conn: psycopg.Connection, part: str, run_id: str, wait: float) -> None:
+    key = (_NAMESPACE, part)
+    if wait <= 0:
+        if conn.execute("select pg_try_advisory_lock(hashtext(%s), hashtext(%s))", key).fetchone()[0]:
+            return
+    else:
+        try:
+            with conn.transaction():
+                conn.execute(f"set local lock_timeout = {int(wait * 1000)}")
+                conn.execute("select pg_advisory_lock(hashtext(%s), hashtext(%s))", key)
+            return
+        except psycopg.errors.LockNotAvailable:
+            pass
+    conn.execute("select pg_advisory_unlock_all()")  # the parts taken so far
+    raise RunLocked(_busy_message(conn, part, run_id, wait))
+
+
+def _busy_message(conn: psycopg.Connection, part: str, run_id: str, wait: float) -> str:
+    if not conn.execute("select to_regclass('audit.run_locks') is not null").fetchone()[0]:
+        return f"run {run_id} cannot start {part}: another crm360 run holds it (the warehouse is being migrated)"
+    holder = conn.execute(
+        """select l.run_id, l.as_of_date, l.since, l.pid, l.host
+           from audit.run_locks as l
+           join pg_locks as p on p.locktype = 'advisory' and p.pid = l.backend_pid and p.granted
+               and p.database = (select oid from pg_database where datname = current_database())
+               and p.classid::int = hashtext(%s) and p.objid::int = hashtext(l.part) and p.objsubid = 2
+           where l.part = %s""", (_NAMESPACE, part)).fetchone()
+    waited = f" after waiting {wait:g}s" if wait > 0 else ""
+    hint = f"; set {WAIT_ENV} to wait for it" if wait <= 0 else ""
+    if holder is None:  # it has the lock but has not yet said who it is
+        who = "another crm360 run"
+    else:
+        other, as_of, since, pid, host = holder
+        who = (f"another crm360 run ({other}, for {as_of.isoformat() if as_of else 'no date'}) has held it since "
+               f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC (pid {pid} on {host})")
+    return f"run {run_id} cannot start {part}{waited}: {who}{hint}"
+
+
+def parts_for_step(step_name: str, args: Sequence) -> tuple[list[str], str, date | None]:
+    """(parts, run id, as-of date) that ``crm360.pipeline.<step_name>(wh, *args)`` writes, as
+    the Airflow tasks call the steps; no parts for steps that only read or record."""
+    def arg(i: int):
+        return args[i] if len(args) > i else None
+
+    if step_name == "ingest_source":
+        return [f"ingest:{arg(0)}"], str(arg(1)), arg(4)
+    if step_name == "gate" and arg(0) == "raw":
+        return sorted({part_for_batch(b) for b in arg(2) or []}), str(arg(1)), arg(4)
+    if step_name == "gate":
+        return [MARTS], str(arg(1)), arg(4)
+    if step_name == "transform":
+        return [MARTS], f"transform for {arg(0)}", arg(0)
+    if step_name == "publish_marts":
+        return [MARTS], str(arg(0)), None
+    if step_name == "erase":  # deletes from every source's raw tables and from the published marts
+        return list(EVERY_PART), str(arg(0)), None
+    return [], "", None
+
+
+@contextmanager
+def for_step(wh: Warehouse, step_name: str, args: Sequence) -> Iterator[None]:
+    """Hold what the step writes while it runs (see :func:`parts_for_step`)."""
+    parts, run_id, as_of = parts_for_step(step_name, args)
+    if not parts:
+        yield
+        return
+    with holding(wh, parts, run_id, as_of):
+        yield

@@ -1,0 +1,598 @@
+"""Marketing segments: named, described filters over documented mart columns.
+
+Segments live in ``segments.yml`` (``CRM360_SEGMENTS`` names another file)::
+
+    segments:
+      - name: top_customers_at_risk
+        description: Top and big customers by value whose purchases are slowing.
+        filter: value_tier in ('top', 'big') and lifecycle_stage in ('at_risk', 'dormant')
+
+``source`` (default ``customer_360``) names the mart the filter reads:
+``customer_360`` or ``customer_call_list``. A filter is a boolean expression and
+nothing else: documented columns of the source, literals, comparisons, ``in``,
+``between``, ``like``/``ilike``, ``is [not] null``, ``and``/``or``/``not`` and
+parentheses. Anything else (functions, sub-queries, casts, semicolons, unknown
+columns) is refused with the file, the segment and the reason, and so is a filter
+longer than MAX_FILTER_LENGTH characters or nested deeper than MAX_FILTER_DEPTH
+(parentheses and nots), with the position. The filter is re-written from its
+parse tree, so what reaches SQL is what was validated. dbt gets the segments in
+its ``segments`` var, through a file (crm360.transform.dbt), never on a command line.
+
+Each run, dbt materialises every segment into the marts (``segment_members``,
+one row per segment and customer, contact fields masked unless the customer
+consented; ``segments``, one row per segment with its size; a view
+``segment__<name>`` per segment); they are gated and published with the other
+marts. After publication the sizes are appended to ``audit.segment_sizes``, the
+history. A segment's version is a digest of its source and filter: a changed
+filter is a new version, and the history says from when.
+
+Exports (``crm360 segments export``, the segment web page) read as the
+``marketing`` role and are logged in ``audit.segment_exports``, where the database stamps
+who (its role) and when. A file is written only into the export folder
+(``CRM360_EXPORT_DIR``, default ``CRM360_HOME/exports``): an erasure rewrites the logged
+files there without the person, and no file anywhere else.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+from psycopg import sql
+
+from crm360.core.errors import ConfigurationError
+from crm360.core.settings import Settings, get_settings
+from crm360.core.warehouse import Warehouse
+
+SEGMENTS_ENV = "CRM360_SEGMENTS"
+SOURCES = ("customer_360", "customer_call_list")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+ENTRY_KEYS = {"name", "description", "source", "filter", "owner"}
+# the marketing-safe columns of marts.segment_members, in order
+MEMBER_COLUMNS = ("segment_name", "customer_key", "full_name", "email", "phone", "has_marketing_consent",
+                  "city", "region", "lifecycle_stage", "activity_tier", "revenue_tier", "value_tier",
+                  "revenue_eur", "predicted_clv_eur", "last_order_at", "last_contact_at")
+
+class SegmentError(ConfigurationError):
+    """A segment definition crm360 cannot accept; the message names the file, segment and reason."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    description: str
+    source: str
+    filter: str  # as written
+    filter_sql: str  # as re-written from the parse tree
+    owner: str | None = None
+
+    @property
+    def version(self) -> str:
+        return hashlib.sha256(f"{self.source}\n{self.filter_sql}".encode()).hexdigest()[:12]
+
+    def as_var(self) -> dict:
+        """The entry dbt's ``segments`` var carries."""
+        return {"name": self.name, "description": self.description, "source": self.source,
+                "filter_sql": self.filter_sql, "version": self.version}
+
+
+# ---------------------------------------------------------------- filter parsing
+
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<string>'(?:[^']|'')*')
+  | (?P<number>\d+(?:\.\d+)?)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op><=|>=|<>|!=|=|<|>)
+  | (?P<punct>[(),])
+""", re.VERBOSE)
+KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false", "between", "like", "ilike"}
+# A filter is a condition a person writes and reads, not a program: bounded in length (the longest
+# shipped filter has 131 characters) and in depth, counting parentheses and nots (the parser
+# recurses a few Python frames a level: 300 parentheses exhausted the interpreter's stack limit).
+MAX_FILTER_LENGTH = 4096
+MAX_FILTER_DEPTH = 50
+NUMERIC_TYPES = ("integer", "bigint", "smallint", "numeric", "double precision", "real", "int", "decimal")
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # string, number, ident, keyword, op, punct, end
+    text: str
+    pos: int
+
+
+def _tokens(text: str) -> list[_Tok]:
+    out, pos = [], 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise SegmentError(f"unexpected {text[pos]!r} at position {pos + 1}: a filter holds columns, "
+                               "literals, comparisons, in, between, like, is null, and/or/not and parentheses")
+        kind = m.lastgroup
+        if kind != "ws":
+            value = m.group()
+            if kind == "ident" and value.lower() in KEYWORDS:
+                out.append(_Tok("keyword", value.lower(), pos))
+            else:
+                out.append(_Tok(kind, value, pos))
+        pos = m.end()
+    out.append(_Tok("end", "", len(text)))
+    return out
+
+
+class _Parser:
+    """Recursive descent over the filter grammar; ``parse`` returns SQL re-written from the tree."""
+
+    def __init__(self, text: str, columns: dict[str, str | None]):
+        self.toks = _tokens(text)
+        self.i = 0
+        self.columns = columns
+        self.depth = 0
+
+    def descend(self, tok: _Tok) -> None:
+        """One level deeper (a parenthesis or a not), refused past MAX_FILTER_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_FILTER_DEPTH:
+            raise SegmentError(f"nested more than {MAX_FILTER_DEPTH} deep (parentheses and not) "
+                               f"at position {tok.pos + 1}")
+
+    def peek(self) -> _Tok:
+        return self.toks[self.i]
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def accept(self, kind: str, text: str | None = None) -> _Tok | None:
+        tok = self.peek()
+        if tok.kind == kind and (text is None or tok.text == text):
+            self.i += 1
+            return tok
+        return None
+
+    def expect(self, kind: str, text: str, what: str) -> None:
+        if not self.accept(kind, text):
+            self.fail(f"expected {what}")
+
+    def fail(self, reason: str):
+        tok = self.peek()
+        found = "the end of the filter" if tok.kind == "end" else repr(tok.text)
+        raise SegmentError(f"{reason} at position {tok.pos + 1}, found {found}")
+
+    def parse(self) -> str:
+        if self.peek().kind == "end":
+            self.fail("a filter must say something")
+        out = self.or_expr()
+        if self.peek().kind != "end":
+            self.fail("expected and, or or the end of the filter")
+        return out
+
+    def or_expr(self) -> str:
+        parts = [self.and_expr()]
+        while self.accept("keyword", "or"):
+            parts.append(self.and_expr())
+        return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
+
+    def and_expr(self) -> str:
+        parts = [self.not_expr()]
+        while self.accept("keyword", "and"):
+            parts.append(self.not_expr())
+        return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
+
+    def not_expr(self) -> str:
+        tok = self.accept("keyword", "not")
+        if tok:
+            self.descend(tok)
+            inner = self.not_expr()
+            self.depth -= 1
+            return f"(not {inner})"
+        return self.predicate()
+
+    def predicate(self) -> str:
+        tok = self.accept("punct", "(")
+        if tok:
+            self.descend(tok)
+            inner = self.or_expr()
+            self.expect("punct", ")", "')'")
+            self.depth -= 1
+            return inner
+        left, left_type = self.operand()
+        tok = self.peek()
+        if tok.kind == "op":
+            self.take()
+            right, right_type = self.operand()
+            if not (left.startswith('"') or right.startswith('"')):
+                raise SegmentError(f"a comparison needs a column at position {tok.pos + 1}")
+            self.check_types(left_type, right_type, tok)
+            op = "<>" if tok.text == "!=" else tok.text
+            return f"({left} {op} {right})"
+        if self.accept("keyword", "is"):
+            negate = bool(self.accept("keyword", "not"))
+            what = self.take()
+            if what.kind != "keyword" or what.text not in ("null", "true", "false"):
+                self.i -= 1
+                self.fail("expected null, true or false after is")
+            return f"({left} is {'not ' if negate else ''}{what.text})"
+        negate = bool(self.accept("keyword", "not"))
+        if self.accept("keyword", "in"):
+            self.expect("punct", "(", "'(' after in")
+            items = [self.literal(left_type)]
+            while self.accept("punct", ","):
+                items.append(self.literal(left_type))
+            self.expect("punct", ")", "')' closing the in list")
+            return f"({left} {'not in' if negate else 'in'} ({', '.join(items)}))"
+        if self.accept("keyword", "between"):
+            low, low_type = self.operand()
+            self.expect("keyword", "and", "and in between")
+            high, high_type = self.operand()
+            self.check_types(left_type, low_type, tok)
+            self.check_types(left_type, high_type, tok)
+            return f"({left} {'not between' if negate else 'between'} {low} and {high})"
+        for op in ("like", "ilike"):
+            if self.accept("keyword", op):
+                pattern = self.take()
+                if pattern.kind != "string":
+                    self.i -= 1
+                    self.fail(f"expected a quoted pattern after {op}")
+                return f"({left} {'not ' if negate else ''}{op} {_string(pattern)})"
+        if negate:
+            self.fail("expected in, between, like or ilike after not")
+        if not left.startswith('"'):
+            self.fail("a condition is needed, not a bare literal")
+        if left_type not in (None, "boolean"):
+            self.fail(f"a comparison is needed: {left} is {left_type}, not a condition by itself")
+        return left
+
+    def operand(self) -> tuple[str, str | None]:
+        tok = self.take()
+        if tok.kind == "ident":
+            if self.peek().kind == "punct" and self.peek().text == "(":
+                self.i -= 1
+                self.fail(f"functions are not allowed ({tok.text})")
+            name = tok.text.lower()
+            if name not in self.columns:
+                self.i -= 1
+                raise SegmentError(f"unknown column {tok.text!r} at position {tok.pos + 1}; "
+                                   f"documented columns: {', '.join(sorted(self.columns))}")
+            data_type = self.columns[name] or None
+            if data_type and data_type.endswith("[]"):
+                self.i -= 1
+                self.fail(f"{name} holds a list ({data_type}); a filter compares single values")
+            return f'"{name}"', data_type
+        self.i -= 1
+        return self.literal(None), self.literal_type(self.toks[self.i - 1])
+
+    def literal(self, expected: str | None) -> str:
+        tok = self.take()
+        if tok.kind == "string":
+            return _string(tok)
+        if tok.kind == "number":
+            return tok.text
+        if tok.kind == "keyword" and tok.text in ("true", "false", "null"):
+            return tok.text
+        self.i -= 1
+        self.fail("expected a column or a literal")
+        raise AssertionError  # unreachable
+
+    @staticmethod
+    def literal_type(tok: _Tok) -> str | None:
+        return {"string": "text", "number": "numeric"}.get(tok.kind) or (
+            "boolean" if tok.text in ("true", "false") else None)
+
+    def check_types(self, left: str | None, right: str | None, tok: _Tok) -> None:
+        kinds = {_kind(left), _kind(right)}
+        if None in kinds or len(kinds) == 1 or kinds == {"text", "time"}:
+            return
+        raise SegmentError(f"cannot compare {left} with {right} at position {tok.pos + 1}")
+
+
+def _kind(data_type: str | None) -> str | None:
+    if data_type is None:
+        return None
+    t = data_type.lower()
+    if t.startswith(NUMERIC_TYPES):
+        return "number"
+    if t.startswith(("date", "timestamp")):
+        return "time"
+    if t == "boolean":
+        return "boolean"
+    if t.startswith(("text", "character", "varchar")):
+        return "text"
+    return t
+
+
+def _string(tok: _Tok) -> str:
+    body = tok.text[1:-1].replace("''", "'")
+    if "\\" in body or "\x00" in body:
+        raise SegmentError(f"backslashes and NUL characters are not allowed in string literals "
+                           f"at position {tok.pos + 1}")
+    return "'" + body.replace("'", "''") + "'"
+
+
+def compile_filter(text: str, columns: dict[str, str | None]) -> str:
+    """The SQL of a segment filter, re-written from its parse tree over ``columns``. A filter longer
+    than MAX_FILTER_LENGTH is refused before it is read."""
+    if len(text) > MAX_FILTER_LENGTH:
+        raise SegmentError(f"longer than {MAX_FILTER_LENGTH:,} characters at position {MAX_FILTER_LENGTH + 1:,} "
+                           f"(it has {len(text):,}): split it into segments or say it more simply")
+    return _Parser(text, columns).parse()
+
+
+# ---------------------------------------------------------------- definitions
+
+def documented_columns(settings: Settings | None = None) -> dict[str, dict[str, str | None]]:
+    """For each source mart, its documented columns and their data types (None where not declared)."""
+    settings = settings or get_settings()
+    found: dict[str, dict[str, str | None]] = {}
+    for path in sorted((settings.dbt_project_dir / "models" / "marts").rglob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for model in doc.get("models") or []:
+            if model.get("name") in SOURCES:
+                found[model["name"]] = {c["name"]: c.get("data_type") for c in model.get("columns") or []
+                                        if c.get("description")}
+    missing = [s for s in SOURCES if s not in found]
+    if missing:
+        raise SegmentError(f"no documented columns for {', '.join(missing)} in the dbt project")
+    return found
+
+
+def segments_file(settings: Settings | None = None) -> Path:
+    settings = settings or get_settings()
+    return Path(os.environ.get(SEGMENTS_ENV) or settings.project_dir / "segments.yml")
+
+
+def load(path: Path | None = None, settings: Settings | None = None) -> list[Segment]:
+    """Read and validate the segment definitions; errors name the file, the segment and the reason."""
+    path = path or segments_file(settings)
+    if not path.exists():
+        raise SegmentError(f"{path}: no such file")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SegmentError(f"{path}: not valid YAML: {exc}") from None
+    if doc is None:
+        return []
+    if not isinstance(doc, dict) or set(doc) != {"segments"} or not isinstance(doc["segments"], list):
+        raise SegmentError(f"{path}: expected one key, 'segments', holding a list")
+    columns = documented_columns(settings)
+    out: list[Segment] = []
+    seen: set[str] = set()
+    for n, entry in enumerate(doc["segments"], start=1):
+        where = f"{path}: segment {n}"
+        if not isinstance(entry, dict):
+            raise SegmentError(f"{where}: expected a mapping with name, description and filter")
+        name = entry.get("name")
+        if isinstance(name, str):
+            where = f"{path}: segment {name!r}"
+        unknown = sorted(set(entry) - ENTRY_KEYS)
+        if unknown:
+            raise SegmentError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                               f"allowed: {', '.join(sorted(ENTRY_KEYS))}")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise SegmentError(f"{where}: name must be lower-case letters, digits and _ (at most 50), "
+                               f"starting with a letter; got {name!r}")
+        if name in seen:
+            raise SegmentError(f"{where}: defined twice")
+        seen.add(name)
+        description = entry.get("description")
+        if not isinstance(description, str) or not description.strip():
+            raise SegmentError(f"{where}: a description is required")
+        source = entry.get("source", "customer_360")
+        if source not in SOURCES:
+            raise SegmentError(f"{where}: source must be one of {', '.join(SOURCES)}; got {source!r}")
+        text = entry.get("filter", "true" if source == "customer_call_list" else None)
+        if not isinstance(text, str):
+            raise SegmentError(f"{where}: filter must be a string (a condition over {source}'s columns)")
+        try:
+            filter_sql = "true" if text.strip() == "true" else compile_filter(text, columns[source])
+        except SegmentError as exc:
+            raise SegmentError(f"{where}: filter: {exc}") from None
+        owner = entry.get("owner")
+        out.append(Segment(name=name, description=" ".join(description.split()), source=source,
+                           filter=text, filter_sql=filter_sql, owner=str(owner) if owner else None))
+    return out
+
+
+def dbt_var(segments: list[Segment]) -> list[dict]:
+    return [s.as_var() for s in segments]
+
+
+# ---------------------------------------------------------------- published segments
+
+def record_sizes(wh: Warehouse, run_id: str) -> int:
+    """Append the published segments' sizes to the history (once per run)."""
+    with wh.connect() as conn:
+        if conn.execute("select to_regclass('marts.segments')").fetchone()[0] is None:
+            conn.commit()
+            return 0
+        conn.execute("delete from audit.segment_sizes where run_id = %s", (run_id,))
+        n = conn.execute("""
+            insert into audit.segment_sizes (run_id, as_of_date, segment_name, version, filter_sql,
+                                             customers, contactable_customers)
+            select %s, as_of_date, segment_name, version, filter_sql, customers, contactable_customers
+            from marts.segments""", (run_id,)).rowcount
+        conn.commit()
+    return n
+
+
+def list_segments(wh: Warehouse) -> list[dict]:
+    from crm360.quality.health import fetch_dicts
+
+    with wh.connect() as conn:
+        return fetch_dicts(conn, """
+            select segment_name, description, source_model, filter_sql, version, customers,
+                   contactable_customers, as_of_date
+            from marts.segments order by segment_name""")
+
+
+def _segment(conn, name: str) -> dict:
+    cur = conn.execute("select segment_name, version, customers from marts.segments where segment_name = %s",
+                       (name,))
+    row = cur.fetchone()
+    if row is None:
+        known = [r[0] for r in conn.execute("select segment_name from marts.segments order by 1").fetchall()]
+        raise SegmentError(f"no segment {name!r}; published segments: {', '.join(known) or '(none)'}")
+    return {"segment_name": row[0], "version": row[1], "customers": row[2]}
+
+
+def members(wh: Warehouse, name: str, limit: int | None = None) -> tuple[list[str], list[tuple]]:
+    """The segment's members (masked marketing-safe columns), most valuable first."""
+    with wh.connect() as conn:
+        _segment(conn, name)
+        query = sql.SQL("select {} from marts.segment_members where segment_name = %s "
+                        "order by predicted_clv_eur desc nulls last, revenue_eur desc, customer_key{}").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in MEMBER_COLUMNS),
+            sql.SQL(" limit {}").format(sql.Literal(int(limit))) if limit is not None else sql.SQL(""))
+        cur = conn.execute(query, (name,))
+        return [c.name for c in cur.description], cur.fetchall()
+
+
+# What a spreadsheet may run when a cell starts with it.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "|", "%")
+# A cell starts at the start of a value, and, for a reader that splits lines on a list separator
+# without honouring quotes (';' is the separator of spreadsheets in comma-decimal locales), after
+# each of these inside it.
+LIST_SEPARATORS = re.compile(r"([,;|])")
+# a plain signed number (an exponent too) or a phone number (+, digits, blanks, dots) calls nothing
+HARMLESS = re.compile(r"^[+-]?[0-9][0-9 .]*(?:[eE][+-]?[0-9]+)?$")
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: those that end a
+# line or a cell for some reader (tab, LF, VT, FF, CR, U+001C-U+001F, NEL, U+2028, U+2029) become a
+# blank, the others (NUL, BEL, ESC ...) are dropped. None of them has a visible form.
+CONTROLS = {c: (" " if chr(c).isspace() else None) for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+HAS_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _opening(field: str) -> str:
+    """The first character of a field as a lenient reader sees it: past blanks, quotes and invisible
+    format characters (zero-width space, byte-order mark, direction marks), which readers trim."""
+    for ch in field:
+        if not (ch.isspace() or ch == '"' or unicodedata.category(ch) == "Cf"):
+            return ch
+    return ""
+
+
+def _neutralise(field: str) -> str:
+    if _opening(field) in FORMULA_PREFIXES and not HARMLESS.match(field):
+        return "'" + field
+    return field
+
+
+def csv_cell(value) -> str:
+    """A value as a CSV cell that no spreadsheet runs, however a reader splits the file.
+
+    Control characters go first (line breaks and tabs become blanks, the invisible rest is
+    dropped), so a cell is one line and one cell for every reader. Then every place a cell can
+    start (the value's start, and after each ',', ';' or '|' in it) that opens, past blanks and
+    quotes, with = + - @ | % gets an apostrophe, unless it is a plain number or a phone number.
+    Visible characters are kept, in order; a cell written by this function is returned unchanged,
+    so rewriting an export (crm360.privacy) keeps it as it was."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    text = str(value)  # numbers too: a Decimal prints '-Infinity'
+    if HAS_CONTROLS.search(text):
+        text = text.translate(CONTROLS)
+    if not LIST_SEPARATORS.search(text):  # (a million rows have 16 million cells: the plain case is quick)
+        return _neutralise(text)
+    parts = LIST_SEPARATORS.split(text)
+    return "".join(_neutralise(p) if i % 2 == 0 else p for i, p in enumerate(parts))
+
+
+def write_rows(out: TextIO, rows: Iterable[Sequence]) -> int:
+    """Write ``rows`` as CSV lines to ``out``, every value through ``csv_cell``; returns the rows
+    written. Every CSV crm360 writes from segment members goes through here: the export, and the
+    erasure's rewrite of an export (crm360.privacy)."""
+    writer = csv.writer(out, lineterminator="\n")
+    n = 0
+    for row in rows:
+        writer.writerow([csv_cell(v) for v in row])
+        n += 1
+    return n
+
+
+# An export holds this lock (shared) from reading the segment until its log row is committed, an
+# erasure holds it exclusively: an export either is logged before the erasure reads the log (and
+# its file is rewritten), or reads the segment after the erasure removed the person.
+EXPORT_LOCK = "select pg_advisory_xact_lock_shared(hashtext('crm360.erasure'))"
+
+
+def _write_csv(conn, name: str, out: TextIO) -> tuple[dict, int]:
+    seg = _segment(conn, name)
+    write_rows(out, [MEMBER_COLUMNS])
+    with conn.cursor(name="segment_export") as cur:  # server-side: a large segment streams
+        cur.execute(sql.SQL("select {} from marts.segment_members where segment_name = %s "
+                            "order by predicted_clv_eur desc nulls last, revenue_eur desc, customer_key").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in MEMBER_COLUMNS)), (name,))
+        rows = write_rows(out, cur)
+    return seg, rows
+
+
+def _log_export(conn, seg: dict, rows: int, exported_by: str, destination: str | None) -> None:
+    # who (db_role) and when (exported_at) are the database's to say: it stamps them (migration 0005)
+    conn.execute("""insert into audit.segment_exports (exported_by, segment_name, segment_version, row_count,
+                                                       destination, format)
+                    values (%s, %s, %s, %s, %s, 'csv')""",
+                 (exported_by, seg["segment_name"], seg["version"], rows, destination))
+
+
+def export_csv(wh: Warehouse, name: str, out: TextIO, exported_by: str, destination: str | None = None) -> int:
+    """Write the whole segment as CSV to ``out`` (a stream: standard output, a web download) and log
+    the export; returns the rows written. A file goes through :func:`export_file`."""
+    with wh.connect() as conn:
+        conn.execute(EXPORT_LOCK)
+        seg, rows = _write_csv(conn, name, out)
+        _log_export(conn, seg, rows, exported_by, destination)
+        conn.commit()
+    return rows
+
+
+def export_path(output: str, settings: Settings | None = None) -> Path:
+    """The file ``-o output`` names, inside the export folder: a relative name goes into the folder;
+    anything that resolves outside it (an absolute path elsewhere, ``..``, a symbolic link leading
+    out) is refused, because an erasure rewrites exports there and nowhere else."""
+    settings = settings or get_settings()
+    folder = settings.exports_dir.resolve()
+    given = Path(output).expanduser()
+    target = (given if given.is_absolute() else folder / given).resolve()
+    if target == folder or not target.is_relative_to(folder):
+        raise SegmentError(f"{output}: not a file inside the export folder {folder} (CRM360_EXPORT_DIR): crm360 "
+                           "writes exports only there, so that an erasure can find and rewrite every one; give a "
+                           "file name (it goes into that folder), or - for standard output")
+    return target
+
+
+def export_file(wh: Warehouse, name: str, path: Path, exported_by: str) -> int:
+    """Write the whole segment as CSV into ``path`` (see :func:`export_path`) and log it; returns the
+    rows written. The file appears whole, under its name, before its log row is committed."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with wh.connect() as conn:
+            conn.execute(EXPORT_LOCK)
+            with part.open("w", encoding="utf-8", newline="") as out:
+                seg, rows = _write_csv(conn, name, out)
+            os.replace(part, path)
+            _log_export(conn, seg, rows, exported_by, str(path))
+            conn.commit()
+    finally:
+        part.unlink(missing_ok=True)
+    return rows
+
+
+def view_sql(name: str) -> str:
+    """The SQL a tool uses to read the segment: its published view."""
+    return f"select * from marts.segment__{name}"

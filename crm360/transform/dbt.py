@@ -1,0 +1,129 @@
+"""Run dbt against the warehouse as a subprocess (dbt keeps global state; a
+separate process per invocation keeps Airflow workers and tests clean).
+
+Its vars (the segments among them) reach it in a JSON file under CRM360_HOME/dbt/vars/,
+read by crm360.transform.dbt_entry in dbt's process: on the command line, large vars exceeded the
+kernel's limit on an argument's length."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from crm360.core.errors import Crm360Error
+from crm360.core.settings import Settings, get_settings
+from crm360.core.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+class DbtError(Crm360Error):
+    """dbt exited with an error; the message carries the failing nodes. Retryable only when dbt
+    lost its database connection: a failing model or test fails again on the same data."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+# what dbt prints when the server, not the project, failed it
+_CONNECTION_LOST = ("could not connect to server", "connection to server", "server closed the connection",
+                    "terminating connection due to administrator command", "the database system is starting up",
+                    "the database system is shutting down", "connection refused", "connection already closed")
+
+
+@dataclass
+class DbtResult:
+    args: list[str]
+    returncode: int
+    output: str
+    results: list[dict]
+
+    def failures(self) -> list[dict]:
+        return [r for r in self.results if r.get("status") in ("error", "fail", "runtime error")]
+
+
+def dbt_command() -> list[str]:
+    """dbt's command line, started by crm360.transform.dbt_entry in this interpreter (where dbt is installed)."""
+    return [sys.executable, "-m", "crm360.transform.dbt_entry"]
+
+
+def write_vars(dbt_vars: dict, settings: Settings) -> Path:
+    """The vars as a JSON file in CRM360_HOME/dbt/vars/, named by its content: invocations with the
+    same vars (every run's, until segments.yml changes) share one file, and two processes writing
+    it at once write the same bytes, each by an atomic rename. Kept, so a build can be repeated
+    by hand: ``python -m crm360.transform.dbt_entry --vars-file FILE build ...``."""
+    text = json.dumps(dbt_vars)
+    path = settings.dbt_vars_dir / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return path
+
+
+def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
+            settings: Settings | None = None, check: bool = True,
+            extra_env: dict[str, str] | None = None, target_dir: Path | None = None) -> DbtResult:
+    """``target_dir`` (default: the settings' dbt target) is where dbt writes its artifacts."""
+    settings = settings or get_settings()
+    target = target_dir or settings.dbt_target_dir
+    target.mkdir(parents=True, exist_ok=True)
+    settings.dbt_log_dir.mkdir(parents=True, exist_ok=True)
+    vars_file = write_vars(dbt_vars, settings) if dbt_vars else None
+    cmd = [*dbt_command(), *(["--vars-file", str(vars_file)] if vars_file else []), *args,
+           "--project-dir", str(settings.dbt_project_dir),
+           "--profiles-dir", str(settings.dbt_project_dir),
+           "--target-path", str(target)]
+    env = {**os.environ, **wh.dbt_env(),
+           # sorts and hashes over the event history fit in memory instead of spilling to disk
+           "PGOPTIONS": os.environ.get("PGOPTIONS") or f"-c work_mem={settings.dbt_work_mem}",
+           "DBT_LOG_PATH": str(settings.dbt_log_dir),
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+           "DBT_USE_COLORS": "false", **(extra_env or {})}
+    log.info("running dbt %s%s", " ".join(args[:3]), f" (vars: {vars_file})" if vars_file else "")
+    proc = subprocess.run(cmd, env=env, cwd=settings.dbt_project_dir, capture_output=True,
+                          text=True, check=False)
+    output = proc.stdout + proc.stderr
+    for line in output.splitlines():
+        log.info("dbt | %s", line)
+    results = _read_run_results(target)
+    result = DbtResult(args=args, returncode=proc.returncode, output=output, results=results)
+    if check and proc.returncode != 0:
+        failed = result.failures()
+        names = ", ".join(f"{r['unique_id']} ({r['status']})" for r in failed[:20])
+        tail = "\n".join(output.splitlines()[-25:])
+        lost = any(marker in output.lower() for marker in _CONNECTION_LOST)
+        raise DbtError(f"dbt {args[0]} failed (exit {proc.returncode})"
+                       + (f": {names}" if names else "") + f"\n{tail}", retryable=lost)
+    return result
+
+
+def _read_run_results(target: Path) -> list[dict]:
+    path = target / "run_results.json"
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return []
+    return [{"unique_id": r.get("unique_id"), "status": r.get("status"),
+             "message": r.get("message"), "failures": r.get("failures"),
+             "execution_time": r.get("execution_time")} for r in data.get("results", [])]
+
+
+def project_vars(settings: Settings | None = None) -> dict:
+    """The project's configuration: the vars in dbt_project.yml."""
+    import yaml
+
+    settings = settings or get_settings()
+    project = yaml.safe_load((settings.dbt_project_dir / "dbt_project.yml").read_text(encoding="utf-8"))
+    return project.get("vars") or {}
