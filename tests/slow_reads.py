@@ -34,8 +34,9 @@ def apply(set_attr) -> None:
     import psycopg._copy_base
 
     from crm360 import ingest
+    from crm360.ingest import jsonfile
 
     open_file = ingest.Drop.open
-    set_attr(ingest, "COPY_BATCH_LINES", 5)
+    set_attr(jsonfile, "COPY_BATCH_LINES", 5)
     set_attr(psycopg._copy_base, "BUFFER_SIZE", 64)
     set_attr(ingest.Drop, "open", lambda drop: SlowFile(open_file(drop)))

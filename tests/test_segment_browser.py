@@ -182,7 +182,8 @@ def test_idle_half_open_and_slow_connections_are_closed(unreachable_server):
         idle = [connect(10) for _ in range(8)]
         half = connect(10)
         half.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        slow = connect(0.5)
+        slow = connect(10)
+        slow.settimeout(0.5)
         trickle = iter(b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 1000)
         while "slow" not in closed_after and time.monotonic() - started < 15:
             try:

@@ -22,7 +22,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm360 import privacy
+from crm360.privacy import erasure
 from crm360.serve import segments
 
 FORMULA = "=+-@"
@@ -145,7 +145,7 @@ def test_the_erasure_rewrite_of_an_export_neutralises_it(db, tmp_path):
         conn.execute("""insert into audit.segment_exports (exported_by, segment_name, segment_version, row_count,
                                                            destination, format)
                         values ('test', 's', 'v1', 3, %s, 'csv')""", (str(export),))
-        scrub = privacy._scrub_exports(conn, {hashlib.sha256(b"k_gone").hexdigest()}, export.parent)
+        scrub = erasure._scrub_exports(conn, {hashlib.sha256(b"k_gone").hexdigest()}, export.parent)
         conn.commit()
     assert scrub.rows_removed == {str(export.resolve()): 1} and scrub.problems == []
     text = export.read_text(encoding="utf-8")

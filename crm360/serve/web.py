@@ -244,17 +244,24 @@ class SegmentBrowser(BaseHTTPRequestHandler):
             out.detach()
         log.info("segment %s: %d rows downloaded by %s", name, rows, self.client_address[0])
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection and a listen backlog that a burst of idle connections does not
+    fill (the standard library's 5 makes the sixth connection wait for a SYN retry)."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def make_server(wh: Warehouse, host: str = "127.0.0.1", port: int = 8765,
                 request_timeout: float = REQUEST_TIMEOUT) -> ThreadingHTTPServer:
     """The segment browser on ``host:port`` (port 0: any free port), reading as ``wh``'s role;
     a connection whose request has not arrived within ``request_timeout`` seconds is closed."""
     try:
-        httpd = ThreadingHTTPServer((host, port), SegmentBrowser)
+        httpd = _Server((host, port), SegmentBrowser)
     except OSError as exc:
         raise ValueError(f"cannot serve the segments on {host}:{port}: {exc}") from None
     httpd.warehouse = wh  # type: ignore[attr-defined]
     httpd.request_timeout = request_timeout  # type: ignore[attr-defined]
-    httpd.daemon_threads = True
     return httpd
 
 
