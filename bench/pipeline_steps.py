@@ -41,13 +41,15 @@ from pathlib import Path
 
 import psutil
 
-from crm360 import ingest, pipeline
-from crm360.core import schema, warehouse
+from crm360.core import warehouse
 from crm360.core.settings import Settings, get_settings
+from crm360.core.systems import SYSTEMS
+from crm360.pipeline import steps
 from crm360.synthetic.generate import GeneratorConfig, generate, generate_next_day
 
-STEPS = ["load_sales", "load_service", "load_web", "gate_raw", "freshness", "erasures", "dbt_build",
-         "gate_marts", "publish", "summarize"]
+BENCH_NAMES = {"source_freshness": "freshness", "apply_erasures": "erasures"}  # shorter column heads
+STEPS = [*(f"load_{s}" for s in SYSTEMS), "gate_raw",
+         *(BENCH_NAMES.get(step.name, step.name) for step in steps.TRANSFORM)]
 # parts of dbt_build, reported beside it
 IDENTITY_MODELS = ("int_identity_nodes", "int_identity_edges", "int_identity_components", "int_identifiers_linked",
                    "int_customers_resolved")
@@ -106,16 +108,20 @@ def one_run(wh, settings: Settings, landing: Path, as_of: date, run_id: str) -> 
         out[name] = (seconds, mem.growth)
         return result
 
-    schema.migrate(wh)
-    batches = [timed(f"load_{s}", pipeline.ingest_source, wh, s, run_id, landing, settings, until=as_of)["batch_id"]
-               for s in ingest.SOURCES]
-    timed("gate_raw", pipeline.gate, wh, "raw", run_id, batches, settings, as_of)
-    timed("freshness", pipeline.check_freshness, wh, run_id, as_of, settings)
-    timed("erasures", pipeline.erase, wh, run_id)
-    built = timed("dbt_build", pipeline.transform, wh, as_of, settings)
-    timed("gate_marts", pipeline.gate, wh, "marts", run_id, None, settings, as_of)
-    timed("publish", pipeline.publish_marts, wh, run_id)
-    timed("summarize", pipeline.summarize, wh, run_id, as_of, settings=settings)
+    # the steps as crm360.pipeline.steps declares them, each run as its Airflow task runs it
+    ctx = steps.RunContext(run_id, as_of, settings=settings, landing=landing)
+    batches = []
+    for source in SYSTEMS:
+        for step in steps.INGEST:
+            if step.name == "load":
+                loaded = timed(f"load_{source}", steps.execute, step.name, wh, ctx.with_(source=source))
+                batches.extend(loaded["batch_ids"])
+            elif step.name != "gate_raw":
+                steps.execute(step.name, wh, ctx.with_(source=source))
+    timed("gate_raw", steps.execute, "gate_raw", wh, ctx.with_(batch_ids=tuple(batches)))
+    results = {step.name: timed(BENCH_NAMES.get(step.name, step.name), steps.execute, step.name, wh, ctx)
+               for step in steps.TRANSFORM}
+    built = results["dbt_build"]
     models = built["model_seconds"]
     out["identity"] = (sum(models.get(m, 0.0) for m in IDENTITY_MODELS), 0)
     out["value_fit"] = (built["value_model"]["seconds"], 0)

@@ -14,8 +14,8 @@ date, else the data interval's end, else (a manual run without a logical date) t
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, dag, task
-from crm360_airflow import SOURCES, on_failure, params, raw_asset, run_date, run_step
+from airflow.sdk import Asset, dag
+from crm360_airflow import SOURCES, on_failure, params, raw_asset, step_task
 
 
 def ingest_dag(source: str, asset: Asset):
@@ -32,30 +32,10 @@ def ingest_dag(source: str, asset: Asset):
         doc_md=__doc__,
     )
     def ingest_source():
-        @task
-        def migrate_warehouse() -> dict:
-            """Apply the schema migrations the warehouse lacks (crm360 migrate), under their lock."""
-            return run_step("migrate")
-
-        @task
-        def load(**context) -> dict:
-            """COPY new or changed drops dated before the as-of date into raw, as one attempt (batch)."""
-            as_of = run_date(context)
-            loaded = run_step("ingest_source", source, context["run_id"], None, None, as_of)
-            return {"batch_ids": loaded["batch_ids"], "as_of": as_of.isoformat()}
-
-        @task(outlets=[asset])
-        def gate_raw(batch: dict, run_id: str | None = None, outlet_events=None) -> dict:
-            """Great Expectations suites on the batch; a failure unloads it. Passing updates the Asset."""
-            from datetime import date
-
-            result = run_step("gate", "raw", run_id, batch["batch_ids"], None, date.fromisoformat(batch["as_of"]))
-            outlet_events[asset].extra = batch
-            return result
-
-        batch = load()
-        migrate_warehouse() >> batch
-        gate_raw(batch)
+        # the ingest steps as crm360.pipeline.steps declares them
+        loaded = step_task("load")(source=source)
+        step_task("migrate_warehouse")() >> loaded
+        step_task("gate_raw", outlets=[asset])(loaded)
 
     return ingest_source()
 

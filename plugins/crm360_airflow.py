@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from crm360.core.systems import SYSTEMS  # a module without imports: cheap at parse time
+from crm360.core.systems import SYSTEMS  # these two import nothing heavy: cheap at parse time
+from crm360.pipeline.steps import TRANSFORM
 
 SOURCES = SYSTEMS  # one ingest DAG per source system
+TRANSFORM_STEPS = tuple(step.name for step in TRANSFORM)  # the transform DAG's tasks, in order
 
 AS_OF_HELP = ("Load the drops dated before this day and compute tiers as of it (YYYY-MM-DD). Empty: the "
               "run's logical date if one was given, else the day the run was triggered (UTC), i.e. every "
@@ -99,33 +101,64 @@ def warehouse():
     return resolve_warehouse(warehouse_url())
 
 
-def run_step(step_name: str, *args):
-    """Run ``crm360.pipeline.<step_name>(warehouse, *args)``.
+def run_step(name: str, run_id: str, **fields):
+    """Run the pipeline's step ``name`` (crm360.pipeline.steps) for the Airflow run ``run_id``, with
+    the rest of its context (as_of, source, batch_ids) given as keywords.
 
-    Every step but ``migrate`` first checks that the warehouse is at the schema revision this
-    code needs. A step that writes holds its part of the warehouse while it runs (crm360.core.locks).
-    An error no retry can mend (bad data, a failed gate, a wrong configuration or parameter, a
-    warehouse that needs ``crm360 migrate``, a bug) fails the task at once, without retries;
-    what may pass a moment later (a run lock held by another run, a lost connection) is raised
-    as it is, for Airflow to retry (crm360.core.errors.is_retryable).
+    The step checks the warehouse's schema revision (but the migration) and holds the parts of the
+    warehouse it writes (crm360.core.locks). An error no retry can mend (bad data, a failed gate, a
+    wrong configuration or parameter, a warehouse that needs ``crm360 migrate``, a bug) fails the
+    task at once, without retries; what may pass a moment later (a run lock held by another run, a
+    lost connection) is raised as it is, for Airflow to retry (crm360.core.errors.is_retryable).
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from crm360 import pipeline
-    from crm360.core import locks, schema
     from crm360.core.errors import is_retryable
+    from crm360.pipeline import steps
 
-    step = getattr(pipeline, step_name)
     try:
-        wh = warehouse()
-        if step_name != "migrate":
-            schema.require_current(wh)
-        with locks.for_step(wh, step_name, args):
-            return step(wh, *args)
+        return steps.execute(name, warehouse(), steps.RunContext(run_id, **fields))
     except Exception as exc:
         if is_retryable(exc):
             raise
         raise AirflowFailException(f"{exc.__class__.__name__}: {exc}" if not str(exc) else str(exc)) from exc
+
+
+def step_task(name: str, **task_args):
+    """A TaskFlow task running the declared step ``name`` (its task id, its doc). Its context: the
+    run's id; the as-of date from ``as_of`` (an upstream task's) or the run's own (run_date); the
+    batches of an upstream load; ``source`` for a per-source step. A task with outlets (a raw gate)
+    puts the batches and the date on its Asset events, for the transform they schedule."""
+    from airflow.sdk import task
+
+    from crm360.pipeline.steps import get
+
+    step = get(name)
+
+    def call(upstream: dict | None = None, as_of: str | None = None, source: str | None = None, **context):
+        upstream = upstream or {}
+        day = as_of or upstream.get("as_of")
+        fields = {"as_of": date.fromisoformat(day) if day else run_date(context), "source": source,
+                  "batch_ids": tuple(upstream.get("batch_ids") or ())}
+        result = run_step(name, context["run_id"], **fields)
+        for asset in getattr(context.get("task"), "outlets", None) or ():
+            context["outlet_events"][asset].extra = {"batch_ids": list(fields["batch_ids"]),
+                                                     "as_of": fields["as_of"].isoformat()}
+        if name == "summarize":
+            _print_report(result)
+        return result
+
+    call.__doc__ = step.doc
+    call.__name__ = name
+    return task(task_id=name, doc_md=step.doc, **task_args)(call)
+
+
+def _print_report(summary: dict) -> None:
+    from crm360.serve import report
+    from crm360.serve.report import RunSummary
+
+    print(report.render(RunSummary(**summary), warehouse()))
+    print(f"Run health report: {summary.get('report')}")
 
 
 def on_failure(context) -> None:

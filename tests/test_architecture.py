@@ -38,7 +38,7 @@ def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
     """The crm360 modules ``name`` imports, anywhere in the file (in functions too)."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith("crm360")}
         elif isinstance(node, ast.ImportFrom):
@@ -51,6 +51,19 @@ def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
             for alias in node.names:  # a name that is a module is an import of that module
                 out.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
     return {m for m in out if m in modules and m != name}
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node but those under ``if TYPE_CHECKING:`` (imports for annotations only, never run)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
+                todo.extend(child.orelse)
+                continue
+            todo.append(child)
 
 
 def _graph() -> dict[str, set[str]]:

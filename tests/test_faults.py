@@ -450,13 +450,14 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_
 
     batches = {}
     for source in ingest.SOURCES:
-        attempt("migrate_warehouse", lambda: crm360_airflow.run_step("migrate"))
+        attempt("migrate_warehouse", lambda: crm360_airflow.run_step("migrate_warehouse", RUN))
         batches[source] = attempt("load", lambda s=source: crm360_airflow.run_step(
-            "ingest_source", s, RUN, None, None, as_of)["batch_ids"])
-        attempt("gate_raw", lambda s=source: crm360_airflow.run_step("gate", "raw", RUN, batches[s], None, as_of))
+            "load", RUN, source=s, as_of=as_of)["batch_ids"])
+        attempt("gate_raw", lambda s=source: crm360_airflow.run_step(
+            "gate_raw", RUN, batch_ids=tuple(batches[s]), as_of=as_of))
     raw_matches_ledger(wh)
-    attempt("source_freshness", lambda: crm360_airflow.run_step("check_freshness", RUN, as_of))
-    attempt("apply_erasures", lambda: crm360_airflow.run_step("erase", RUN))
+    attempt("source_freshness", lambda: crm360_airflow.run_step("source_freshness", RUN, as_of=as_of))
+    attempt("apply_erasures", lambda: crm360_airflow.run_step("apply_erasures", RUN))
 
     def failing_model():
         with monkeypatch.context() as patch:
@@ -464,7 +465,7 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_
             patch.setenv("CRM360_HOME", str(tmp_path / "faulty_home"))  # keep the real project's parse cache
             # a model that fails on the data fails again on a retry: failed at once, cleared once fixed
             with pytest.raises(AirflowFailException, match=broken_model) as failure:
-                crm360_airflow.run_step("transform", as_of)
+                crm360_airflow.run_step("dbt_build", RUN, as_of=as_of)
         failed("dbt_build", failure.value)
         assert _marts_state(wh) == before, "a failed build changed the published marts"
         log.append(f"dbt_build: model {broken_model} failed without retry, nothing published, re-run")
@@ -488,7 +489,7 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_
         watcher.start()
         try:
             with pytest.raises(DbtError) as failure:  # not AirflowFailException: a lost server is worth a retry
-                crm360_airflow.run_step("transform", as_of)
+                crm360_airflow.run_step("dbt_build", RUN, as_of=as_of)
         finally:
             done.set()
             watcher.join(timeout=120)
@@ -499,14 +500,14 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_
         first = str(failure.value).splitlines()[0]
         log.append(f"dbt_build: PostgreSQL restarted while dbt wrote the marts ({first[:160]}), retried")
 
-    attempt("dbt_build", lambda: crm360_airflow.run_step("transform", as_of),
+    attempt("dbt_build", lambda: crm360_airflow.run_step("dbt_build", RUN, as_of=as_of),
             lambda: (failing_model(), restarted_build()))
 
     def failing_gate():
         with monkeypatch.context() as patch:
             patch.setenv("CRM360_PROJECT_DIR", str(faulty))
             with pytest.raises(AirflowFailException, match="marts_customer_360.revenue_eur") as failure:
-                crm360_airflow.run_step("gate", "marts", RUN, None, None, as_of)
+                crm360_airflow.run_step("gate_marts", RUN, as_of=as_of)
         failed("gate_marts", failure.value)
         with wh.connect() as conn:
             status = conn.execute("select status from audit.pipeline_runs where run_id = %s", (RUN,)).fetchone()
@@ -514,11 +515,11 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_
         assert _marts_state(wh) == before, "a failed gate changed the published marts"
         log.append("gate_marts: failed without retry, run marked failed, marts kept, cleared and re-run")
 
-    attempt("gate_marts", lambda: crm360_airflow.run_step("gate", "marts", RUN, None, None, as_of), failing_gate)
+    attempt("gate_marts", lambda: crm360_airflow.run_step("gate_marts", RUN, as_of=as_of), failing_gate)
 
     with Readers(wh) as readers:
         def killed_publish():
-            error = _publish_killed_mid_transaction(wh, lambda: crm360_airflow.run_step("publish_marts", RUN))
+            error = _publish_killed_mid_transaction(wh, lambda: crm360_airflow.run_step("publish", RUN))
             assert isinstance(error, psycopg.OperationalError), repr(error)
             failed("publish", error)
             with wh.connect() as conn:
@@ -526,9 +527,9 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_
             assert _marts_state(wh) == before, "a killed publication left the marts changed"
             log.append("publish: connection killed after the renames, rolled back, retried")
 
-        attempt("publish", lambda: crm360_airflow.run_step("publish_marts", RUN), killed_publish)
+        attempt("publish", lambda: crm360_airflow.run_step("publish", RUN), killed_publish)
         time.sleep(0.2)
-    attempt("summarize", lambda: pipeline.summarize(crm360_airflow.warehouse(), RUN, as_of))
+    attempt("summarize", lambda: crm360_airflow.run_step("summarize", RUN, as_of=as_of))
 
     print(f"seed {seed}:\n  " + "\n  ".join(log))
     after = _marts_state(wh)

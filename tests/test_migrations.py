@@ -151,7 +151,7 @@ def test_every_step_refuses_a_warehouse_older_or_newer_than_the_code(external_se
     # in Airflow: failed at once, not retried (waiting does not migrate a warehouse)
     monkeypatch.setenv("AIRFLOW_CONN_CRM360_WAREHOUSE", url)
     with pytest.raises(AirflowFailException, match="run `crm360 migrate`"):
-        crm360_airflow.run_step("gate", "raw", "r1", ["r1:web"], None, date(2026, 11, 1))
+        crm360_airflow.run_step("gate_raw", "r1", batch_ids=("r1.1:web",), as_of=date(2026, 11, 1))
     monkeypatch.setenv("CRM360_WAREHOUSE_URL", url)
     assert cli(["forget", "--email", "someone@example.com"]) == 1
     assert "run `crm360 migrate`" in capsys.readouterr().err

@@ -11,6 +11,8 @@ import pytest
 
 from crm360 import cli, ingest, pipeline
 from crm360.core import locks, schema
+from crm360.pipeline import steps
+from crm360.pipeline.steps import RunContext
 
 AS_OF = date(2026, 5, 2)
 EVENT = '{"event_id": "e%d", "visitor_id": "v1", "occurred_at": "2026-05-01T10:00:00Z"}\n'
@@ -106,7 +108,7 @@ def test_a_waiting_run_starts_when_the_first_is_done_and_loads_nothing_twice(wh,
 
     def run(name, gate=None):
         try:
-            with locks.for_step(wh, "ingest_source", ("web", name, None, None, AS_OF)):
+            with locks.holding(wh, steps.get("load").parts(RunContext(name, AS_OF, source="web")), name, AS_OF):
                 holding.set()
                 if gate:
                     gate.wait(30)
@@ -146,30 +148,30 @@ def test_without_waiting_exactly_one_of_two_airflow_tasks_writes(wh, landing, mo
     with locks.holding(wh, ["ingest:web"], "scheduled__2026-05-02T00:00:00+00:00", AS_OF, wait=0):
         with pytest.raises(locks.RunLocked, match=r"run manual_1 cannot start ingest:web: another crm360 run "
                                                   r"\(scheduled__2026-05-02T00:00:00\+00:00, for 2026-05-02\)"):
-            crm360_airflow.run_step("ingest_source", "web", "manual_1", None, None, AS_OF)
+            crm360_airflow.run_step("load", "manual_1", source="web", as_of=AS_OF)
         # another source is another part: it loads meanwhile
-        assert crm360_airflow.run_step("ingest_source", "service", "manual_1", None, None, AS_OF)["files_loaded"] == 0
+        assert crm360_airflow.run_step("load", "manual_1", source="service", as_of=AS_OF)["files_loaded"] == 0
         with pytest.raises(locks.RunLocked):
-            crm360_airflow.run_step("gate", "raw", "manual_1", ["manual_1:web"], None, AS_OF)
-    assert crm360_airflow.run_step("ingest_source", "web", "manual_1", None, None, AS_OF)["files_loaded"] == 2
+            crm360_airflow.run_step("gate_raw", "manual_1", batch_ids=("manual_1.1:web",), as_of=AS_OF)
+    assert crm360_airflow.run_step("load", "manual_1", source="web", as_of=AS_OF)["files_loaded"] == 2
     with wh.connect() as conn:
         assert conn.execute("select count(*) from raw.web_events").fetchone() == (10,)
 
 
 def test_steps_name_the_parts_they_write():
-    assert locks.parts_for_step("ingest_source", ("web", "r", None, None, AS_OF)) == (["ingest:web"], "r", AS_OF)
-    assert locks.parts_for_step("gate", ("raw", "r", ["r:sales", "r:web"], None, AS_OF))[0] == [
-        "ingest:sales", "ingest:web"]
-    assert locks.parts_for_step("gate", ("marts", "r", None, None, AS_OF))[0] == ["marts"]
-    assert locks.parts_for_step("transform", (AS_OF,))[0] == ["marts"]
-    assert locks.parts_for_step("publish_marts", ("r",))[0] == ["marts"]
-    assert locks.parts_for_step("erase", ("r",))[0] == list(locks.EVERY_PART)
-    assert locks.parts_for_step("check_freshness", ("r", AS_OF))[0] == []
+    """The declaration says what each step writes: the locks a task holds come from it, not from where
+    its arguments happen to stand."""
+    def parts(name, **fields):
+        return steps.get(name).parts(RunContext("r", AS_OF, **fields))
+
+    assert parts("load", source="web") == ("ingest:web",)
+    assert parts("gate_raw", batch_ids=("r.1:sales", "r.2:web", "r.1:web")) == ("ingest:sales", "ingest:web")
+    assert parts("dbt_build") == parts("gate_marts") == parts("publish") == ("marts",)
+    assert parts("apply_erasures") == tuple(locks.EVERY_PART)
+    assert parts("source_freshness") == parts("summarize") == parts("migrate_warehouse") == ()
     assert set(locks.EVERY_PART) == {"ingest:sales", "ingest:service", "ingest:web", "marts"}
     assert ingest.SOURCES.keys() == {p.split(":")[1] for p in locks.EVERY_PART if p.startswith("ingest:")}
-
-
-def test_the_wait_setting_is_checked(monkeypatch):
-    monkeypatch.setenv(locks.WAIT_ENV, "soon")
-    with pytest.raises(ValueError, match="CRM360_RUN_LOCK_WAIT must be a number of seconds, got 'soon'"):
-        locks.wait_seconds()
+    # every step the DAGs run is declared, in the order the one-process run takes them
+    assert [s.name for s in steps.INGEST] == ["migrate_warehouse", "load", "gate_raw"]
+    assert [s.name for s in steps.TRANSFORM] == ["source_freshness", "apply_erasures", "dbt_build", "gate_marts",
+                                                "publish", "summarize"]

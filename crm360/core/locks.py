@@ -12,9 +12,10 @@ The parts:
 - ``marts``: the dbt build, the marts gate and the publication. One build schema
   serves every run, so two builds must not overlap, whatever their dates.
 
-``run_all`` and ``backfill`` hold every part for their whole run; an Airflow task
-holds the part its step writes (applying erasures writes them all) (Airflow's ``max_active_runs=1`` keeps two runs of
-one DAG apart already; the lock keeps a CLI run and a DAG run apart).
+``run_all`` and ``backfill`` hold every part for their whole run; an Airflow task holds
+the parts its step declares it writes (crm360.pipeline.steps; applying erasures writes them
+all). Airflow's ``max_active_runs=1`` keeps two runs of one DAG apart already; the lock keeps a
+CLI run and a DAG run apart.
 
 A run that finds a part taken waits up to ``CRM360_RUN_LOCK_WAIT`` seconds
 (default 0: it stops at once) and then fails with :class:`RunLocked`, whose message
@@ -137,35 +138,3 @@ def _busy_message(conn: psycopg.Connection, part: str, run_id: str, wait: float)
         who = (f"another crm360 run ({other}, for {as_of.isoformat() if as_of else 'no date'}) has held it since "
                f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC (pid {pid} on {host})")
     return f"run {run_id} cannot start {part}{waited}: {who}{hint}"
-
-
-def parts_for_step(step_name: str, args: Sequence) -> tuple[list[str], str, date | None]:
-    """(parts, run id, as-of date) that ``crm360.pipeline.<step_name>(wh, *args)`` writes, as
-    the Airflow tasks call the steps; no parts for steps that only read or record."""
-    def arg(i: int):
-        return args[i] if len(args) > i else None
-
-    if step_name == "ingest_source":
-        return [f"ingest:{arg(0)}"], str(arg(1)), arg(4)
-    if step_name == "gate" and arg(0) == "raw":
-        return sorted({part_for_batch(b) for b in arg(2) or []}), str(arg(1)), arg(4)
-    if step_name == "gate":
-        return [MARTS], str(arg(1)), arg(4)
-    if step_name == "transform":
-        return [MARTS], f"transform for {arg(0)}", arg(0)
-    if step_name == "publish_marts":
-        return [MARTS], str(arg(0)), None
-    if step_name == "erase":  # deletes from every source's raw tables and from the published marts
-        return list(EVERY_PART), str(arg(0)), None
-    return [], "", None
-
-
-@contextmanager
-def for_step(wh: Warehouse, step_name: str, args: Sequence) -> Iterator[None]:
-    """Hold what the step writes while it runs (see :func:`parts_for_step`)."""
-    parts, run_id, as_of = parts_for_step(step_name, args)
-    if not parts:
-        yield
-        return
-    with holding(wh, parts, run_id, as_of):
-        yield

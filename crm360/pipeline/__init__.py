@@ -1,37 +1,29 @@
-"""The pipeline's steps and how they run: the steps one by one (for the Airflow tasks), a whole run
-in one process (crm360 run, backfill), and the DAGs through `airflow dags test` (airflow_local).
+"""The pipeline: its steps declared once (steps), what each does (run), a whole run in one process
+(runner: crm360 run, backfill), the failure callback (notify), and the DAGs through `airflow dags
+test` (airflow_local).
 
-The names below are the layer's API; the modules hold the rest."""
+The names below are the layer's API; the modules hold the rest. They are imported when first
+used: Airflow reads the declaration (crm360.pipeline.steps) while it parses the DAG files, which
+must not pull in the database drivers, dbt or Great Expectations."""
 
-from crm360.pipeline.run import (
-    BUILD_ENV,
-    COUNTED_MARTS,
-    MARTS,
-    UNIT_TESTS,
-    VALUE_INPUT,
-    RunSummary,
-    backfill,
-    build_env,
-    build_vars,
-    check_freshness,
-    erase,
-    gate,
-    gate_params,
-    ingest_all,
-    ingest_source,
-    migrate,
-    publish_marts,
-    record_failure,
-    record_status,
-    resolve_warehouse,
-    run_all,
-    safe_run_id,
-    summarize,
-    transform,
-    transform_stages,
-)
+from importlib import import_module
 
-__all__ = ["BUILD_ENV", "COUNTED_MARTS", "MARTS", "UNIT_TESTS", "VALUE_INPUT", "RunSummary", "backfill", "build_env",
-           "build_vars", "check_freshness", "erase", "gate", "gate_params", "ingest_all", "ingest_source",
-           "migrate", "publish_marts", "record_failure", "record_status", "resolve_warehouse", "run_all",
-           "safe_run_id", "summarize", "transform", "transform_stages"]
+_API = {
+    "run": ("BUILD_ENV", "COUNTED_MARTS", "MARTS", "UNIT_TESTS", "VALUE_INPUT", "RunSummary", "build_env",
+            "build_vars", "check_freshness", "erase", "gate", "gate_params", "ingest_source", "migrate",
+            "publish_marts", "record_failure", "record_status", "resolve_warehouse", "safe_run_id", "summarize",
+            "transform", "transform_stages"),
+    "runner": ("backfill", "ingest_all", "run_all"),
+    "steps": ("INGEST", "TRANSFORM", "RunContext", "execute"),
+}
+_HOME = {name: module for module, names in _API.items() for name in names}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(import_module(f"crm360.pipeline.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'crm360.pipeline' has no attribute {name!r}")

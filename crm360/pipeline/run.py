@@ -16,13 +16,12 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crm360 import ingest
-from crm360.core import locks, schema
+from crm360.core import schema
 from crm360.core.settings import Settings, get_settings
 from crm360.core.warehouse import Warehouse, from_url, get_warehouse
 from crm360.ingest import ledger
@@ -30,6 +29,9 @@ from crm360.quality import freshness, gates, health
 from crm360.serve import health_page, segments
 from crm360.serve.report import RunSummary
 from crm360.transform import dbt, publish
+
+if TYPE_CHECKING:  # the declaration imports this module, not the other way round
+    from crm360.pipeline.steps import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +69,6 @@ def ingest_source(wh: Warehouse, source: str, run_id: str, landing: Path | None 
     settings = settings or get_settings()
     result = ingest.load_source(wh, landing or settings.landing_dir, source, run_id=safe_run_id(run_id), until=until)
     return result.as_dict()
-
-
-def ingest_all(wh: Warehouse, run_id: str, landing: Path | None = None, settings: Settings | None = None,
-               until: date | None = None) -> list[str]:
-    """Load every source as a batch of its own; returns the batch ids. If a source's drops cannot
-    be loaded (for whatever reason), the batches this run loaded before it are taken back out too:
-    they were never gated, and the next run would skip their files."""
-    batch_ids: list[str] = []
-    try:
-        for source in ingest.SOURCES:
-            batch_ids += ingest_source(wh, source, run_id, landing, settings, until=until)["batch_ids"]
-    except BaseException as exc:
-        ledger.unload(wh, batch_ids, f"another source of the run failed to load: {str(exc).strip()[:300]}")
-        raise
-    return batch_ids
 
 
 def gate_params(wh: Warehouse, stage: str, as_of: date, settings: Settings | None = None) -> dict[str, str]:
@@ -311,37 +298,43 @@ def _jsonable(row: dict) -> dict:
     return out
 
 
-def run_all(as_of: date, run_id: str, wh: Warehouse | None = None, landing: Path | None = None,
-            settings: Settings | None = None) -> RunSummary:
-    """The whole pipeline in one process (what the Airflow DAG does task by task)."""
-    settings = settings or get_settings()
-    wh = wh or get_warehouse(settings)
-    schema.migrate(wh)  # before the parts: a migration holds them itself while it changes the schema
-    with locks.holding(wh, locks.EVERY_PART, safe_run_id(run_id), as_of):  # a second run stops or waits here
-        with _failure_recorded(wh, run_id, as_of, settings):
-            batch_ids = ingest_all(wh, run_id, landing, settings, as_of)
-            gate(wh, "raw", run_id, batch_ids, settings, as_of)
-            _build_and_publish(wh, run_id, as_of, settings)
-        return summarize(wh, run_id, as_of, settings=settings)
+# -- the steps as crm360.pipeline.steps declares them: (warehouse, context) -> a JSON-able result
+
+def migrate_step(wh: Warehouse, ctx: RunContext) -> dict:
+    return migrate(wh)
 
 
-def _build_and_publish(wh: Warehouse, run_id: str, as_of: date, settings: Settings) -> None:
-    """What follows the gated loads in one run: freshness, erasures, dbt, the marts gate, publication."""
-    check_freshness(wh, run_id, as_of, settings)
-    erase(wh, run_id, settings)
-    transform(wh, as_of, settings)
-    gate(wh, "marts", run_id, settings=settings, as_of=as_of)
-    publish_marts(wh, run_id)
+def load_step(wh: Warehouse, ctx: RunContext) -> dict:
+    loaded = ingest_source(wh, ctx.source, ctx.run_id, ctx.landing, ctx.settings, until=ctx.as_of)
+    return {**loaded, "as_of": ctx.as_of.isoformat() if ctx.as_of else None}
 
 
-@contextmanager
-def _failure_recorded(wh: Warehouse, run_id: str, as_of: date, settings: Settings) -> Iterator[None]:
-    """A failing run is marked failed and gets its health page, named in the exception."""
-    try:
-        yield
-    except Exception as exc:
-        exc.add_note(f"run health report: {record_failure(wh, run_id, as_of, str(exc), settings)}")
-        raise
+def gate_raw_step(wh: Warehouse, ctx: RunContext) -> dict:
+    return gate(wh, "raw", ctx.run_id, list(ctx.batch_ids), ctx.settings, ctx.as_of)
+
+
+def freshness_step(wh: Warehouse, ctx: RunContext) -> dict:
+    return check_freshness(wh, ctx.run_id, ctx.as_of, ctx.settings)
+
+
+def erase_step(wh: Warehouse, ctx: RunContext) -> dict:
+    return erase(wh, ctx.run_id, ctx.settings)
+
+
+def transform_step(wh: Warehouse, ctx: RunContext) -> dict:
+    return transform(wh, ctx.as_of, ctx.settings)
+
+
+def gate_marts_step(wh: Warehouse, ctx: RunContext) -> dict:
+    return gate(wh, "marts", ctx.run_id, settings=ctx.settings, as_of=ctx.as_of)
+
+
+def publish_step(wh: Warehouse, ctx: RunContext) -> dict:
+    return publish_marts(wh, ctx.run_id)
+
+
+def summarize_step(wh: Warehouse, ctx: RunContext) -> dict:
+    return summarize(wh, ctx.run_id, ctx.as_of, settings=ctx.settings).as_dict()
 
 
 def record_failure(wh: Warehouse, run_id: str, as_of: date | None, message: str,
@@ -351,29 +344,3 @@ def record_failure(wh: Warehouse, run_id: str, as_of: date | None, message: str,
     record_status(wh, rid, as_of, "failed", message)
     recorded = health.record(wh, rid, as_of, "failed", message)
     return health_page.write(rid, as_of, "failed", message, recorded, settings)
-
-
-def backfill(start: date, end: date, wh: Warehouse | None = None, landing: Path | None = None,
-             settings: Settings | None = None) -> RunSummary:
-    """Load history day by day from ``start`` to ``end`` inclusive, then build and publish once.
-
-    Day D loads the drops dated before D as its own batch and gates it, so the
-    load ledger records history as the daily schedule would have. The marts are
-    built as of ``end`` at the close. Re-running a backfill loads nothing twice.
-    """
-    if end < start:
-        raise ValueError(f"backfill: end {end} is before start {start}")
-    settings = settings or get_settings()
-    wh = wh or get_warehouse(settings)
-    run_id = f"backfill_{start.isoformat()}_{end.isoformat()}"
-    schema.migrate(wh)
-    with locks.holding(wh, locks.EVERY_PART, run_id, end):
-        with _failure_recorded(wh, run_id, end, settings):
-            day = start
-            while day <= end:
-                day_run = f"backfill_{day.isoformat()}"
-                batches = ingest_all(wh, day_run, landing, settings, day)
-                gate(wh, "raw", day_run, batches, settings, day)
-                day += timedelta(days=1)
-            _build_and_publish(wh, run_id, end, settings)
-        return summarize(wh, run_id, end, settings=settings)

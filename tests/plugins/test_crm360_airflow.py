@@ -7,40 +7,51 @@ import psycopg
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from crm360 import pipeline
 from crm360.core import locks, schema
 from crm360.core.errors import ConfigurationError
 from crm360.ingest import IngestError
 from crm360.ingest.sources import SourceConfigError
+from crm360.pipeline import run
 from crm360.quality.gates import CheckResult, GateFailed
 
 
 @pytest.fixture
 def no_warehouse(monkeypatch):
-    checked = []
+    """The steps run against no database: the schema check and the locks record what they were asked."""
+    seen = {"checked": [], "held": []}
     monkeypatch.setattr(crm360_airflow, "warehouse", lambda: "wh")
-    monkeypatch.setattr(schema, "require_current", checked.append)
-    monkeypatch.setattr(locks, "for_step", lambda wh, step, args: contextlib.nullcontext())
-    return checked
+    monkeypatch.setattr(schema, "require_current", seen["checked"].append)
+
+    @contextlib.contextmanager
+    def holding(wh, parts, run_id, as_of, wait=None):
+        seen["held"].append((tuple(parts), run_id))
+        yield
+
+    monkeypatch.setattr(locks, "holding", holding)
+    return seen
 
 
 def _raising(exc):
-    def step(wh, *args):
+    def step(wh, ctx):
         raise exc
     return step
 
 
+def _step(monkeypatch, action, fn):
+    monkeypatch.setattr(run, action, fn)
+
+
 def test_bad_data_fails_without_retry(monkeypatch, no_warehouse):
-    monkeypatch.setattr(pipeline, "gate", _raising(GateFailed("raw", [CheckResult("s", "expect_x", "c", False, 1,
-                                                                                    None, [])])))
+    _step(monkeypatch, "gate_raw_step", _raising(GateFailed("raw", [CheckResult("s", "expect_x", "c", False, 1,
+                                                                                  None, [])])))
     with pytest.raises(AirflowFailException, match="raw gate failed"):
-        crm360_airflow.run_step("gate", "raw", "run")
-    monkeypatch.setattr(pipeline, "ingest_source", _raising(IngestError("f: line 2")))
+        crm360_airflow.run_step("gate_raw", "run", batch_ids=("run.1:web",))
+    _step(monkeypatch, "load_step", _raising(IngestError("f: line 2")))
     with pytest.raises(AirflowFailException, match="f: line 2"):
-        crm360_airflow.run_step("ingest_source", "web", "run")
-    monkeypatch.setattr(pipeline, "ingest_source", _raising(SourceConfigError("sources.yml: sources.web.url")))
+        crm360_airflow.run_step("load", "run", source="web")
+    _step(monkeypatch, "load_step", _raising(SourceConfigError("sources.yml: sources.web.url")))
     with pytest.raises(AirflowFailException, match="sources.web.url"):
-        crm360_airflow.run_step("ingest_source", "web", "run")
+        crm360_airflow.run_step("load", "run", source="web")
 
 
 @pytest.mark.parametrize("error", [AttributeError("'NoneType' object has no attribute 'date'"), KeyError("x"),
@@ -50,9 +61,9 @@ def test_bad_data_fails_without_retry(monkeypatch, no_warehouse):
                          ids=lambda e: type(e).__name__)
 def test_what_waiting_cannot_mend_is_not_retried(monkeypatch, no_warehouse, error):
     """A bug, a bad parameter, an outdated warehouse, a resource limit: retrying runs into it again."""
-    monkeypatch.setattr(pipeline, "transform", _raising(error))
+    _step(monkeypatch, "transform_step", _raising(error))
     with pytest.raises(AirflowFailException):
-        crm360_airflow.run_step("transform", None)
+        crm360_airflow.run_step("dbt_build", "run")
 
 
 @pytest.mark.parametrize("error", [ConnectionError("reset"), psycopg.OperationalError("server closed"),
@@ -60,18 +71,22 @@ def test_what_waiting_cannot_mend_is_not_retried(monkeypatch, no_warehouse, erro
                                    locks.RunLocked("another run holds ingest:web")],
                          ids=lambda e: type(e).__name__)
 def test_what_may_pass_later_stays_retryable(monkeypatch, no_warehouse, error):
-    monkeypatch.setattr(pipeline, "transform", _raising(error))
+    _step(monkeypatch, "transform_step", _raising(error))
     with pytest.raises(type(error)):
-        crm360_airflow.run_step("transform", None)
+        crm360_airflow.run_step("dbt_build", "run")
 
 
-def test_steps_check_the_schema_first_but_migrate_does_not(monkeypatch, no_warehouse):
-    monkeypatch.setattr(pipeline, "check_freshness", lambda wh, run_id, as_of: (wh, run_id, as_of))
-    assert crm360_airflow.run_step("check_freshness", "r1", "2026-11-01") == ("wh", "r1", "2026-11-01")
-    assert no_warehouse == ["wh"]
-    monkeypatch.setattr(pipeline, "migrate", lambda wh: "migrated")
-    assert crm360_airflow.run_step("migrate") == "migrated"
-    assert no_warehouse == ["wh"]
+def test_steps_check_the_schema_and_hold_what_they_declare_but_migrate_checks_nothing(monkeypatch, no_warehouse):
+    _step(monkeypatch, "freshness_step", lambda wh, ctx: (wh, ctx.run_id, ctx.as_of))
+    assert crm360_airflow.run_step("source_freshness", "r1", as_of=date(2026, 11, 1)) == ("wh", "r1",
+                                                                                         date(2026, 11, 1))
+    _step(monkeypatch, "gate_raw_step", lambda wh, ctx: "gated")
+    assert crm360_airflow.run_step("gate_raw", "manual__1", batch_ids=("manual__1.1:web",)) == "gated"
+    assert no_warehouse["checked"] == ["wh", "wh"]
+    assert no_warehouse["held"] == [(("ingest:web",), "manual__1")]
+    _step(monkeypatch, "migrate_step", lambda wh, ctx: "migrated")
+    assert crm360_airflow.run_step("migrate_warehouse", "r1") == "migrated"
+    assert no_warehouse["checked"] == ["wh", "wh"]
 
 
 def _context(**kw):
