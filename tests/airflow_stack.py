@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import dict_row
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -187,20 +188,19 @@ class Stack:
 
     def dag_runs(self, dag_id: str | None = None) -> list[dict]:
         with self.metadata() as conn:
-            cur = conn.execute(
-                """select dag_id, run_id, state, run_type, logical_date, run_after, conf
-                   from dag_run where %(dag)s::text is null or dag_id = %(dag)s order by id""", {"dag": dag_id})
-            cols = [c.name for c in cur.description]
-            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(
+                    """select dag_id, run_id, state, run_type, logical_date, run_after, conf
+                       from dag_run where %(dag)s::text is null or dag_id = %(dag)s order by id""",
+                    {"dag": dag_id}).fetchall()
 
     def task_instances(self, run_ids: Iterable[str] | None = None) -> list[dict]:
         with self.metadata() as conn:
-            cur = conn.execute(
-                """select dag_id, task_id, run_id, state, try_number, hostname from task_instance
-                   where %(runs)s::text[] is null or run_id = any(%(runs)s) order by dag_id, run_id, task_id""",
-                {"runs": list(run_ids) if run_ids is not None else None})
-            cols = [c.name for c in cur.description]
-            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(
+                    """select dag_id, task_id, run_id, state, try_number, hostname from task_instance
+                       where %(runs)s::text[] is null or run_id = any(%(runs)s) order by dag_id, run_id, task_id""",
+                    {"runs": list(run_ids) if run_ids is not None else None}).fetchall()
 
     def wait_parsed(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
         wanted = set(dag_ids)

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, date, datetime
 
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from crm360.core.warehouse import Warehouse
 
@@ -16,9 +17,8 @@ LAYERS = ("raw", "staging", "intermediate", "marts")
 
 def fetch_dicts(conn, query: str, params=()) -> list[dict]:
     """Rows of a query as dicts keyed by column name."""
-    cur = conn.execute(query, params)
-    cols = [c.name for c in cur.description]
-    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params).fetchall()
 
 
 def _exists(conn, relation: str) -> bool:
