@@ -1,5 +1,6 @@
 """The run report's pictures: the customer pyramid, tier movements and segment sizes,
-drawn as text for the terminal and as inline SVG/HTML for the run health page.
+drawn as text for the terminal and as inline SVG/HTML for the run health page (the
+macros in templates/_charts.html draw what the figures here compute).
 
 Everything here works on plain rows (the dicts a RunSummary carries), so it can be
 tested without a warehouse. The HTML uses no scripts and loads nothing.
@@ -7,8 +8,11 @@ tested without a warehouse. The HTML uses no scripts and loads nothing.
 
 from __future__ import annotations
 
-import html
 from collections import defaultdict
+
+from markupsafe import Markup
+
+from crm360.serve import pages
 
 BAR = "\u2588"
 TEXT_WIDTH = 40
@@ -115,69 +119,57 @@ def text_movements(movements: list[dict], pyramid_rows: list[dict]) -> str:
     return "\n".join(out).rstrip("\n")
 
 
-def _e(value) -> str:
-    return html.escape("" if value is None else str(value))
-
-
-def svg_pyramid(pyramid: str, tiers: list[dict], width: int = 540, bar_area: int = 220, row_height: int = 34) -> str:
-    """An inline SVG pyramid: one centred bar per tier, top tier on top, width by customers,
+def pyramid_figure(pyramid: str, tiers: list[dict], width: int = 540, bar_area: int = 220,
+                   row_height: int = 34) -> dict:
+    """What the SVG pyramid draws: one centred bar per tier, top tier on top, width by customers,
     labelled with the tier, its customers and its shares of customers and revenue."""
     gap = 6
-    height = len(tiers) * (row_height + gap) + 30
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class=pyramid width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(pyramid)} pyramid">',
-             f'<text x="{bar_area // 2}" y="16" text-anchor="middle" font-weight="bold">{_e(pyramid)}</text>']
+    bars = []
     for i, (tier, bar) in enumerate(zip(tiers, bar_widths(tiers, bar_area), strict=True)):
-        y = 26 + i * (row_height + gap)
-        x = (bar_area - bar) / 2
-        colour = COLOURS[min(i, len(COLOURS) - 1)]
-        customers = int(tier["customers"] or 0)
-        parts.append(f'<rect x="{x:.1f}" y="{y}" width="{bar}" height="{row_height}" fill="{colour}" '
-                     f'data-tier="{_e(tier["tier"])}" data-customers="{customers}"><title>{_e(tier["tier"])}: '
-                     f'{customers:,} customers</title></rect>')
-        label_x = bar_area + 12
-        parts.append(f'<text x="{label_x}" y="{y + 14}" font-weight="bold">{_e(tier["tier"])}</text>')
-        parts.append(f'<text x="{label_x}" y="{y + 29}" font-size="12">{customers:,} customers '
-                     f'({_e(_pct(tier.get("share_of_customers")))}), '
-                     f'{_e(_pct(tier.get("share_of_revenue")))} of revenue</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        bars.append({"tier": tier["tier"], "customers": int(tier["customers"] or 0), "width": bar,
+                     "x": f"{(bar_area - bar) / 2:.1f}", "y": 26 + i * (row_height + gap),
+                     "colour": COLOURS[min(i, len(COLOURS) - 1)],
+                     "share_of_customers": _pct(tier.get("share_of_customers")),
+                     "share_of_revenue": _pct(tier.get("share_of_revenue"))})
+    return {"pyramid": pyramid, "width": width, "height": len(tiers) * (row_height + gap) + 30,
+            "bar_area": bar_area, "label_x": bar_area + 12, "row_height": row_height, "bars": bars}
 
 
-def html_pyramids(rows: list[dict]) -> str:
-    if not rows:
-        return "<h2>Customer pyramid</h2><p class=muted>no pyramid</p>"
-    svgs = "".join(f"<figure>{svg_pyramid(p, tiers)}</figure>" for p, tiers in by_pyramid(rows).items())
-    return f"<h2>Customer pyramid</h2><div class=pyramids>{svgs}</div>"
+def movement_figure(pyramid: str, rows: list[dict], pyramid_rows: list[dict]) -> dict:
+    """What the movement matrix shows: from-tier rows, to-tier columns, each cell's customers and
+    whether they moved up, down or stayed (an entry from '(new)' is none of them)."""
+    tiers = tier_order(pyramid_rows, rows, pyramid)
+    matrix = movement_matrix(rows)
+    froms = tiers + ([NEW] if any(k[0] == NEW for k in matrix) else [])
+    rank = {t: i for i, t in enumerate(tiers)}
+    grid = []
+    for f in froms:
+        cells = []
+        for t in tiers:
+            n = matrix.get((f, t))
+            move = None
+            if n and f != NEW:
+                move = "same" if f == t else ("up" if rank[t] < rank[f] else "down")
+            cells.append({"customers": n, "move": move})
+        grid.append({"from_tier": f, "cells": cells})
+    summary = ", ".join(f"{k} {v:,}" for k, v in movement_counts(rows).items())
+    return {"pyramid": pyramid, "span": _movement_span(rows), "summary": summary, "tiers": tiers, "rows": grid}
 
 
-def html_movements(movements: list[dict], pyramid_rows: list[dict]) -> str:
-    if not movements:
-        return "<h2>Tier movements</h2><p class=muted>no tier movements</p>"
-    parts = ["<h2>Tier movements</h2><div class=pyramids>"]
-    for pyramid, rows in by_pyramid(movements).items():
-        counts = movement_counts(rows)
-        tiers = tier_order(pyramid_rows, rows, pyramid)
-        matrix = movement_matrix(rows)
-        froms = tiers + ([NEW] if any(k[0] == NEW for k in matrix) else [])
-        rank = {t: i for i, t in enumerate(tiers)}
-        head = "".join(f"<th>{_e(t)}</th>" for t in tiers)
-        body = []
-        for f in froms:
-            cells = []
-            for t in tiers:
-                n = matrix.get((f, t))
-                cls = ""
-                if n and f != NEW:
-                    cls = " class=same" if f == t else (" class=up" if rank[t] < rank[f] else " class=down")
-                cells.append(f"<td{cls}>{'' if n is None else f'{n:,}'}</td>")
-            body.append(f"<tr><th>{_e(f)}</th>{''.join(cells)}</tr>")
-        summary = ", ".join(f"{k} {v:,}" for k, v in counts.items())
-        parts.append(f"<figure><figcaption><b>{_e(pyramid)}</b>, {_e(_movement_span(rows))}<br>{_e(summary)}"
-                     f"</figcaption><table class=matrix><tr><th>from \\ to</th>{head}</tr>{''.join(body)}</table>"
-                     "</figure>")
-    parts.append("</div>")
-    return "".join(parts)
+def _macro(name: str):
+    return getattr(pages.environment().get_template("_charts.html").module, name)
+
+
+def svg_pyramid(pyramid: str, tiers: list[dict]) -> Markup:
+    return _macro("pyramid")(pyramid_figure(pyramid, tiers))
+
+
+def html_pyramids(rows: list[dict]) -> Markup:
+    return _macro("pyramids")([pyramid_figure(p, tiers) for p, tiers in by_pyramid(rows).items()])
+
+
+def html_movements(movements: list[dict], pyramid_rows: list[dict]) -> Markup:
+    return _macro("movements")([movement_figure(p, rows, pyramid_rows) for p, rows in by_pyramid(movements).items()])
 
 
 SEGMENT_COLUMNS = ("segment_name", "description", "version", "customers", "contactable_customers", "as_of_date")
@@ -194,23 +186,13 @@ def text_segments(segments: list[dict], width: int = 60) -> list[dict]:
     return out
 
 
-def html_segments(segments: list[dict]) -> str:
-    if not segments:
-        return "<h2>Segments</h2><p class=muted>(no segments)</p>"
-    largest = max(int(s.get("customers") or 0) for s in segments) or 1
+def html_segments(segments: list[dict]) -> Markup:
+    """The published segments with a bar by size (the largest fills the bar)."""
+    largest = max((int(s.get("customers") or 0) for s in segments), default=0) or 1
     rows = []
     for s in segments:
         n = int(s.get("customers") or 0)
-        bar = (f'<svg width="160" height="12"><rect width="{max(1, round(n / largest * 160)) if n else 0}" height="12" '
-               'fill="#4f7fd0"/></svg>')
-        rows.append(f"<tr><td>{_e(s.get('segment_name'))}</td><td>{_e(s.get('description'))}</td>"
-                    f"<td>{_e(s.get('version'))}</td><td class=num>{n:,}</td>"
-                    f"<td class=num>{int(s.get('contactable_customers') or 0):,}</td><td>{bar}</td></tr>")
-    return ("<h2>Segments</h2><table><tr><th>segment</th><th>description</th><th>version</th><th>customers</th>"
-            f"<th>contactable</th><th></th></tr>{''.join(rows)}</table>")
-
-
-STYLE = (".pyramids{display:flex;flex-wrap:wrap;gap:2em}figure{margin:0}"
-         ".pyramid text{font-family:system-ui,sans-serif;font-size:13px;fill:#222}"
-         ".matrix td{text-align:right;min-width:4em}.matrix td.up{background:#dff5e1}"
-         ".matrix td.down{background:#fde2e2}.matrix td.same{background:#eef1f6}td.num{text-align:right}")
+        rows.append({**{c: s.get(c) for c in SEGMENT_COLUMNS}, "customers": n,
+                     "contactable_customers": int(s.get("contactable_customers") or 0),
+                     "bar": max(1, round(n / largest * 160)) if n else 0})
+    return _macro("segments")(rows)

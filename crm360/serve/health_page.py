@@ -1,16 +1,16 @@
 """The run-health page: an HTML page per run (and latest.html) showing what the run recorded in
 audit.run_health (crm360.quality.health): failed checks with sample offending rows, the gates,
 freshness, loads, quarantine, rows per layer and, for a published run, the pyramids, tier
-movements and segment sizes. Plain HTML with inline SVG: no scripts, nothing from the network."""
+movements and segment sizes. Rendered from templates/health.html: plain HTML with inline SVG,
+every value escaped, no scripts, nothing from the network."""
 
 from __future__ import annotations
 
-import html
 from datetime import date
 from pathlib import Path
 
 from crm360.core.settings import Settings, get_settings
-from crm360.serve import charts
+from crm360.serve import charts, pages
 
 
 def write(run_id: str, as_of: date | None, status: str, message: str | None, data: dict,
@@ -24,58 +24,40 @@ def write(run_id: str, as_of: date | None, status: str, message: str | None, dat
     return page
 
 
-def _table(rows: list[dict], title: str) -> str:
-    if not rows:
-        return f"<h2>{html.escape(title)}</h2><p class=muted>none</p>"
-    cols = list(rows[0])
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = []
+BAD = ("error", "runtime error", "fail", "not_found", "refused")
+
+
+def _section(rows: list[dict], title: str) -> dict:
+    """A table of the page: its columns (the first row's keys), and each row's cells and mark
+    (bad for a failure, warn for a warning)."""
+    columns = list(rows[0]) if rows else []
+    out = []
     for r in rows:
-        cls = ""
-        if r.get("failed") or r.get("status") in ("error", "runtime error", "fail", "not_found", "refused"):
-            cls = " class=bad"
-        elif r.get("status") == "warn":
-            cls = " class=warn"
-        cells = "".join(f"<td>{html.escape('' if r[c] is None else str(r[c]))}</td>" for c in cols)
-        body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{''.join(body)}</table>"
+        mark = "bad" if r.get("failed") or r.get("status") in BAD else "warn" if r.get("status") == "warn" else None
+        out.append({"mark": mark, "cells": [r[c] for c in columns]})
+    return {"title": title, "columns": columns, "rows": out}
 
 
 def render_html(run_id: str, as_of: date | None, status: str, message: str | None, data: dict) -> str:
-    ok = status == "success"
-    banner = "PASSED: marts published" if ok else "FAILED: marts not published, yesterday's stay in place"
-    parts = [
-        "<!doctype html><html><head><meta charset=utf-8>",
-        f"<title>crm360 run {html.escape(run_id)}</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1em}",
-        "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}th{background:#f3f3f3}",
-        ".bad td{background:#fde2e2}.warn td{background:#fff4d6}.muted{color:#888}", charts.STYLE,
-        ".attention{padding:.2em 1em;margin:.6em 0;background:#fde2e2;border:2px solid #c00}",
-        f".banner{{padding:.6em 1em;font-weight:bold;background:{'#dff5e1' if ok else '#fde2e2'}}}",
-        "</style></head><body>",
-        f"<h1>crm360 run {html.escape(run_id)}</h1>",
-        f"<p>as of {html.escape(str(as_of))}</p><p class=banner>{banner}</p>",
-    ]
-    attention = [e["attention"] for e in data.get("erasures") or [] if e.get("attention")]
-    if attention:  # a request that deleted nobody, or an export left with the person: a person must act
-        parts.append("<div class=attention><p><b>ATTENTION: deletion requests</b></p><ul>"
-                     + "".join(f"<li>{html.escape(line)}</li>" for line in attention) + "</ul></div>")
-    if message:
-        parts.append(f"<pre>{html.escape(message)}</pre>")
     summary = data.get("summary")
+    charts_html = None
     if summary:
-        parts.append(charts.html_pyramids(summary.get("pyramid") or []))
-        parts.append(charts.html_movements(summary.get("tier_movements") or [], summary.get("pyramid") or []))
-        parts.append(charts.html_segments(summary.get("segments") or []))
-    parts.append(_table([{k: v for k, v in e.items() if k != "attention"} for e in data.get("erasures") or []],
-                        "Deletion requests taken up by this run"))
-    parts.append(_table(data["failures"], "Failed checks (sample offending rows)"))
-    parts.append(_table(data["gates"], "Quality gates"))
-    parts.append(_table(data["freshness"], "Source freshness"))
-    parts.append(_table(data["loads"], "Loads"))
-    parts.append(_table(data["rejected"], "Quarantined rows"))
-    parts.append(_table(data["layers"], "Rows per layer"))
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
+        pyramid = summary.get("pyramid") or []
+        charts_html = {"pyramids": charts.html_pyramids(pyramid),
+                       "movements": charts.html_movements(summary.get("tier_movements") or [], pyramid),
+                       "segments": charts.html_segments(summary.get("segments") or [])}
+    erasures = data.get("erasures") or []
+    sections = [
+        _section([{k: v for k, v in e.items() if k != "attention"} for e in erasures],
+                 "Deletion requests taken up by this run"),
+        _section(data["failures"], "Failed checks (sample offending rows)"),
+        _section(data["gates"], "Quality gates"),
+        _section(data["freshness"], "Source freshness"),
+        _section(data["loads"], "Loads"),
+        _section(data["rejected"], "Quarantined rows"),
+        _section(data["layers"], "Rows per layer"),
+    ]
+    # a request that deleted nobody, or an export left with the person: a person must act
+    attention = [e["attention"] for e in erasures if e.get("attention")]
+    return pages.render("health.html", run_id=run_id, as_of=str(as_of), passed=status == "success",
+                        attention=attention, message=message, charts=charts_html, sections=sections)
