@@ -105,7 +105,7 @@ def test_unknown_segment_is_not_found_and_names_are_escaped(browser_server):
     page = web.segment_list_page([{"segment_name": "x", "description": "<img src=x onerror=alert(1)>",
                                    "customers": 3, "contactable_customers": 1, "version": "v\"1",
                                    "as_of_date": "2026-01-01"}]).decode()
-    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "v&quot;1" in page
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "v&#34;1" in page
 
 
 # ---------------------------------------------------------------- segment browser, on raw sockets
@@ -135,38 +135,49 @@ def _exchange(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
     return status, dict(line.split(": ", 1) for line in lines), body
 
 
+# HTTP/1.1 requests name their Host (one without is a 400 of its own) and ask for the connection to
+# close after the answer, so that _exchange reads to the end.
+ONE = b"Host: x\r\nConnection: close\r\n"
+
+
 @pytest.mark.parametrize("request_bytes, status", [
     (b"GET /" + b"a" * (65537 - 5), "414"),  # a request line over 64 KiB
-    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: y\r\n" % i for i in range(101)), "431"),  # over 100 headers
+    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: y\r\n" % i for i in range(101)), "431"),  # over 100 headers, unended
+    (b"GET / HTTP/1.1\r\n" + ONE + b"".join(b"X-H%d: y\r\n" % i for i in range(101)) + b"\r\n", "431"),  # ended
     (b"GET / HTTP/1.1\r\nX-Long: " + b"a" * (65537 - 8), "431"),  # a header line over 64 KiB
     (b"GARBAGE\r\n\r\n", "400"),
     (b"GET / HTTP/x.y\r\n\r\n", "400"),
+    (b"GET / HTTP/1.1\r\n\r\n", "400"),  # HTTP/1.1 without a Host
     (b"GET / HTTP/2.0\r\n\r\n", "505"),
-    (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "405"),
-    (b"PROPFIND / HTTP/1.1\r\n\r\n", "405"),  # any method but GET and HEAD, known to http.server or not
-    (b"GET /no/such/page HTTP/1.1\r\n\r\n", "404"),
-    (b"GET / HTTP/1.1\r\n\r\n", "500"),  # the warehouse cannot be reached
-    (b"GET /\r\n\r\n", "500"),  # HTTP/0.9, whose answers have no headers, is answered with them
+    (b"POST / HTTP/1.1\r\n" + ONE + b"Content-Length: 0\r\n\r\n", "405"),
+    (b"PROPFIND / HTTP/1.1\r\n" + ONE + b"\r\n", "405"),  # any method but GET and HEAD, known or not
+    (b"GET /no/such/page HTTP/1.1\r\n" + ONE + b"\r\n", "404"),
+    (b"GET / HTTP/1.1\r\n" + ONE + b"\r\n", "500"),  # the warehouse cannot be reached
+    (b"GET / HTTP/1.0\r\n\r\n", "500"),
+    (b"GET /\r\n\r\n", "400"),  # HTTP/0.9, whose answers have no headers, is refused with them
 ])
 def test_every_response_carries_the_security_headers(unreachable_server, request_bytes, status):
     line, headers, body = _exchange(unreachable_server, request_bytes)
-    assert line.startswith("HTTP/1.0 " + status), line
+    assert line.split(" ", 2)[:2] == ["HTTP/1.1", status], line
+    headers = {k.lower(): v for k, v in headers.items()}
     for name, value in web.HEADERS.items():
-        assert headers.get(name) == value, (name, headers)
-    assert headers["Content-Type"].startswith("text/html") and int(headers["Content-Length"]) == len(body)
+        assert headers.get(name.lower()) == value, (name, headers)
+    assert headers["content-type"].startswith("text/html") and int(headers["content-length"]) == len(body)
     assert b"<script" not in body.lower()
     if status == "405":
-        assert headers["Allow"] == web.ALLOWED
+        assert headers["allow"] == web.ALLOWED
 
 
 @pytest.mark.parametrize("path", ["/", "/segments/daily_call_list", "/segments/nobody",
                                   "/segments/daily_call_list.csv"])
 def test_pages_and_downloads_carry_the_security_headers(browser_server, path):
     port = int(browser_server.rsplit(":", 1)[1])
-    line, headers, _ = _exchange(port, f"HEAD {path} HTTP/1.1\r\n\r\n".encode())
+    line, headers, body = _exchange(port, f"HEAD {path} HTTP/1.1\r\n".encode() + ONE + b"\r\n")
     assert line.split()[1] == ("404" if path.endswith("nobody") else "200"), line
+    headers = {k.lower(): v for k, v in headers.items()}
     for name, value in web.HEADERS.items():
-        assert headers.get(name) == value, (name, headers)
+        assert headers.get(name.lower()) == value, (name, headers)
+    assert body == b""
 
 
 def test_idle_half_open_and_slow_connections_are_closed(unreachable_server):
@@ -204,7 +215,38 @@ def test_idle_half_open_and_slow_connections_are_closed(unreachable_server):
             closed_after[name] = time.monotonic() - started
     assert "slow" in closed_after, "the slow connection was never closed"
     assert max(closed_after.values()) < web.REQUEST_TIMEOUT + 3, closed_after
-    assert _exchange(port, b"GET /nothing HTTP/1.0\r\n\r\n")[0].startswith("HTTP/1.0 404")
+    assert _exchange(port, b"GET /nothing HTTP/1.0\r\n\r\n")[0].startswith("HTTP/1.1 404")
+
+
+def test_the_next_request_on_a_kept_connection_has_its_own_deadline(unreachable_server):
+    """After an answer the connection stays open for the next request, whose head must arrive within
+    the timeout too: sending it a byte at a time does not keep the connection."""
+    with socket.create_connection(("127.0.0.1", unreachable_server), timeout=10) as sock:
+        sock.sendall(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 404")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        while len(body) < length:
+            body += sock.recv(65536)
+        answered = time.monotonic()
+        sock.settimeout(0.5)
+        closed = None
+        for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+            try:
+                sock.sendall(bytes([byte]))
+                if sock.recv(1) == b"":
+                    closed = time.monotonic() - answered
+                    break
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                closed = time.monotonic() - answered
+                break
+    assert closed is not None and closed < web.REQUEST_TIMEOUT + 3, closed
 
 
 # ---------------------------------------------------------------- segment browser, in Chromium
