@@ -1,9 +1,9 @@
 """The HTML crm360 shows people, rendered from the Jinja2 templates in ``templates/``.
 
 One environment for every page (the segment browser, the run-health page and its charts):
-autoescape is on for every template, so a value is escaped unless a template marks it
-otherwise (only the charts' own rendered markup is), and an undefined name is an error, not
-an empty string. The pages load nothing and run no scripts.
+autoescape is on for every template, so every value is escaped (the charts' macros return
+markup already escaped, which the health page places as it is), and an undefined name is an
+error, not an empty string. The pages load nothing and run no scripts.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 
 import jinja2
-from markupsafe import Markup
 
 
 def number(value) -> str:
@@ -34,8 +33,3 @@ def environment() -> jinja2.Environment:
 
 def render(template: str, **context) -> str:
     return environment().get_template(template).render(**context)
-
-
-def render_markup(template: str, **context) -> Markup:
-    """A fragment to place inside another page as it is (it was escaped when rendered)."""
-    return Markup(render(template, **context))
