@@ -112,3 +112,22 @@ def test_a_failed_run_page_has_no_pyramid():
     page = health_page.render_html("r1", None, "failed", "boom", {"failures": [], "gates": [], "freshness": [],
                                                               "loads": [], "rejected": [], "layers": []})
     assert "Customer pyramid" not in page and "<svg" not in page
+
+
+def test_every_template_ships_in_the_wheel_and_escapes():
+    """The pages are package data: a template the package-data globs miss renders from a checkout
+    and fails once installed. Every template renders with autoescape on."""
+    import fnmatch
+    import tomllib
+
+    from crm360.serve import pages
+
+    root = Path(pages.__file__).parent
+    project = tomllib.loads((root.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = project["tool"]["setuptools"]["package-data"]["crm360.serve"]
+    templates = sorted(p.relative_to(root).as_posix() for p in (root / "templates").rglob("*") if p.is_file())
+    assert templates, "no templates found"
+    for name in templates:
+        assert any(fnmatch.fnmatch(name, g) for g in globs), f"{name} is not package data ({globs})"
+    assert pages.environment().autoescape is True
+    assert "&lt;b&gt;" in pages.render("error.html", title="t", message="<b>")
