@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 # row-count gate compares each with its published version, the summary counts them.
 MARTS = ("customer_360", "customer_pyramid", "customer_pyramid_summary", "customer_identifiers",
          "customer_identity_links", "customer_call_list", "customer_tier_history", "customer_tier_movements",
-         "customer_rules_of_thumb", "customer_follow_up_effect", "product_affinity", "customer_next_product",
+         "customer_rules_of_thumb", "customer_upgrade_what_if", "customer_follow_up_effect",
+         "customer_contact_effect", "product_affinity", "customer_next_product",
          "segment_members", "segments")
 # The marts whose size follows the customer base, which a day's run does not halve or
 # double (the row-count gate); history grows by the month, lists and summaries by design.
@@ -256,8 +257,8 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
             select lifecycle_stage, count(*) as customers, sum(revenue_eur) as revenue_eur
             from marts.customer_360 group by lifecycle_stage order by customers desc""")]
         summary.rules_of_thumb = [_jsonable(r) for r in health.fetch_dicts(conn, """
-            select rule_number, rule, measured_value, expected_low, expected_high, holds
-            from marts.customer_rules_of_thumb order by rule_number""")]
+            select rule_number, measure, rule, measured_value, expected_low, expected_high, holds
+            from marts.customer_rules_of_thumb order by rule_number, measure""")]
         summary.tier_movements = [_jsonable(r) for r in health.fetch_dicts(conn, """
             select snapshot_date, previous_snapshot_date, pyramid, from_tier, to_tier, movement, customers
             from marts.customer_tier_movements where is_current

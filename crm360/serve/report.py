@@ -96,8 +96,8 @@ def render(summary: RunSummary, wh: Warehouse) -> str:
     out.append(_table(summary.lifecycle, ["lifecycle_stage", "customers", "revenue_eur"]))
     out.append("")
     out.append("Rules of thumb, measured on this data:")
-    out.append(_table(summary.rules_of_thumb, ["rule_number", "rule", "measured_value", "expected_low",
-                                               "expected_high", "holds"]))
+    out.append(_table(summary.rules_of_thumb, ["rule_number", "measure", "rule", "measured_value",
+                                               "expected_low", "expected_high", "holds"]))
     out.append("")
     if summary.erasures:
         out.append("Deletion requests taken up by this run:")
