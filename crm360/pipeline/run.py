@@ -259,6 +259,10 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
         summary.rules_of_thumb = [_jsonable(r) for r in health.fetch_dicts(conn, """
             select rule_number, measure, rule, measured_value, expected_low, expected_high, holds
             from marts.customer_rules_of_thumb order by rule_number, measure""")]
+        summary.upgrade_what_if = [_jsonable(r) for r in health.fetch_dicts(conn, """
+            select variant, from_tier, to_tier, is_total, customers_moved, uplift_mean_share, uplift_median_share,
+                   observed_moves, observed_change_share
+            from marts.customer_upgrade_what_if order by variant_order, is_total, from_tier_rank desc""")]
         summary.tier_movements = [_jsonable(r) for r in health.fetch_dicts(conn, """
             select snapshot_date, previous_snapshot_date, pyramid, from_tier, to_tier, movement, customers
             from marts.customer_tier_movements where is_current
