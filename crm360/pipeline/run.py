@@ -76,11 +76,13 @@ def gate_params(wh: Warehouse, stage: str, as_of: date, settings: Settings | Non
     """Values for the ${placeholders} in the suites' queries."""
     params = {"as_of": as_of.isoformat(), "marts": publish.BUILD}
     bounds, lower = [], 0.0
-    for tier in dbt.project_vars(settings)["revenue_tiers"]:
+    project_vars = dbt.project_vars(settings)
+    for tier in project_vars["revenue_tiers"]:
         upper = round(lower + float(tier["share"]), 6)
         bounds.append(f"('{tier['tier']}', {lower}, {upper})")
         lower = upper
     params["revenue_tier_bounds"] = ", ".join(bounds)
+    params["what_if_upgrade_share"] = repr(float(project_vars["what_if_upgrade_share"]))
     if stage == "marts":
         pairs = []
         with wh.connect() as conn:

@@ -16,10 +16,10 @@
       snapshot, the share in one of the two highest tiers at a later snapshot;
     5 up_mover_satisfaction_gap: mean satisfaction of customers who moved up minus
       that of customers who only moved down, over the same snapshots;
-    6 middling_satisfaction_lapse_gap: of the customers active at the first of those
-      snapshots, the share inactive (lapsed: at risk or worse) at the run date among the
-      barely satisfied (mean score 2.5 to under 3.5) minus that among the satisfied
-      (3.5 or more);
+    6 middling_satisfaction_lapse_gap: of the customers active at the snapshot before
+      one of those snapshots, the share who lapsed (active to inactive: at risk or worse)
+      at one of them, among the barely satisfied (mean score 2.5 to under 3.5) minus that
+      among the satisfied (3.5 or more);
     7 one measure per department of customer_contact_effect: the change in net spending
       (a share) of customers after the department's contact minus that of comparable
       customers without one; marketing_segment_exports has no value (the export log
@@ -209,25 +209,22 @@ small_to_top as (
 ),
 
 -- rule 6: lapses from active over the snapshots, barely satisfied against satisfied
-window_start as (
-    select min(snapshot_date) as snapshot_date
-    from window_snapshots
-),
-
-start_active as (
-    select tiers.customer_key
+activity_moves as (
+    select
+        tiers.customer_key,
+        bool_or(tiers.activity_tier = 'inactive') as has_lapsed
     from tiers
-    inner join window_start on tiers.snapshot_date = window_start.snapshot_date
-    where tiers.activity_tier = 'active'
+    inner join window_snapshots on tiers.snapshot_date = window_snapshots.snapshot_date
+    where tiers.previous_activity_tier = 'active'
+    group by tiers.customer_key
 ),
 
 rated_lapses as (
     select
-        current_tiers.activity_tier = 'inactive' as has_lapsed,
+        activity_moves.has_lapsed,
         customer_satisfaction.satisfaction
-    from start_active
-    inner join current_tiers on start_active.customer_key = current_tiers.customer_key
-    inner join customer_satisfaction on start_active.customer_key = customer_satisfaction.customer_key
+    from activity_moves
+    inner join customer_satisfaction on activity_moves.customer_key = customer_satisfaction.customer_key
 ),
 
 defection as (
@@ -352,8 +349,8 @@ rules as (
         0.0,
         null,
         true,
-        'Of the customers active {{ movement_snapshots }} snapshots ago, share inactive (lapsed) at the run'
-        || ' date: barely satisfied (mean score 2.5 to under 3.5) '
+        'Of the customers active before one of the last {{ movement_snapshots }} snapshots, share who lapsed'
+        || ' (active to inactive) at one: barely satisfied (mean score 2.5 to under 3.5) '
         || coalesce(round(defection.middling_lapse_rate, 4)::text, 'n/a') || ' (' || defection.middling_rated
         || ' rated); satisfied (3.5 or more) ' || coalesce(round(defection.satisfied_lapse_rate, 4)::text, 'n/a')
         || ' (' || defection.satisfied_rated || ' rated). The value is the difference; holds when above 0.'
