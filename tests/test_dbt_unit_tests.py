@@ -22,4 +22,8 @@ def test_dbt_unit_tests_pass(db, tmp_path):
     # the logic the issue names is covered
     assert {"int_customer_lifecycle_stages", "int_customers_tiered_pyramids",
             "int_customer_rfm_scores_and_segments"} <= names
+    # the eight pyramid rules, rule 8's what-if holding and not, each department's effect
+    assert {"customer_rules_of_thumb_all_eight_rules", "customer_rules_of_thumb_without_data_and_small_uplift",
+            "customer_upgrade_what_if_raises_revenue_by_about_half",
+            "customer_upgrade_what_if_flat_pyramid_gains_little", "customer_contact_effect_per_department"} <= names
     assert len(tests) >= 8

@@ -65,9 +65,12 @@ def test_pipeline_reconciles_with_the_generator(server, fresh_db, generated, tmp
     assert summary.mart_rows["customer_360"] == manifest["people"]
     # the report shows every customer once by lifecycle stage, and the rules of thumb
     assert sum(row["customers"] for row in summary.lifecycle) == manifest["people"]
-    assert {row["rule_number"] for row in summary.rules_of_thumb} >= {1, 2, 4}
+    assert {row["rule_number"] for row in summary.rules_of_thumb} == set(range(1, 9))
+    assert {(row["variant"], row["is_total"]) for row in summary.upgrade_what_if} >= {
+        ("nearest_boundary", True), ("segment", True)}
     text = report.render(summary, wh)
     assert "Lifecycle stages:" in text and "About 80 % of revenue" in text
+    assert "Moving 2 % of customers up one tier" in text and "Rule 8 what-if" in text
     [(people, shop, revenue, sessions, tickets, complaints)] = _query(
         wh,
         """

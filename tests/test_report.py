@@ -131,3 +131,30 @@ def test_every_template_ships_in_the_wheel_and_escapes():
         assert any(fnmatch.fnmatch(name, g) for g in globs), f"{name} is not package data ({globs})"
     assert pages.environment().autoescape is True
     assert "&lt;b&gt;" in pages.render("error.html", title="t", message="<b>")
+
+
+def test_text_report_shows_every_rule_and_the_upgrade_what_if():
+    rules = [{"rule_number": n, "measure": m, "rule": f"rule {n}", "measured_value": v, "expected_low": 0.0,
+              "expected_high": None, "holds": h}
+             for n, m, v, h in [(1, "top_20_revenue_share", 0.68, False),
+                                (4, "small_reached_top_share", 0.01, True),
+                                (7, "department_marketing", None, None),
+                                (8, "upgrade_two_percent_uplift", 0.23, False)]]
+    what_if = [{"variant": "nearest_boundary", "from_tier": "small", "to_tier": "medium",
+                "is_total": False, "customers_moved": 16, "uplift_mean_share": 0.0412, "uplift_median_share": 0.03,
+                "observed_moves": 40, "observed_change_share": 0.02},
+               {"variant": "nearest_boundary", "from_tier": None, "to_tier": None, "is_total": True,
+                "customers_moved": 20, "uplift_mean_share": 0.2301, "uplift_median_share": 0.1,
+                "observed_moves": 55, "observed_change_share": 0.05}]
+    summary = _summary()
+    summary.rules_of_thumb, summary.upgrade_what_if = rules, what_if
+    text = report.render(summary, _Warehouse())
+    rules_part = text.split("Rules of thumb, measured on this data:", 1)[1].split("Rule 8 what-if", 1)[0]
+    assert re.search(r"1\s+top_20_revenue_share\s+rule 1\s+0\.6800\s+0\.00\s+no", rules_part)
+    assert re.search(r"7\s+department_marketing\s+rule 7\s+0\.00\s*\n", rules_part)
+    assert re.search(r"8\s+upgrade_two_percent_uplift\s+rule 8\s+0\.2300\s+0\.00\s+no", rules_part)
+    what_if_part = text.split("Rule 8 what-if", 1)[1].split("Quality gates:", 1)[0]
+    assert re.search(r"nearest_boundary\s+small -> medium\s+16\s+0\.0412\s+0\.0300\s+40\s+0\.0200", what_if_part)
+    assert re.search(r"nearest_boundary\s+all\s+20\s+0\.2301\s+0\.1000\s+55\s+0\.0500", what_if_part)
+    # the summary keeps the what-if in its JSON and loads it back
+    assert RunSummary(**summary.as_dict()).upgrade_what_if == what_if

@@ -180,5 +180,16 @@ def test_current_snapshot_is_the_customer_pyramid(built):
                                     "where rule_number = 1")
     assert float(measured) == pytest.approx(top, abs=1e-6)
     assert holds == (0.7 <= top <= 0.9)
-    assert [r for (r,) in _rows(wh, "select rule_number from marts.customer_rules_of_thumb order by 1")] == [
-        1, 2, 3, 4, 5]
+    measures = _rows(wh, "select rule_number, measure from marts.customer_rules_of_thumb order by 1, 2")
+    assert measures == [
+        (1, "top_20_revenue_share"), (2, "existing_customer_revenue_share"), (3, "never_bought_contact_share"),
+        (4, "moved_up_share"), (4, "small_reached_top_share"), (5, "up_mover_satisfaction_gap"),
+        (6, "middling_satisfaction_lapse_gap"), (7, "department_marketing"), (7, "department_sales_follow_up"),
+        (7, "department_service"), (8, "upgrade_two_percent_uplift")]
+    # rule 8 is the what-if mart's total; its movers are the configured 2 % of buyers
+    [(uplift, moved, buyers)] = _rows(wh, """select uplift_mean_share, customers_moved, buyers
+                                             from marts.customer_upgrade_what_if
+                                             where is_total and variant = 'nearest_boundary'""")
+    [(rule_8,)] = _rows(wh, "select measured_value from marts.customer_rules_of_thumb where rule_number = 8")
+    assert rule_8 == uplift and buyers == len([r for r in revenue if r > 0])
+    assert abs(moved - 0.02 * buyers) <= 2

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 # row-count gate compares each with its published version, the summary counts them.
 MARTS = ("customer_360", "customer_pyramid", "customer_pyramid_summary", "customer_identifiers",
          "customer_identity_links", "customer_call_list", "customer_tier_history", "customer_tier_movements",
-         "customer_rules_of_thumb", "customer_follow_up_effect", "product_affinity", "customer_next_product",
+         "customer_rules_of_thumb", "customer_upgrade_what_if", "customer_follow_up_effect",
+         "customer_contact_effect", "product_affinity", "customer_next_product",
          "segment_members", "segments")
 # The marts whose size follows the customer base, which a day's run does not halve or
 # double (the row-count gate); history grows by the month, lists and summaries by design.
@@ -75,11 +76,13 @@ def gate_params(wh: Warehouse, stage: str, as_of: date, settings: Settings | Non
     """Values for the ${placeholders} in the suites' queries."""
     params = {"as_of": as_of.isoformat(), "marts": publish.BUILD}
     bounds, lower = [], 0.0
-    for tier in dbt.project_vars(settings)["revenue_tiers"]:
+    project_vars = dbt.project_vars(settings)
+    for tier in project_vars["revenue_tiers"]:
         upper = round(lower + float(tier["share"]), 6)
         bounds.append(f"('{tier['tier']}', {lower}, {upper})")
         lower = upper
     params["revenue_tier_bounds"] = ", ".join(bounds)
+    params["what_if_upgrade_share"] = repr(float(project_vars["what_if_upgrade_share"]))
     if stage == "marts":
         pairs = []
         with wh.connect() as conn:
@@ -256,8 +259,12 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
             select lifecycle_stage, count(*) as customers, sum(revenue_eur) as revenue_eur
             from marts.customer_360 group by lifecycle_stage order by customers desc""")]
         summary.rules_of_thumb = [_jsonable(r) for r in health.fetch_dicts(conn, """
-            select rule_number, rule, measured_value, expected_low, expected_high, holds
-            from marts.customer_rules_of_thumb order by rule_number""")]
+            select rule_number, measure, rule, measured_value, expected_low, expected_high, holds
+            from marts.customer_rules_of_thumb order by rule_number, measure""")]
+        summary.upgrade_what_if = [_jsonable(r) for r in health.fetch_dicts(conn, """
+            select variant, from_tier, to_tier, is_total, customers_moved, uplift_mean_share, uplift_median_share,
+                   observed_moves, observed_change_share
+            from marts.customer_upgrade_what_if order by variant_order, is_total, from_tier_rank desc""")]
         summary.tier_movements = [_jsonable(r) for r in health.fetch_dicts(conn, """
             select snapshot_date, previous_snapshot_date, pyramid, from_tier, to_tier, movement, customers
             from marts.customer_tier_movements where is_current

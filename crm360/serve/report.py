@@ -21,6 +21,8 @@ class RunSummary:
     loads: list[dict] = field(default_factory=list)
     lifecycle: list[dict] = field(default_factory=list)
     rules_of_thumb: list[dict] = field(default_factory=list)
+    # rule 8's what-if per variant and tier pair (marts.customer_upgrade_what_if)
+    upgrade_what_if: list[dict] = field(default_factory=list)
     report: str | None = None
     # the latest snapshot's moves per pyramid (from_tier -> to_tier), and the published segments' sizes
     tier_movements: list[dict] = field(default_factory=list)
@@ -34,6 +36,7 @@ class RunSummary:
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "as_of_date": self.as_of_date, "mart_rows": self.mart_rows,
                 "pyramid": self.pyramid, "lifecycle": self.lifecycle, "rules_of_thumb": self.rules_of_thumb,
+                "upgrade_what_if": self.upgrade_what_if,
                 "gates": self.gates, "loads": self.loads, "report": self.report,
                 "tier_movements": self.tier_movements, "segments": self.segments, "erasures": self.erasures}
 
@@ -96,8 +99,15 @@ def render(summary: RunSummary, wh: Warehouse) -> str:
     out.append(_table(summary.lifecycle, ["lifecycle_stage", "customers", "revenue_eur"]))
     out.append("")
     out.append("Rules of thumb, measured on this data:")
-    out.append(_table(summary.rules_of_thumb, ["rule_number", "rule", "measured_value", "expected_low",
-                                               "expected_high", "holds"]))
+    out.append(_table(summary.rules_of_thumb, ["rule_number", "measure", "rule", "measured_value",
+                                               "expected_low", "expected_high", "holds"]))
+    out.append("")
+    out.append("Rule 8 what-if: buyers moved up one tier, given the tier above's mean (median) revenue;")
+    out.append("revenue gained as a share of all, beside the moves up seen over the last snapshots:")
+    out.append(_table([{**r, "tier_pair": "all" if r.get("is_total") else f"{r['from_tier']} -> {r['to_tier']}"}
+                       for r in summary.upgrade_what_if],
+                      ["variant", "tier_pair", "customers_moved", "uplift_mean_share", "uplift_median_share",
+                       "observed_moves", "observed_change_share"]))
     out.append("")
     if summary.erasures:
         out.append("Deletion requests taken up by this run:")

@@ -15,7 +15,9 @@
       date, so before and after always span the same number of days. Customers whose
       window would be under var('follow_up_min_window_days') days, or whose after-window
       has not fully elapsed by the as-of date, are left out.
-    - Existing customer: at least one purchase in the before-window. -#}
+    - Existing customer: at least one purchase in the before-window.
+    The groups and windows are those of the macro contact_effect_ctes, which
+    customer_contact_effect applies to every department. -#}
 {%- set window_days = var('follow_up_window_days') -%}
 {%- set min_window_days = var('follow_up_min_window_days') -%}
 with orders as (
@@ -36,20 +38,6 @@ order_facts as (
     from orders
 ),
 
-purchases as (
-    select
-        customer_key,
-        ordered_at,
-        net_revenue_eur
-    from order_facts
-    where is_purchase
-),
-
-history as (
-    select min(ordered_date) as history_start_date
-    from order_facts
-),
-
 follow_up_calls as (
     select
         customer_key,
@@ -60,13 +48,16 @@ follow_up_calls as (
         and customer_key is not null
 ),
 
-called_customers as (
-    select distinct customer_key
+touched as (
+    select distinct
+        'sales_follow_up' as department,
+        customer_key
     from follow_up_calls
 ),
 
-contacted as (
+contacts as (
     select
+        'sales_follow_up' as department,
         customer_key,
         min(created_at) as reference_at
     from follow_up_calls
@@ -74,101 +65,7 @@ contacted as (
     group by customer_key
 ),
 
-reference_pool as (
-    select
-        reference_at,
-        row_number() over (order by reference_at, customer_key) - 1 as pool_index
-    from contacted
-),
-
-{#- materialized: computed once, not once per customer drawing from the pool -#}
-pool_size as materialized (
-    select count(*) as pool_size
-    from contacted
-),
-
-buyers as (
-    select distinct customer_key
-    from purchases
-),
-
-uncontacted as (
-    select buyers.customer_key
-    from buyers
-    left join called_customers on buyers.customer_key = called_customers.customer_key
-    where called_customers.customer_key is null
-),
-
-uncontacted_drawn as (
-    select
-        uncontacted.customer_key,
-        mod(('x' || substr(md5(uncontacted.customer_key), 1, 7))::bit(28)::int, pool_size.pool_size)
-            as pool_index
-    from uncontacted
-    cross join pool_size
-    where pool_size.pool_size > 0
-),
-
-subjects as (
-    select
-        customer_key,
-        'contacted' as customer_group,
-        reference_at
-    from contacted
-    union all
-    select
-        uncontacted_drawn.customer_key,
-        'not_contacted' as customer_group,
-        reference_pool.reference_at
-    from uncontacted_drawn
-    inner join reference_pool on uncontacted_drawn.pool_index = reference_pool.pool_index
-),
-
-windowed as (
-    select
-        subjects.customer_key,
-        subjects.customer_group,
-        subjects.reference_at,
-        least(
-            {{ window_days }},
-            (subjects.reference_at at time zone 'UTC')::date - history.history_start_date
-        ) as window_days
-    from subjects
-    cross join history
-),
-
-eligible as (
-    select
-        customer_key,
-        customer_group,
-        reference_at,
-        window_days,
-        reference_at - make_interval(days => window_days) as window_start_at,
-        reference_at + make_interval(days => window_days) as window_end_at
-    from windowed
-    where window_days >= {{ min_window_days }}
-        and reference_at + make_interval(days => window_days)
-        <= cast({{ as_of_date() }} as timestamp) at time zone 'UTC'
-),
-
-customer_spend as (
-    select
-        eligible.customer_key,
-        eligible.customer_group,
-        eligible.window_days,
-        count(purchases.ordered_at) filter (where purchases.ordered_at < eligible.reference_at)
-            as purchases_before,
-        coalesce(sum(purchases.net_revenue_eur) filter (where purchases.ordered_at < eligible.reference_at), 0)
-            as spend_before_eur,
-        coalesce(sum(purchases.net_revenue_eur) filter (where purchases.ordered_at >= eligible.reference_at), 0)
-            as spend_after_eur
-    from eligible
-    left join purchases
-        on eligible.customer_key = purchases.customer_key
-        and purchases.ordered_at >= eligible.window_start_at
-        and purchases.ordered_at < eligible.window_end_at
-    group by eligible.customer_key, eligible.customer_group, eligible.window_days
-),
+{{ contact_effect_ctes(window_days, min_window_days) }}
 
 by_group as (
     select

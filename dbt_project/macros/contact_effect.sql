@@ -1,0 +1,141 @@
+{#- How existing customers' net spending changed after a contact, against comparable
+    customers without one, per department. Shared by customer_follow_up_effect (one
+    department, follow-up calls) and customer_contact_effect (every department whose
+    contacts the data holds).
+
+    Emits CTEs (continue the caller's `with`; end with a comma) reading three CTEs the
+    caller defines before:
+    - order_facts (customer_key, ordered_at, ordered_date, is_purchase, net_revenue_eur);
+    - contacts (department, customer_key, reference_at): customers the department
+      reached, one row each, reference_at the first such contact;
+    - touched (department, customer_key): every customer the department dealt with,
+      reached or not; they are not clean controls.
+    and defines customer_spend (department, customer_key, customer_group, window_days,
+    purchases_before, spend_before_eur, spend_after_eur).
+
+    Per department: 'contacted' = the customers of contacts; 'not_contacted' = buyers
+    not in touched, each given one contacted customer's reference time (a stable hash
+    of the customer key picks it), so both groups are measured over the same calendar
+    dates. Spending is compared over window_days before and after the reference time,
+    both windows shortened to the order history held before the reference date;
+    customers whose window is shorter than min_window_days, or whose after-window has
+    not fully elapsed by the as-of date, are left out. -#}
+{% macro contact_effect_ctes(window_days, min_window_days) -%}
+purchases as (
+    select
+        customer_key,
+        ordered_at,
+        net_revenue_eur
+    from order_facts
+    where is_purchase
+),
+
+history as (
+    select min(ordered_date) as history_start_date
+    from order_facts
+),
+
+reference_pool as (
+    select
+        department,
+        reference_at,
+        row_number() over (partition by department order by reference_at, customer_key) - 1 as pool_index
+    from contacts
+),
+
+{#- materialized: computed once, not once per customer drawing from the pool -#}
+pool_size as materialized (
+    select
+        department,
+        count(*) as pool_size
+    from contacts
+    group by department
+),
+
+buyers as (
+    select distinct customer_key
+    from purchases
+),
+
+uncontacted_drawn as (
+    select
+        pool_size.department,
+        buyers.customer_key,
+        mod(('x' || substr(md5(buyers.customer_key), 1, 7))::bit(28)::int, pool_size.pool_size) as pool_index
+    from buyers
+    cross join pool_size
+    left join touched
+        on pool_size.department = touched.department
+        and buyers.customer_key = touched.customer_key
+    where touched.customer_key is null
+        and pool_size.pool_size > 0
+),
+
+subjects as (
+    select
+        department,
+        customer_key,
+        'contacted' as customer_group,
+        reference_at
+    from contacts
+    union all
+    select
+        uncontacted_drawn.department,
+        uncontacted_drawn.customer_key,
+        'not_contacted' as customer_group,
+        reference_pool.reference_at
+    from uncontacted_drawn
+    inner join reference_pool
+        on uncontacted_drawn.department = reference_pool.department
+        and uncontacted_drawn.pool_index = reference_pool.pool_index
+),
+
+windowed as (
+    select
+        subjects.department,
+        subjects.customer_key,
+        subjects.customer_group,
+        subjects.reference_at,
+        least(
+            {{ window_days }},
+            (subjects.reference_at at time zone 'UTC')::date - history.history_start_date
+        ) as window_days
+    from subjects
+    cross join history
+),
+
+eligible as (
+    select
+        department,
+        customer_key,
+        customer_group,
+        reference_at,
+        window_days,
+        reference_at - make_interval(days => window_days) as window_start_at,
+        reference_at + make_interval(days => window_days) as window_end_at
+    from windowed
+    where window_days >= {{ min_window_days }}
+        and reference_at + make_interval(days => window_days)
+        <= cast({{ as_of_date() }} as timestamp) at time zone 'UTC'
+),
+
+customer_spend as (
+    select
+        eligible.department,
+        eligible.customer_key,
+        eligible.customer_group,
+        eligible.window_days,
+        count(purchases.ordered_at) filter (where purchases.ordered_at < eligible.reference_at)
+            as purchases_before,
+        coalesce(sum(purchases.net_revenue_eur) filter (where purchases.ordered_at < eligible.reference_at), 0)
+            as spend_before_eur,
+        coalesce(sum(purchases.net_revenue_eur) filter (where purchases.ordered_at >= eligible.reference_at), 0)
+            as spend_after_eur
+    from eligible
+    left join purchases
+        on eligible.customer_key = purchases.customer_key
+        and purchases.ordered_at >= eligible.window_start_at
+        and purchases.ordered_at < eligible.window_end_at
+    group by eligible.department, eligible.customer_key, eligible.customer_group, eligible.window_days
+),
+{%- endmacro %}
