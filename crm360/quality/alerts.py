@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.request
 from datetime import UTC, datetime
 
+from crm360.core.errors import ConfigurationError
+from crm360.core.settings import Settings, get_settings
+
 log = logging.getLogger(__name__)
 
-WEBHOOK_ENV = "CRM360_ALERT_WEBHOOK"
+WEBHOOK_ENV = Settings.env_name("alert_webhook")
 
 
 def failure_message(dag_id: str, task_id: str, run_id: str, error: str, report: str | None) -> dict:
@@ -31,10 +33,14 @@ def post_webhook(url: str, payload: dict, timeout: float = 10.0) -> int:
 
 def post(payload: dict) -> None:
     """POST ``payload`` to the configured webhook, if one is. Never raises."""
-    url = os.environ.get(WEBHOOK_ENV)
-    if url:
+    try:
+        webhook = get_settings().alert_webhook
+    except ConfigurationError:  # another setting is bad: the alert is about that, if anything
+        log.exception("could not read the settings to find %s", WEBHOOK_ENV)
+        return
+    if webhook:
         try:
-            post_webhook(url, payload)
+            post_webhook(webhook.get_secret_value(), payload)
         except Exception:  # noqa: BLE001 - an alert that cannot be sent must not fail the run
             log.exception("could not post to %s", WEBHOOK_ENV)
 

@@ -85,7 +85,7 @@ def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
            "--target-path", str(target)]
     env = {**os.environ, **wh.dbt_env(),
            # sorts and hashes over the event history fit in memory instead of spilling to disk
-           "PGOPTIONS": os.environ.get("PGOPTIONS") or f"-c work_mem={settings.dbt_work_mem}",
+           "PGOPTIONS": settings.dbt_pgoptions,
            "DBT_LOG_PATH": str(settings.dbt_log_dir),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
            "DBT_USE_COLORS": "false", **(extra_env or {})}
