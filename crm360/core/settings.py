@@ -304,3 +304,30 @@ def reference() -> str:
         if note:
             out += [note, ""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+REFERENCE_BEGIN = ("<!-- BEGIN environment reference: generated from crm360/core/settings.py by "
+                   "`crm360 config reference`; edit the fields there, not this table -->")
+REFERENCE_END = "<!-- END environment reference -->"
+
+
+def with_reference(page: str, where: str = "the page") -> str:
+    """``page`` with the text between its reference markers replaced by :func:`reference`; the
+    prose around them stays as it is."""
+    begin, end = page.find(REFERENCE_BEGIN), page.find(REFERENCE_END)
+    if begin < 0 or end < begin:
+        raise ConfigurationError(f"{where}: no reference markers ({REFERENCE_BEGIN!r} ... {REFERENCE_END!r}) "
+                                 "to write the environment variables between")
+    return page[:begin + len(REFERENCE_BEGIN)] + "\n\n" + reference() + "\n" + page[end:]
+
+
+def shown() -> list[tuple[str, str]]:
+    """Each variable and the value crm360 uses (secrets masked), for ``crm360 config show``."""
+    s = get_settings()
+    out = []
+    for name in Settings.model_fields:
+        value = getattr(s, name)
+        if isinstance(value, SecretStr):
+            value = "**********"
+        out.append((Settings.env_name(name), "(unset)" if value is None else str(value)))
+    return out
