@@ -6,6 +6,12 @@ Two servers are exercised:
   postgres). Tests on it are skipped if it cannot be reached, unless
   CRM360_REQUIRE_SERVER=1 (CI sets it), where an unreachable server fails.
 Every test module gets fresh databases, dropped afterwards.
+
+Tests come in two tiers. ``integration``: a test that reaches a server (PostgreSQL, MariaDB),
+runs dbt or Airflow, or lives under a folder named ``integration``; it is marked so here,
+from the fixtures it uses (directly or through other fixtures) and the marks it has, so no test
+needs to say it and the tiers survive a move of the files into tests/unit and tests/integration.
+``unit``: every other test; ``make test-fast`` runs only these (``-m "not integration"``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,24 @@ REPO = Path(__file__).resolve().parent.parent
 # Airflow puts the plugins folder on sys.path; so do the tests.
 sys.path.insert(0, str(REPO / "plugins"))
 SERVER_URL = os.environ.get("CRM360_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+# Fixtures that start or reach a server: a test using one (even through another fixture) is integration.
+SERVER_FIXTURES = {"embedded_server", "external_server", "mysql_server"}
+# Marks that mean a real pipeline, dbt or Airflow run.
+INTEGRATION_MARKS = {"e2e", "airflow", "deployment"}
+
+
+def _is_integration(item: pytest.Item) -> bool:
+    return (bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())))
+            or any(item.get_closest_marker(name) for name in INTEGRATION_MARKS | {"integration"})
+            or "integration" in item.path.parent.parts)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.integration if _is_integration(item) else pytest.mark.unit)
 
 
 def make_settings(home: Path, landing: Path, url: str | None = None) -> Settings:
