@@ -283,11 +283,12 @@ def get_settings() -> Settings:
     """The settings as the environment has them now. Reading the environment into the model costs
     milliseconds, so the settings of the same values are made once and shared (they are frozen)."""
     names = set(env_names())  # matched regardless of case, as the model reads them
-    return _settings_of(tuple(sorted((k, v) for k, v in os.environ.items() if k.upper() in names)))
+    values = tuple(sorted((k, v) for k, v in os.environ.items() if k.upper() in names))
+    return _settings_of(values, os.getcwd())  # relative paths resolve against the working directory
 
 
 @lru_cache(maxsize=8)
-def _settings_of(values: tuple[tuple[str, str], ...]) -> Settings:  # the values: the cache's key only
+def _settings_of(values: tuple[tuple[str, str], ...], cwd: str) -> Settings:  # the arguments: the cache's key
     return Settings()
 
 
