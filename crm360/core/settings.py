@@ -264,6 +264,20 @@ class Settings(BaseSettings):
         return self.pgoptions or f"-c work_mem={self.dbt_work_mem}"
 
 
+class _AlertSettings(BaseSettings):
+    """The webhook alone: an alert must go out when another setting is bad, which may be the very
+    failure it reports."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore")
+    alert_webhook: SecretStr | None = Settings.model_fields["alert_webhook"]
+
+
+def alert_webhook() -> str | None:
+    """CRM360_ALERT_WEBHOOK, read whatever the other settings hold."""
+    secret = _AlertSettings().alert_webhook
+    return secret.get_secret_value() if secret else None
+
+
 def _message(error: dict) -> str:
     """One validation error as crm360 words it: the variable, and what is wrong with its value."""
     cause = (error.get("ctx") or {}).get("error")

@@ -9,8 +9,7 @@ import logging
 import urllib.request
 from datetime import UTC, datetime
 
-from crm360.core.errors import ConfigurationError
-from crm360.core.settings import Settings, get_settings
+from crm360.core.settings import Settings, alert_webhook
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +32,10 @@ def post_webhook(url: str, payload: dict, timeout: float = 10.0) -> int:
 
 def post(payload: dict) -> None:
     """POST ``payload`` to the configured webhook, if one is. Never raises."""
-    try:
-        webhook = get_settings().alert_webhook
-    except ConfigurationError:  # another setting is bad: the alert is about that, if anything
-        log.exception("could not read the settings to find %s", WEBHOOK_ENV)
-        return
-    if webhook:
+    url = alert_webhook()  # even when another setting is bad: that may be what the alert is about
+    if url:
         try:
-            post_webhook(webhook.get_secret_value(), payload)
+            post_webhook(url, payload)
         except Exception:  # noqa: BLE001 - an alert that cannot be sent must not fail the run
             log.exception("could not post to %s", WEBHOOK_ENV)
 
