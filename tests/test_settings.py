@@ -104,6 +104,19 @@ def test_secrets_stay_out_of_the_repr(monkeypatch):
     assert s.password(access.PASSWORD_ENV[access.BI_READER]) is None
 
 
+def test_config_show_masks_secrets(monkeypatch, capsys):
+    from crm360 import cli
+
+    monkeypatch.setenv("CRM360_WAREHOUSE_URL", "postgresql://crm360:pa%40ss@db.example:5432/crm360")
+    monkeypatch.setenv("CRM360_BI_READER_PASSWORD", "reader-secret")
+    monkeypatch.setenv("CRM360_DDL_LOCK_TRIES", "7")
+    assert cli.main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "CRM360_WAREHOUSE_URL=postgresql://crm360:**********@db.example:5432/crm360\n" in out
+    assert "CRM360_BI_READER_PASSWORD=**********\n" in out and "CRM360_DDL_LOCK_TRIES=7\n" in out
+    assert "pa%40ss" not in out and "reader-secret" not in out
+
+
 def test_an_alert_goes_to_the_configured_webhook(monkeypatch):
     sent = []
     monkeypatch.setattr(alerts, "post_webhook", lambda url, payload: sent.append((url, payload["text"])))

@@ -18,6 +18,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -336,6 +337,14 @@ def with_reference(page: str, where: str = "the page") -> str:
     return page[:begin + len(REFERENCE_BEGIN)] + "\n\n" + reference() + "\n" + page[end:]
 
 
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:**********@{host}"))
+
+
 def shown() -> list[tuple[str, str]]:
     """Each variable and the value crm360 uses (secrets masked), for ``crm360 config show``."""
     s = get_settings()
@@ -344,5 +353,7 @@ def shown() -> list[tuple[str, str]]:
         value = getattr(s, name)
         if isinstance(value, SecretStr):
             value = "**********"
+        elif name == "warehouse_url" and value:
+            value = _without_password(value)
         out.append((Settings.env_name(name), "(unset)" if value is None else str(value)))
     return out
