@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint venv lock bench-deps clean stop help
+.PHONY: demo test test-fast lint venv lock bench-deps clean stop help
 
 help:            ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -17,6 +17,10 @@ demo: venv       ## generate data, run the whole pipeline through Airflow, show 
 test: venv       ## lint, then the whole test suite (embedded PostgreSQL, plus CRM360_TEST_PG_URL server)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 --dist loadfile
+
+test-fast: venv  ## lint, then the unit tier only: no PostgreSQL, no dbt, no Airflow run (about a minute)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n 2 -m "not integration" --timeout=120
 
 lint: venv       ## ruff on Python
 	$(BIN)/ruff check .

@@ -299,6 +299,28 @@ def cmd_serve(args) -> int:
     return _serve_until_interrupted(httpd)
 
 
+def cmd_config(args) -> int:
+    """The configuration: the values in use, or the reference table of docs/configuration.md."""
+    from crm360.core import settings as config
+
+    if args.action == "show":
+        for name, value in config.shown():
+            print(f"{name}={value}")
+        return 0
+    page = Path(args.page) if args.page else get_settings().project_dir / "docs" / "configuration.md"
+    text = page.read_text(encoding="utf-8")
+    updated = config.with_reference(text, str(page))
+    if updated == text:
+        print(f"{page}: the environment reference is up to date")
+        return 0
+    if args.check:
+        print(f"{page}: the environment reference is out of date; run `crm360 config reference`", file=sys.stderr)
+        return 1
+    page.write_text(updated, encoding="utf-8")
+    print(f"{page}: environment reference written")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crm360",
@@ -387,6 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("config", help="the configuration: show the values in use, or write the environment "
+                                     "reference of docs/configuration.md from the settings model")
+    p.add_argument("action", choices=["show", "reference"])
+    p.add_argument("--check", action="store_true", help="reference: only say whether the page is up to date "
+                                                        "(exit 1 if not)")
+    p.add_argument("--page", default=None, help="reference: the page (default docs/configuration.md)")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("show", help="print what the latest run built")
     p.set_defaults(func=cmd_show)

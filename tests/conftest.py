@@ -6,6 +6,12 @@ Two servers are exercised:
   postgres). Tests on it are skipped if it cannot be reached, unless
   CRM360_REQUIRE_SERVER=1 (CI sets it), where an unreachable server fails.
 Every test module gets fresh databases, dropped afterwards.
+
+Tests come in two tiers. ``integration``: a test that reaches a server (PostgreSQL, MariaDB),
+runs dbt or Airflow, or lives under a folder named ``integration``; it is marked so here,
+from the fixtures it uses (directly or through other fixtures) and the marks it has, so no test
+needs to say it and the tiers survive a move of the files into tests/unit and tests/integration.
+``unit``: every other test; ``make test-fast`` runs only these (``-m "not integration"``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,81 @@ REPO = Path(__file__).resolve().parent.parent
 # Airflow puts the plugins folder on sys.path; so do the tests.
 sys.path.insert(0, str(REPO / "plugins"))
 SERVER_URL = os.environ.get("CRM360_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+# Fixtures that start or reach a server: a test using one (even through another fixture) is integration.
+# (``server`` and ``fresh_db`` reach theirs through request.getfixturevalue, which no closure shows.)
+SERVER_FIXTURES = {"embedded_server", "external_server", "mysql_server", "server", "fresh_db"}
+# Marks that mean a real pipeline, dbt or Airflow run.
+INTEGRATION_MARKS = {"e2e", "airflow", "deployment"}
+
+
+def _is_integration(item: pytest.Item) -> bool:
+    return (bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())))
+            or any(item.get_closest_marker(name) for name in INTEGRATION_MARKS | {"integration"})
+            or "integration" in item.path.parent.parts)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.integration if _is_integration(item) else pytest.mark.unit)
+
+
+# The unit tier holds itself to it: while a unit test (and the fixtures it sets up) runs, connecting
+# to PostgreSQL, starting the embedded server or starting dbt or the Airflow CLI fails it, saying so.
+_PROGRAMS = {"dbt", "airflow"}
+_MODULES = ("crm360.transform.dbt_entry", "dbt", "airflow")
+
+
+def _refuse(item: pytest.Item, what: str):
+    def refused(*args, **kwargs):
+        raise RuntimeError(f"{item.nodeid} is a unit test but {what}: give it a server fixture or "
+                           "@pytest.mark.integration")
+    return refused
+
+
+def _runs_dbt_or_airflow(cmd) -> bool:
+    words = str(cmd).split() if isinstance(cmd, str | bytes | os.PathLike) else [str(w) for w in cmd]
+    if not words:
+        return False
+    module = words[words.index("-m") + 1] if "-m" in words[:-1] else ""
+    return Path(words[0]).name in _PROGRAMS or module.split(".")[0] in _MODULES or module in _MODULES
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("integration"):
+        yield
+        return
+    import subprocess
+
+    patch = pytest.MonkeyPatch()
+    popen = subprocess.Popen  # subprocess.run and check_output start their process through it
+
+    def guarded(real, what):
+        def call(cmd, *args, **kwargs):
+            if _runs_dbt_or_airflow(cmd):
+                _refuse(item, what)()
+            return real(cmd, *args, **kwargs)
+        return call
+
+    patch.setattr(psycopg, "connect", _refuse(item, "connects to PostgreSQL"))
+    patch.setattr(warehouse, "start_embedded", _refuse(item, "starts the embedded PostgreSQL"))
+    patch.setattr(subprocess, "Popen", guarded(popen, "runs dbt or the Airflow CLI"))
+    item.stash[_GUARD] = patch
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    patch = item.stash.get(_GUARD, None)
+    if patch is not None:
+        patch.undo()
+    yield
+
+
+_GUARD = pytest.StashKey[pytest.MonkeyPatch]()
 
 
 def make_settings(home: Path, landing: Path, url: str | None = None) -> Settings:

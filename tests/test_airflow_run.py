@@ -11,7 +11,7 @@ from crm360.core import warehouse
 from crm360.pipeline import airflow_local
 from crm360.synthetic.generate import GeneratorConfig, generate
 
-pytestmark = [pytest.mark.airflow, pytest.mark.e2e]
+pytestmark = [pytest.mark.airflow, pytest.mark.e2e, pytest.mark.timeout(1200)]  # airflow dags test, whole runs
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO, make_settings
 
 from crm360 import cli, ingest
+from crm360.core.errors import ConfigurationError
 from crm360.ingest import ledger
 from crm360.ingest.sources import load_config
 from crm360.transform import dbt
@@ -308,7 +309,7 @@ def test_the_record_size_limits_are_settings(wh, landing, monkeypatch):
     _refused(wh, landing, "service", rf"^service/tickets_{BAD_DAY}.json: the JSON document is larger than 1000 "
                                      r"bytes \(CRM360_MAX_DOCUMENT_BYTES\)")
     monkeypatch.setenv("CRM360_MAX_RECORD_BYTES", "lots")
-    with pytest.raises(ingest.IngestError, match="CRM360_MAX_RECORD_BYTES must be a whole number of bytes"):
+    with pytest.raises(ConfigurationError, match="CRM360_MAX_RECORD_BYTES must be a whole number of bytes"):
         ingest.load_source(wh, landing, "web", "x")
     monkeypatch.delenv("CRM360_MAX_RECORD_BYTES")
     monkeypatch.delenv("CRM360_MAX_DOCUMENT_BYTES")

@@ -21,6 +21,8 @@ from crm360.core import warehouse
 from crm360.core.settings import Settings
 from crm360.transform import dbt
 
+pytestmark = pytest.mark.integration  # every test runs dbt (parse and ls at least)
+
 MARTS = REPO / "dbt_project" / "models" / "marts"
 BI_QUERIES = REPO / "docs" / "bi_queries.sql"
 INDEX_SCANS = {"Index Scan", "Index Only Scan", "Bitmap Index Scan"}

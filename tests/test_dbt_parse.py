@@ -36,3 +36,17 @@ def test_as_of_date_reaches_models_and_a_new_day_parses_partially(db, tmp_path):
                          extra_env=pipeline.build_env(date(2026, 3, 2)))
     assert "cast('2026-01-15' as date)" in (compiled / "int_customer_lifecycle.sql").read_text()
     assert "Unable to do partial parsing" in by_var.output  # what a daily var would cost every run
+
+
+def test_an_override_of_a_var_reaches_dbt_and_python_alike(db, tmp_path, monkeypatch):
+    """CRM360_DBT_VARS changes what dbt compiles and what crm360's Python steps read, the same way."""
+    overrides = tmp_path / "vars.yml"
+    overrides.write_text("active_window_days: 45\n", encoding="utf-8")
+    monkeypatch.setenv("CRM360_DBT_VARS", str(overrides))
+    settings = make_settings(tmp_path / "home", tmp_path / "landing")
+    schema.migrate(db)
+    _compile(db, settings, date(2026, 3, 1))
+    sql = (settings.dbt_target_dir / "compiled" / "crm360" / "models" / "intermediate" / "customer"
+           / "int_customer_lifecycle.sql").read_text()
+    assert "- last_order_date < 45" in sql and "- last_order_date < 90" not in sql
+    assert dbt.project_vars(settings)["active_window_days"] == 45

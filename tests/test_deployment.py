@@ -37,7 +37,8 @@ from conftest import SERVER_URL
 from crm360.core import warehouse
 from crm360.synthetic.generate import GeneratorConfig, generate, generate_next_day
 
-pytestmark = [pytest.mark.airflow, pytest.mark.deployment]
+# a whole Airflow deployment: `airflow db migrate` alone may take 10 minutes (airflow_stack.py)
+pytestmark = [pytest.mark.airflow, pytest.mark.deployment, pytest.mark.timeout(2400)]
 
 SOURCES = ("sales", "service", "web")
 INGEST = tuple(f"crm360_ingest_{s}" for s in SOURCES)

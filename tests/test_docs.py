@@ -101,3 +101,24 @@ def test_decisions_are_dated_with_a_status():
     titles = {m["title"] for m in parsed.values()}
     unknown = [f"{m['title']} -> {m['other']}" for m in parsed.values() if m["other"] and m["other"] not in titles]
     assert not unknown, "a status names a decision that does not exist: " + "; ".join(unknown)
+
+
+def test_the_environment_reference_is_generated_from_the_settings(tmp_path):
+    """docs/configuration.md's table of environment variables is what `crm360 config reference`
+    writes from crm360/core/settings.py: a field added or changed there without regenerating the
+    page fails here."""
+    from crm360 import cli
+    from crm360.core import settings
+
+    page = DOCS / "configuration.md"
+    text = page.read_text(encoding="utf-8")
+    assert settings.with_reference(text) == text, (
+        "docs/configuration.md's environment reference is out of date: run `crm360 config reference`")
+    for name in settings.env_names():
+        assert f"| `{name}` |" in text, f"{name} is missing from docs/configuration.md"
+    # a stale copy is found, and rewritten with the prose around the table kept
+    stale = tmp_path / "configuration.md"
+    stale.write_text(text.replace("| `CRM360_LOAD_WORKERS` |", "| `CRM360_LOAD_WORKER` |"), encoding="utf-8")
+    assert cli.main(["config", "reference", "--check", "--page", str(stale)]) == 1
+    assert cli.main(["config", "reference", "--page", str(stale)]) == 0
+    assert stale.read_text(encoding="utf-8") == text

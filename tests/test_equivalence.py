@@ -102,6 +102,7 @@ def test_a_corrected_file_does_not_count_twice(world):
     incremental_equals_full_rebuild(wh, settings, as_of)
 
 
+@pytest.mark.timeout(1800)  # an incremental build and a full rebuild per step of the sequence
 def test_any_sequence_of_replaced_removed_restored_and_refused_files_equals_a_full_rebuild(world, tmp_path):
     wh, settings, landing, _ = world
     rng = random.Random(SEED)

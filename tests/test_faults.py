@@ -403,6 +403,7 @@ def _publish_killed_mid_transaction(wh, publish_task) -> BaseException | None:
     return outcome.get("error")
 
 
+@pytest.mark.timeout(1800)  # a full run per step, each with a fault and its retry
 def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_server, fault_rng, tmp_path,
                                                                       monkeypatch):
     """The DAGs' tasks in order, each called as its DAG calls it (crm360_airflow.run_step), each
@@ -547,6 +548,7 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_
 
 
 @pytest.mark.airflow
+@pytest.mark.timeout(1200)  # airflow dags test, waiting out a retry delay
 def test_airflow_retries_a_failed_task_and_the_load_is_whole(clean, own_server, fresh_db, tmp_path):
     """`airflow dags test` of the service ingest DAG while another run holds the service's
     part of the warehouse: the load task fails, Airflow retries it after its retry delay

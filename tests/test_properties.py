@@ -70,6 +70,7 @@ def _source_customer_ids(landing) -> set[str]:
     return ids
 
 
+@pytest.mark.timeout(1800)  # a whole pipeline run per example
 @settings(max_examples=int(os.environ.get("CRM360_PROPERTY_EXAMPLES", "3")), deadline=None, derandomize=True,
           database=None, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -7,6 +7,7 @@ from conftest import REPO, make_settings
 from crm360.core import warehouse
 
 
+@pytest.mark.integration  # starts its own embedded server
 def test_embedded_server_starts_stops_and_restarts_with_its_data(tmp_path):
     settings = make_settings(tmp_path / "home", tmp_path / "landing")
     wh = warehouse.get_warehouse(settings)
@@ -37,6 +38,7 @@ def test_configured_url_wins_and_nothing_is_created_in_it(external_server, fresh
     assert not schemas & {"raw", "audit", "marts"}
 
 
+@pytest.mark.integration
 def test_running_embedded_never_starts_a_server(tmp_path):
     settings = make_settings(tmp_path / "home", tmp_path / "landing")
     assert warehouse.running_embedded(settings) is None
@@ -60,6 +62,7 @@ def test_sqlalchemy_url_for_socket_and_tcp():
     assert tcp.dbt_env()["CRM360_PG_PASSWORD"] == "p@ss" and tcp.dbt_env()["CRM360_PG_PORT"] == "6432"
 
 
+@pytest.mark.integration  # tries to connect (to a port nobody listens on)
 def test_unreachable_server_gives_a_clear_error():
     wh = warehouse.from_url("postgresql://nobody@127.0.0.1:9/none")
     with pytest.raises(warehouse.WarehouseError, match="cannot connect to the warehouse .*127.0.0.1:9"):

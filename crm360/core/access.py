@@ -27,13 +27,13 @@ set at every ``crm360 migrate``.
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 import psycopg
 from psycopg import sql
 
 from crm360.core.errors import Crm360Error
+from crm360.core.settings import Settings, get_settings
 from crm360.core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,12 @@ ROLES = (LOADER, TRANSFORMER, BI_READER, MARKETING)
 # the roles that read published marts: publish grants them usage on the schema
 READERS = (BI_READER, MARKETING)
 
+# each role's password: a field of crm360.core.settings, read from this env var
 PASSWORD_ENV = {
-    LOADER: "CRM360_LOADER_PASSWORD",
-    TRANSFORMER: "CRM360_TRANSFORMER_PASSWORD",
-    BI_READER: "CRM360_BI_READER_PASSWORD",
-    MARKETING: "CRM360_MARKETING_PASSWORD",
+    LOADER: Settings.env_name("loader_password"),
+    TRANSFORMER: Settings.env_name("transformer_password"),
+    BI_READER: Settings.env_name("bi_reader_password"),
+    MARKETING: Settings.env_name("marketing_password"),
 }
 
 class AccessError(Crm360Error):
@@ -63,7 +64,7 @@ def sync_passwords(wh: Warehouse) -> list[str]:
     changed = []
     with wh.connect(autocommit=True) as conn:
         for role in ROLES:
-            password = os.environ.get(PASSWORD_ENV[role])
+            password = get_settings().password(PASSWORD_ENV[role])
             if not password:
                 continue
             statement = sql.SQL("alter role {} password {}").format(sql.Identifier(role), sql.Literal(password))
@@ -102,7 +103,7 @@ def as_role(wh: Warehouse, role: str) -> Warehouse:
         raise ValueError(f"unknown role {role!r}; crm360's roles are {', '.join(ROLES)}")
     params = {k: v for k, v in wh.params.items() if k not in ("user", "password")}
     params["user"] = role
-    password = os.environ.get(PASSWORD_ENV[role])
+    password = get_settings().password(PASSWORD_ENV[role])
     if password:
         params["password"] = password
     return Warehouse(params=params, embedded=wh.embedded)

@@ -21,7 +21,6 @@ transaction is open and what it is doing.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -32,12 +31,13 @@ from typing import TypeVar
 import psycopg
 
 from crm360.core.errors import Crm360Error
+from crm360.core.settings import Settings, get_settings
 from crm360.core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_ENV = "CRM360_DDL_LOCK_TIMEOUT"
-TRIES_ENV = "CRM360_DDL_LOCK_TRIES"
+TIMEOUT_ENV = Settings.env_name("ddl_lock_timeout")
+TRIES_ENV = Settings.env_name("ddl_lock_tries")
 POLL_SECONDS = 0.05
 
 T = TypeVar("T")
@@ -50,27 +50,13 @@ class ObjectBusy(Crm360Error):
 
 
 def lock_timeout() -> float:
-    """Seconds one try waits for its locks."""
-    value = os.environ.get(TIMEOUT_ENV, "2")
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise ValueError(f"{TIMEOUT_ENV} must be a number of seconds above 0, got {value!r}")
-    return seconds
+    """Seconds one try waits for its locks (CRM360_DDL_LOCK_TIMEOUT)."""
+    return get_settings().ddl_lock_timeout
 
 
 def tries() -> int:
-    """How many times the DDL is tried before the step gives up."""
-    value = os.environ.get(TRIES_ENV, "5")
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise ValueError(f"{TRIES_ENV} must be a whole number of tries, at least 1, got {value!r}")
-    return count
+    """How many times the DDL is tried before the step gives up (CRM360_DDL_LOCK_TRIES)."""
+    return get_settings().ddl_lock_tries
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,13 @@ from datetime import UTC, date, datetime
 import psycopg
 
 from crm360.core.errors import Crm360Error
+from crm360.core.settings import Settings, get_settings
 from crm360.core.systems import SYSTEMS
 from crm360.core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-WAIT_ENV = "CRM360_RUN_LOCK_WAIT"
+WAIT_ENV = Settings.env_name("run_lock_wait")
 MARTS = "marts"
 EVERY_PART = (*(f"ingest:{s}" for s in SYSTEMS), MARTS)
 _NAMESPACE = "crm360.run"  # first key of the two-key advisory locks: apart from the loader's per-file locks
@@ -51,14 +52,8 @@ class RunLocked(Crm360Error):
 
 
 def wait_seconds() -> float:
-    value = os.environ.get(WAIT_ENV, "0")
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"{WAIT_ENV} must be a number of seconds, got {value!r}") from None
-    if seconds < 0:
-        raise ValueError(f"{WAIT_ENV} must not be negative, got {value!r}")
-    return seconds
+    """CRM360_RUN_LOCK_WAIT (crm360.core.settings)."""
+    return get_settings().run_lock_wait
 
 
 def part_for_batch(batch_id: str) -> str:

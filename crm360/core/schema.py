@@ -18,7 +18,6 @@ All revisions run in one transaction: a failed migration leaves the warehouse as
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -27,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from crm360.core.errors import Crm360Error, is_retryable
+from crm360.core.settings import get_settings
 from crm360.core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -170,8 +170,4 @@ def _between(before: str | None, after: str) -> tuple[str, ...]:
 
 def wait_seconds() -> float:
     """How long ``migrate`` waits for runs in progress to finish before applying revisions."""
-    value = os.environ.get("CRM360_MIGRATE_WAIT", "600")
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"CRM360_MIGRATE_WAIT must be a number of seconds, got {value!r}") from None
+    return get_settings().migrate_wait

@@ -1,5 +1,5 @@
 """What every loader of a batch shares: the errors it raises, the limits it reads from the
-environment, the result it returns, and how a file's (or a window's) load transaction begins.
+settings (crm360.core.settings), the result it returns, and how a file's (or a window's) load transaction begins.
 
 A file is the unit of work: it is loaded in one transaction that first removes any earlier rows of
 the same file, then records the file and its checksum in ``audit.load_files``. Every raw row
@@ -16,7 +16,6 @@ half is malformed is the wrong file and fails on its own."""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from crm360.core.errors import Crm360Error
+from crm360.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,15 @@ COPY_CHUNK = 1 << 20  # bytes handed to COPY per write
 UNREADABLE_FRACTION = 0.5  # a file worse than this is not data with some dirt in it, it is the wrong file
 
 
-MAX_RECORD_ENV, MAX_RECORD_DEFAULT = "CRM360_MAX_RECORD_BYTES", 16 << 20  # one line of a CSV or JSON-lines file
+MAX_RECORD_ENV = Settings.env_name("max_record_bytes")
+MAX_RECORD_DEFAULT = Settings.model_fields["max_record_bytes"].default  # one line of a CSV or JSON-lines file
 
 
-MAX_DOCUMENT_ENV, MAX_DOCUMENT_DEFAULT = "CRM360_MAX_DOCUMENT_BYTES", 256 << 20  # one JSON document file
+MAX_DOCUMENT_ENV = Settings.env_name("max_document_bytes")
+MAX_DOCUMENT_DEFAULT = Settings.model_fields["max_document_bytes"].default  # one JSON document file
 
 
-LOAD_WORKERS_ENV = "CRM360_LOAD_WORKERS"  # files of a source loaded at once, each on its own connection
+LOAD_WORKERS_ENV = Settings.env_name("load_workers")  # files of a source loaded at once, each on its own connection
 
 
 PLAUSIBLE_YEARS = (1900, 2099)  # timestamps dated in other years are quarantined
@@ -51,49 +53,22 @@ class IngestError(Crm360Error):
 
 
 def max_bad_fraction() -> float:
-    value = os.environ.get("CRM360_MAX_BAD_ROW_FRACTION", "0.01")
-    try:
-        fraction = float(value)
-    except ValueError:
-        raise IngestError(f"CRM360_MAX_BAD_ROW_FRACTION must be a number between 0 and 1, got {value!r}") from None
-    if not 0 <= fraction <= 1:
-        raise IngestError(f"CRM360_MAX_BAD_ROW_FRACTION must be between 0 and 1, got {value!r}")
-    return fraction
-
-
-def _byte_limit(env: str, default: int) -> int:
-    value = os.environ.get(env)
-    if not value:
-        return default
-    try:
-        limit = int(value)
-    except ValueError:
-        raise IngestError(f"{env} must be a whole number of bytes, got {value!r}") from None
-    if limit < 1:
-        raise IngestError(f"{env} must be positive, got {value!r}")
-    return limit
+    """CRM360_MAX_BAD_ROW_FRACTION (crm360.core.settings)."""
+    return get_settings().max_bad_row_fraction
 
 
 def load_workers() -> int:
     """How many files of a source load at once: CRM360_LOAD_WORKERS, else 2 (1 on one CPU)."""
-    value = os.environ.get(LOAD_WORKERS_ENV)
-    if not value:
-        return min(2, os.cpu_count() or 1)
-    try:
-        workers = int(value)
-    except ValueError:
-        raise IngestError(f"{LOAD_WORKERS_ENV} must be a whole number, got {value!r}") from None
-    if workers < 1:
-        raise IngestError(f"{LOAD_WORKERS_ENV} must be at least 1, got {value!r}")
-    return workers
+    return get_settings().load_workers
 
 
 def max_record_bytes() -> int:
-    return _byte_limit(MAX_RECORD_ENV, MAX_RECORD_DEFAULT)
+    return get_settings().max_record_bytes
 
 
 def max_document_bytes() -> int:
-    return _byte_limit(MAX_DOCUMENT_ENV, MAX_DOCUMENT_DEFAULT)
+    return get_settings().max_document_bytes
+
 
 
 # A file's rows are found by _source_file (a reload replaces them, the contract checks read them

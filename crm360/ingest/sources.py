@@ -25,9 +25,10 @@ from pathlib import Path
 import yaml
 
 from crm360.core.errors import ConfigurationError
+from crm360.core.settings import Settings, get_settings
 from crm360.core.systems import SYSTEMS
 
-SOURCES_ENV = "CRM360_SOURCES"
+SOURCES_ENV = Settings.env_name("sources")
 
 
 class SourceConfigError(ConfigurationError):
@@ -193,7 +194,8 @@ def _expand(value: str, where: str) -> str:
 
 
 def config_path(project_dir: Path) -> Path:
-    return Path(os.environ.get(SOURCES_ENV) or project_dir / "sources.yml")
+    """CRM360_SOURCES, else the project's sources.yml (crm360.core.settings)."""
+    return get_settings().sources or project_dir / "sources.yml"
 
 
 def load_config(path: Path) -> dict[str, SourceBinding]:

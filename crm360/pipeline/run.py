@@ -147,10 +147,11 @@ def build_env(as_of: date) -> dict[str, str]:
 
 
 def build_vars(settings: Settings | None = None) -> dict:
-    """The vars of a run's dbt invocations, the same every day unless segments.yml changes. The
-    segments are validated here, before anything is built: a bad segments.yml fails the run
-    with its file, segment and reason."""
-    return {"segments": segments.dbt_var(segments.load(settings=settings))}
+    """The vars of a run's dbt invocations, the same every day unless segments.yml or the overrides
+    change: the deployment's overrides (CRM360_DBT_VARS, which the Python steps read too, through
+    crm360.transform.dbt.project_vars) and the segments. The segments are validated here, before
+    anything is built: a bad segments.yml fails the run with its file, segment and reason."""
+    return {**dbt.var_overrides(settings), "segments": segments.dbt_var(segments.load(settings=settings))}
 
 
 def transform(wh: Warehouse, as_of: date, settings: Settings | None = None, full_refresh: bool = False) -> dict:

@@ -55,7 +55,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -66,6 +65,7 @@ from crm360.core.settings import Settings, get_settings
 from crm360.core.warehouse import Warehouse
 from crm360.quality.health import attention
 from crm360.serve.segments import write_rows
+from crm360.transform.dbt import project_vars
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +137,7 @@ def _digest(expression: str) -> sql.Composable:
 def shared_mailbox_prefixes(settings: Settings | None = None) -> list[str]:
     """The local parts the identity guards treat as shared mailboxes (the dbt var
     ``identity_shared_mailbox_prefixes``, which int_identity_nodes reads)."""
-    project = (settings or get_settings()).dbt_project_dir / "dbt_project.yml"
-    found = (yaml.safe_load(project.read_text(encoding="utf-8")).get("vars") or {}).get(
-        "identity_shared_mailbox_prefixes") or []
+    found = project_vars(settings).get("identity_shared_mailbox_prefixes") or []
     return [str(p) for p in found]
 
 

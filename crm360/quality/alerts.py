@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.request
 from datetime import UTC, datetime
 
+from crm360.core.settings import Settings, alert_webhook
+
 log = logging.getLogger(__name__)
 
-WEBHOOK_ENV = "CRM360_ALERT_WEBHOOK"
+WEBHOOK_ENV = Settings.env_name("alert_webhook")
 
 
 def failure_message(dag_id: str, task_id: str, run_id: str, error: str, report: str | None) -> dict:
@@ -31,7 +32,7 @@ def post_webhook(url: str, payload: dict, timeout: float = 10.0) -> int:
 
 def post(payload: dict) -> None:
     """POST ``payload`` to the configured webhook, if one is. Never raises."""
-    url = os.environ.get(WEBHOOK_ENV)
+    url = alert_webhook()  # even when another setting is bad: that may be what the alert is about
     if url:
         try:
             post_webhook(url, payload)

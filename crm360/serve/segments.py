@@ -60,7 +60,7 @@ from crm360.serve.segment_filter import (  # noqa: F401 - re-exported
     compile_filter,
 )
 
-SEGMENTS_ENV = "CRM360_SEGMENTS"
+SEGMENTS_ENV = Settings.env_name("segments")
 SOURCES = ("customer_360", "customer_call_list")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 ENTRY_KEYS = {"name", "description", "source", "filter", "owner"}
@@ -109,7 +109,7 @@ def documented_columns(settings: Settings | None = None) -> dict[str, dict[str, 
 
 def segments_file(settings: Settings | None = None) -> Path:
     settings = settings or get_settings()
-    return Path(os.environ.get(SEGMENTS_ENV) or settings.project_dir / "segments.yml")
+    return settings.segments_file
 
 
 def load(path: Path | None = None, settings: Settings | None = None) -> list[Segment]:

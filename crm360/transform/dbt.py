@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from crm360.core.errors import Crm360Error
+from crm360.core.errors import ConfigurationError, Crm360Error
 from crm360.core.settings import Settings, get_settings
 from crm360.core.warehouse import Warehouse
 
@@ -85,7 +85,7 @@ def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
            "--target-path", str(target)]
     env = {**os.environ, **wh.dbt_env(),
            # sorts and hashes over the event history fit in memory instead of spilling to disk
-           "PGOPTIONS": os.environ.get("PGOPTIONS") or f"-c work_mem={settings.dbt_work_mem}",
+           "PGOPTIONS": settings.dbt_pgoptions,
            "DBT_LOG_PATH": str(settings.dbt_log_dir),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
            "DBT_USE_COLORS": "false", **(extra_env or {})}
@@ -120,10 +120,68 @@ def _read_run_results(target: Path) -> list[dict]:
              "execution_time": r.get("execution_time")} for r in data.get("results", [])]
 
 
-def project_vars(settings: Settings | None = None) -> dict:
-    """The project's configuration: the vars in dbt_project.yml."""
+# Vars a deployment may not override: crm360 sets them itself, for every run.
+RUN_SET_VARS = {
+    "as_of_date": "a run's as-of date is its own (CRM360_AS_OF_DATE), the same for dbt and the value model",
+    "segments": "the segments come from segments.yml (CRM360_SEGMENTS)",
+}
+
+
+def declared_vars(settings: Settings | None = None) -> dict:
+    """The vars declared in dbt_project.yml, with their defaults."""
     import yaml
 
     settings = settings or get_settings()
-    project = yaml.safe_load((settings.dbt_project_dir / "dbt_project.yml").read_text(encoding="utf-8"))
-    return project.get("vars") or {}
+    path = settings.dbt_project_dir / "dbt_project.yml"
+    project = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    found = project.get("vars") or {}
+    if not isinstance(found, dict):
+        raise DbtError(f"{path}: vars must be a mapping of names to values")
+    return found
+
+
+def var_overrides(settings: Settings | None = None) -> dict:
+    """The vars of the file CRM360_DBT_VARS names ({} when unset): values that replace
+    dbt_project.yml's for every run. Each must be a var the project declares (a misspelt name
+    would change nothing, silently), and none of the vars crm360 sets itself."""
+    import yaml
+
+    settings = settings or get_settings()
+    path = settings.dbt_vars
+    if path is None:
+        return {}
+    where = f"{path} ({Settings.env_name('dbt_vars')})"
+    try:
+        found = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"{where}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{where}: not YAML: {exc}") from None
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise ConfigurationError(f"{where}: must be a mapping of dbt var names to values, "
+                                 f"got {type(found).__name__}")
+    declared = declared_vars(settings)
+    for name in found:
+        if name in RUN_SET_VARS:
+            raise ConfigurationError(f"{where}: var {name!r} cannot be overridden: {RUN_SET_VARS[name]}")
+        if name not in declared:
+            raise ConfigurationError(f"{where}: var {name!r} is not declared in dbt_project.yml "
+                                     "(misspelt?); declared: " + ", ".join(sorted(map(str, declared))))
+    return found
+
+
+def effective_vars(run_vars: dict | None = None, settings: Settings | None = None) -> dict:
+    """The vars as dbt sees them in an invocation given ``run_vars`` (what :func:`run_dbt` writes to
+    its vars file): each var of the run replaces dbt_project.yml's of the same name, as dbt's
+    ``--vars`` do (a whole value: a list or mapping is not merged key by key)."""
+    return {**declared_vars(settings), **(run_vars or {})}
+
+
+def project_vars(settings: Settings | None = None) -> dict:
+    """The vars every run hands dbt, as crm360's Python steps must read them: dbt_project.yml's,
+    with the overrides of CRM360_DBT_VARS over them (crm360.pipeline.run.build_vars passes the same
+    overrides to dbt)."""
+    settings = settings or get_settings()
+    return effective_vars(var_overrides(settings), settings)
