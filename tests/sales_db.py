@@ -46,15 +46,9 @@ from pathlib import Path
 import pymysql
 
 from crm360.ingest import IngestError
+from crm360.ingest.mysql import MysqlUrl, mysql_connection, parse_mysql_url, quote_mysql
 from crm360.ingest.sources import CONTRACT
-from crm360.ingest.sql import (
-    MysqlUrl,
-    SqlSource,
-    SqlTable,
-    mysql_connection,
-    parse_mysql_url,
-    quote_mysql,
-)
+from crm360.ingest.sql import SqlSource, SqlTable
 
 log = logging.getLogger(__name__)
 

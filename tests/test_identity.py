@@ -19,7 +19,7 @@ from crm360.core import schema, warehouse
 from crm360.ingest import ledger
 from crm360.ingest.sources import CONTRACT
 from crm360.synthetic.generate import GeneratorConfig, generate
-from crm360.synthetic.sim import _SHARED_MAILBOXES as SHARED_MAILBOXES
+from crm360.synthetic.model import SHARED_MAILBOXES
 
 DAY1 = date(2026, 3, 2)
 DAY2 = DAY1 + timedelta(days=1)

@@ -18,14 +18,8 @@ import sales_db
 
 from crm360 import ingest
 from crm360.ingest import IngestError, ledger
-from crm360.ingest.sql import (
-    SqlSource,
-    SqlTable,
-    load_sql_source,
-    mysql_connection,
-    parse_mysql_url,
-    render_value,
-)
+from crm360.ingest.mysql import mysql_connection, parse_mysql_url
+from crm360.ingest.sql import SqlSource, SqlTable, load_sql_source, render_value
 
 MYSQL_URL = os.environ.get("CRM360_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 RAW = ("sales_customers", "sales_orders", "sales_order_lines", "sales_products")

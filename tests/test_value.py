@@ -23,7 +23,7 @@ from crm360 import ingest, pipeline
 from crm360.core import schema
 from crm360.ingest import ledger
 from crm360.synthetic.generate import GeneratorConfig, generate
-from crm360.transform import dbt, value
+from crm360.transform import dbt, predictions, value
 
 DATA = Path(__file__).parent / "data" / "cdnow_customers_summary.csv"
 PUBLISHED_BGNBD = value.BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
@@ -354,7 +354,7 @@ def small_value(embedded_server, tmp_path_factory):
         ledger.gated(wh, [pipeline.ingest_source(wh, source, "value", landing, settings, until=as_of)["batch_id"]])
     # the first stage's models (their tests are dbt's business, not this module's)
     dbt.run_dbt(wh, ["run", "--select", pipeline.VALUE_INPUT], {"as_of_date": as_of.isoformat()}, settings=settings)
-    summary = value.fit_and_predict(wh, as_of, settings)
+    summary = predictions.fit_and_predict(wh, as_of, settings)
     yield wh, settings, world, as_of, summary
     warehouse.drop_database(embedded_server, name)
 
@@ -413,13 +413,13 @@ def test_fit_is_recorded_and_rerunning_replaces_it(small_value):
     assert fits["bgnbd"][0] == summary["bgnbd"]["params"] and fits["bgnbd"][1] == summary["customers"]
     assert fits["gamma_gamma"][2] is True and fits["gamma_gamma"][1] == summary["gamma_gamma"]["customers"]
     before = _query(wh, "select customer_key, predicted_clv_eur from predictions.customer_value order by 1")
-    again = value.fit_and_predict(wh, as_of, settings)
+    again = predictions.fit_and_predict(wh, as_of, settings)
     assert again["bgnbd"]["params"] == pytest.approx(summary["bgnbd"]["params"])
     assert _query(wh, "select count(*) from audit.value_model_fits")[0][0] == 2
     assert _query(wh, "select customer_key, predicted_clv_eur from predictions.customer_value order by 1") == before
     # the summary must be the one built for this as-of date
     with pytest.raises(ValueError, match="built as of"):
-        value.fit_and_predict(wh, as_of + timedelta(days=1), settings)
+        predictions.fit_and_predict(wh, as_of + timedelta(days=1), settings)
 
 
 def test_too_few_buyers_write_no_predictions_and_do_not_fail(db, tmp_path, caplog):
@@ -434,8 +434,8 @@ def test_too_few_buyers_write_no_predictions_and_do_not_fail(db, tmp_path, caplo
                         from generate_series(1, 8) as i""")
         conn.execute("insert into predictions.customer_value values ('old', 1, 1, 1, 1, '2026-05-01')")
         conn.commit()
-    with caplog.at_level(logging.WARNING, logger="crm360.transform.value"):
-        summary = value.fit_and_predict(db, as_of, settings)
+    with caplog.at_level(logging.WARNING, logger="crm360.transform.predictions"):
+        summary = predictions.fit_and_predict(db, as_of, settings)
     assert summary["predictions"] == 0 and not summary["bgnbd"]["converged"]
     assert "too few buyers" in caplog.text
     assert _query(db, "select count(*) from predictions.customer_value")[0][0] == 0  # stale predictions gone
@@ -503,7 +503,7 @@ def test_transform_fits_between_the_two_builds(monkeypatch):
 
     monkeypatch.setattr(publish, "reset_build", lambda wh: calls.append(("reset",)))
     monkeypatch.setattr(dbt, "run_dbt", fake_dbt)
-    monkeypatch.setattr(value, "fit_and_predict", fake_fit)
+    monkeypatch.setattr(predictions, "fit_and_predict", fake_fit)
     monkeypatch.setattr(ledger, "reading_raw", lambda wh: contextlib.nullcontext())
     monkeypatch.setattr(ledger, "horizons_json", lambda wh: '{"sales": "h"}')
     result = pipeline.transform(object(), date(2026, 11, 1))

@@ -156,10 +156,10 @@ def build_vars(settings: Settings | None = None) -> dict:
 
 def transform(wh: Warehouse, as_of: date, settings: Settings | None = None, full_refresh: bool = False) -> dict:
     """dbt build (models, then their tests) with the marts going to the build schema, in two
-    stages around the customer value fit (crm360.transform.value), which reads the first stage's purchase
+    stages around the customer value fit (crm360.transform.predictions), which reads the first stage's purchase
     summary and writes the predictions the second stage joins in. ``full_refresh`` rebuilds the
     incremental models from all of raw."""
-    from crm360.transform import value  # numpy and scipy: only for the step that needs them
+    from crm360.transform import predictions  # numpy and scipy: only for the step that needs them
 
     publish.reset_build(wh)
     run_vars = build_vars(settings)
@@ -171,7 +171,7 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None, full
     with ledger.reading_raw(wh):
         env = {**build_env(as_of), "CRM360_LOAD_HORIZONS": ledger.horizons_json(wh)}
         results = dbt.run_dbt(wh, first, run_vars, settings=settings, extra_env=env).results
-        fit = value.fit_and_predict(wh, as_of, settings)
+        fit = predictions.fit_and_predict(wh, as_of, settings)
         results += dbt.run_dbt(wh, second, run_vars, settings=settings, extra_env=env).results
     statuses: dict[str, int] = {}
     for r in results:

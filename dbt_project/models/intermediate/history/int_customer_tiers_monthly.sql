@@ -3,10 +3,10 @@
     tiers as they stood at the start of that day, computed only from facts dated
     before it (UTC dates), with the tiers at the snapshot before.
 
-    Snapshots are the first day of every month from the first month with orders,
-    tickets or web visits up to the month of var('as_of_date'), plus as_of_date
-    itself (shop accounts can be older than any of those; they enter the first
-    snapshot). For a snapshot date D:
+    The snapshots are those of int_tier_snapshots_dated (the first day of every month
+    of the history, and var('as_of_date')); who is in which snapshot comes from
+    int_customers_first_seen, the money from int_customer_spend_monthly. For a
+    snapshot date D:
     - activity: active if the last purchase before D is later than D minus
       var('active_window_days'), inactive if the customer bought only earlier;
       without a purchase, prospect (shop customer or e-mail anchor) or suspect;
@@ -20,146 +20,25 @@
     as_of_date; a rebuild with an earlier as_of_date ignores later facts here). The history is rebuilt from the data on
     every run: a backfill or a rebuild gives the same history.
 
-    Work stays proportional to buyers x snapshots: orders are summed per customer
-    and period once; only customers with orders are expanded over snapshots (running
+    Work stays proportional to buyers x snapshots: orders come summed per customer
+    and period; only customers with orders are expanded over snapshots (running
     sums, ranks, the tiers before); a customer without orders yet has one fixed tier
     per snapshot, its tiers before and its next period revenue follow without a
     window. The pre-hook keeps PostgreSQL from JIT-compiling the query: the planner,
     without statistics on fresh tables, overestimates it and compiling costs seconds. -#}
-with customers as (
-    select customer_key, anchor_type
-    from {{ ref('int_customers_resolved') }}
+with entries as (
+    select customer_key, waiting_tier, first_seen_date, entry_snapshot_date, first_order_snapshot_date
+    from {{ ref('int_customers_first_seen') }}
 ),
 
-orders as (
-    select customer_key, ordered_date, is_purchase, net_revenue_eur
-    from {{ ref('int_orders_attributed') }}
-    where ordered_date < {{ as_of_date() }}
-),
-
-ticket_customers as (
-    select customer_key, first_ticket_at
-    from {{ ref('int_customer_tickets_aggregated') }}
-),
-
-web_customers as (
-    select customer_key, first_web_visit_at
-    from {{ ref('int_customer_web_aggregated') }}
-),
-
-shop_ids as (
-    select identifier_value as shop_customer_id, customer_key
-    from {{ ref('int_identifiers_linked') }}
-    where identifier_type = 'shop_customer_id'
-),
-
-shop_customers as (
-    select customer_id as shop_customer_id, created_at
-    from {{ ref('stg_sales__customers') }}
-),
-
--- the first snapshot a fact dated d is visible in is the first snapshot after d:
--- the next month start, or as_of_date within its month
 orders_by_period as (
-    select
-        customer_key,
-        least(
-            cast(date_trunc('month', cast(ordered_date as timestamp)) + interval '1 month' as date),
-            {{ as_of_date() }}
-        ) as snapshot_date,
-        min(ordered_date) as period_first_order_date,
-        sum(net_revenue_eur) as period_revenue_eur,
-        count(*) filter (where is_purchase) as period_purchases,
-        max(ordered_date) filter (where is_purchase) as period_last_purchase_date
-    from orders
-    group by 1, 2
-),
-
-order_firsts as (
-    select
-        customer_key,
-        min(period_first_order_date) as first_order_date,
-        min(snapshot_date) as first_order_snapshot_date
-    from orders_by_period
-    group by customer_key
-),
-
-shop_records as (
-    select
-        shop_ids.customer_key,
-        cast(shop_customers.created_at at time zone 'UTC' as date) as created_date
-    from shop_ids
-    inner join shop_customers on shop_ids.shop_customer_id = shop_customers.shop_customer_id
-),
-
-sightings as (
-    select customer_key, created_date as seen_date from shop_records
-    union all
-    select customer_key, first_order_date from order_firsts
-    union all
-    select customer_key, cast(first_ticket_at at time zone 'UTC' as date) from ticket_customers
-    union all
-    select customer_key, cast(first_web_visit_at at time zone 'UTC' as date) from web_customers
-),
-
-first_seen as (
-    select customer_key, min(seen_date) as first_seen_date
-    from sightings
-    where seen_date < {{ as_of_date() }}
-    group by customer_key
-),
-
--- history starts in the first month with orders, tickets or web visits
-data_start as (
-    select cast(date_trunc('month', cast(min(first_date) as timestamp)) as date) as first_month
-    from (
-        select min(first_order_date) as first_date from order_firsts
-        union all
-        select min(cast(first_ticket_at at time zone 'UTC' as date)) from ticket_customers
-        union all
-        select min(cast(first_web_visit_at at time zone 'UTC' as date)) from web_customers
-    ) as firsts
-    where first_date < {{ as_of_date() }}
-),
-
-snapshot_dates as (
-    select cast(month_start as date) as snapshot_date
-    from data_start
-    cross join lateral generate_series(
-        cast(data_start.first_month as timestamp),
-        date_trunc('month', cast({{ as_of_date() }} as timestamp)),
-        interval '1 month'
-    ) as month_start
-    union
-    select {{ as_of_date() }}
+    select customer_key, snapshot_date, period_revenue_eur, period_purchases, period_last_purchase_date
+    from {{ ref('int_customer_spend_monthly') }}
 ),
 
 snapshots as (
-    select
-        snapshot_date,
-        lead(snapshot_date) over (order by snapshot_date) as next_snapshot_date,
-        min(snapshot_date) over () as first_snapshot_date
-    from snapshot_dates
-),
-
-entries as (
-    select
-        customers.customer_key,
-        case when customers.anchor_type in ('shop_customer_id', 'email') then 'prospect' else 'suspect' end
-            as waiting_tier,
-        first_seen.first_seen_date,
-        -- the first snapshot after first sight (the first snapshot for older records)
-        greatest(
-            (select min(first_snapshot_date) from snapshots),
-            least(
-                cast(date_trunc('month', cast(first_seen.first_seen_date as timestamp)) + interval '1 month' as date),
-                {{ as_of_date() }}
-            )
-        ) as entry_snapshot_date,
-        order_firsts.first_order_snapshot_date
-    from customers
-    inner join first_seen on customers.customer_key = first_seen.customer_key
-    left join order_firsts on customers.customer_key = order_firsts.customer_key
+    select snapshot_date, next_snapshot_date
+    from {{ ref('int_tier_snapshots_dated') }}
 ),
 
 -- customers with orders, from the snapshot after their first order on
@@ -250,9 +129,9 @@ buyers_final as (
 first_period_revenue as (
     select orders_by_period.customer_key, orders_by_period.period_revenue_eur
     from orders_by_period
-    inner join order_firsts
-        on orders_by_period.customer_key = order_firsts.customer_key
-        and orders_by_period.snapshot_date = order_firsts.first_order_snapshot_date
+    inner join entries
+        on orders_by_period.customer_key = entries.customer_key
+        and orders_by_period.snapshot_date = entries.first_order_snapshot_date
 ),
 
 -- customers seen but without an order yet: one row per snapshot, tier fixed
