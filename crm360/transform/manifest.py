@@ -118,6 +118,11 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _yaml_file(node: dict) -> str:
+    """The file that declares a model's or source's columns: a model's YAML, a source's YAML."""
+    return (node.get("patch_path") or "").split("://")[-1] or node["original_file_path"]
+
+
 def _meta(entry: dict) -> dict:
     """An entry's meta, wherever the YAML put it (``config.meta`` since dbt 1.10, top-level before)."""
     return {**(entry.get("meta") or {}), **((entry.get("config") or {}).get("meta") or {})}
@@ -166,7 +171,7 @@ class Manifest:
         Raises ManifestError naming the file and column of a tag it cannot read."""
         out = []
         for name, node, relation, materialized, loaded_at in self._entries():
-            where = f"{node['original_file_path']}: {name}"
+            where = f"{_yaml_file(node)}: {name}"
             identifiers: list[Identifier] = []
             personal: list[str] = []
             for column in node.get("columns", {}).values():
@@ -186,7 +191,7 @@ class Manifest:
             if key is not None and key not in {i.kind for i in identifiers}:
                 raise ManifestError(f"{where}: pii_key {key!r} is none of the identifier kinds its columns hold")
             if identifiers or personal or parent:
-                out.append(PersonalTable(name, relation, node["original_file_path"], materialized,
+                out.append(PersonalTable(name, relation, _yaml_file(node), materialized,
                                          tuple(identifiers), tuple(personal), loaded_at, parent, key))
         known = {t.name for t in out}
         for t in out:
@@ -214,9 +219,8 @@ class Manifest:
                     continue
                 if column in declared and "pii" in _meta(declared[column]):
                     continue
-                where = node.get("patch_path", "").split("://")[-1] or node["original_file_path"]
-                if column not in declared:
-                    where = node["original_file_path"] if node["resource_type"] == "model" else where
+                # a column the YAML does not declare is named by the model's SQL, where it comes from
+                where = node["original_file_path"] if column not in declared else _yaml_file(node)
                 problems.append(f"{where}: {name}.{column} is named like personal data but carries no "
                                 "meta pii tag: tag it (pii: <identifier kind>, pii: personal) so erasure "
                                 "reaches it, or pii: false if it is none")
