@@ -73,6 +73,9 @@ def test_personal_data_with_no_way_to_a_person_is_reported():
     assert "notes holds personal data (full_name) but no column tagged with an identifier kind" in problem
     with pytest.raises(manifest.ManifestError, match="erase_with names nowhere"):
         _manifest(_model("lines", {}, meta={"erase_with": {"parent": "nowhere", "key": "order_id"}})).personal_tables()
+    with pytest.raises(manifest.ManifestError, match="in a circle"):
+        _manifest(_model("a", {}, meta={"erase_with": {"parent": "b", "key": "k"}}),
+                  _model("b", {}, meta={"erase_with": {"parent": "a", "key": "k"}})).personal_tables()
 
 
 # ---------------------------------------------------------------- the project's own manifest

@@ -60,7 +60,7 @@ from crm360.privacy.requests import (
 from crm360.privacy.scrub import ExportScrub, clear_quotes, scrub_exports
 from crm360.quality.health import attention
 from crm360.transform import manifest
-from crm360.transform.manifest import Identifier, PersonalTable, _quote
+from crm360.transform.manifest import Identifier, PersonalTable
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +121,13 @@ def _delete_everywhere(conn, erased: _Erased, since, settings: Settings) -> tupl
         normalised as staging normalises it; a model's hold it normalised already."""
         if not table.is_source:
             return ident.expression()
-        country = _quote(ident.country_column) if ident.country_column else "null"
-        return warehouse_form(ident.kind, ident.expression(), country, settings)
+        return warehouse_form(ident.kind, ident.expression(), ident.country(), settings)
 
     def condition(table: PersonalTable) -> sql.Composable | None:
         parts = [erased.has(i.kind, value(table, i)) for i in table.identifiers]
-        if table.parent:  # rows naming no one themselves, belonging to a parent row that does
-            parent, key = tables[table.parent[0]], table.parent[1]
+        parent = tables.get(table.parent[0]) if table.parent else None
+        if parent is not None:  # rows naming no one themselves, belonging to a parent row that does
+            key = table.parent[1]
             of_parent = condition(parent)
             if of_parent is not None and exists(conn, parent.relation):
                 parts.append(sql.SQL("{} in (select {} from {} where {})").format(
@@ -153,7 +153,7 @@ def _delete_everywhere(conn, erased: _Erased, since, settings: Settings) -> tupl
 
     # rows belonging to a parent's before the parent's: the parent's rows name the person
     def depth(table: PersonalTable) -> int:
-        return 1 + depth(tables[table.parent[0]]) if table.parent else 0
+        return 1 + depth(tables[table.parent[0]]) if table.parent and table.parent[0] in tables else 0
 
     for table in sorted(tables.values(), key=lambda t: (-depth(t), t.name)):
         # after the first pass, only newly loaded rows can carry an erased identifier: what dbt

@@ -81,6 +81,10 @@ class Identifier:
     path: tuple[str, ...] = ()
     country_column: str | None = None
 
+    def country(self) -> str:
+        """SQL of a raw phone's country (``null``: none declared)."""
+        return _quote(self.country_column) if self.country_column else "null"
+
     def expression(self) -> str:
         """The value's SQL: the column, or the key path's text inside a JSON column."""
         out = _quote(self.column)
@@ -193,11 +197,18 @@ class Manifest:
             if identifiers or personal or parent:
                 out.append(PersonalTable(name, relation, _yaml_file(node), materialized,
                                          tuple(identifiers), tuple(personal), loaded_at, parent, key))
-        known = {t.name for t in out}
+        by_name = {t.name: t for t in out}
         for t in out:
-            if t.parent and t.parent[0] not in known:
-                raise ManifestError(f"{t.yaml_file}: {t.name}: erase_with names {t.parent[0]}, which holds no "
-                                    "tagged identifier")
+            seen, at = [t.name], t
+            while at.parent:
+                if at.parent[0] not in by_name:
+                    raise ManifestError(f"{at.yaml_file}: {at.name}: erase_with names {at.parent[0]}, which holds "
+                                        "no tagged identifier")
+                if at.parent[0] in seen:
+                    raise ManifestError(f"{at.yaml_file}: {at.name}: erase_with goes round in a circle "
+                                        f"({' -> '.join([*seen, at.parent[0]])})")
+                at = by_name[at.parent[0]]
+                seen.append(at.name)
         return out
 
     def unreachable(self) -> list[str]:
