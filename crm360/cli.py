@@ -255,6 +255,27 @@ def cmd_forget(args) -> int:
     return 0
 
 
+def cmd_personal_data(args) -> int:
+    """List where the dbt project's tags say personal data lives; --check: refuse (exit 1) if a column
+    named like personal data, in the YAML or in the published warehouse, carries no tag."""
+    from crm360.core.warehouse import get_warehouse
+    from crm360.transform import manifest
+
+    settings = get_settings()
+    for table in manifest.load(settings).personal_tables():
+        found = ", ".join([f"{i.column}{'.' + '.'.join(i.path) if i.path else ''} ({i.kind})"
+                           for i in table.identifiers] + [f"{c} (personal)" for c in table.personal])
+        parent = f"; with {table.parent[0]} by {table.parent[1]}" if table.parent else ""
+        print(f"{table.relation:<50} {table.materialized:<12} {found}{parent}")
+    if not args.check:
+        return 0
+    with get_warehouse(settings).connect() as conn:
+        problems = manifest.check_personal_data(conn, settings)
+    for line in problems:
+        print(f"crm360 personal-data: {line}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def cmd_docs(args) -> int:
     """Generate the dbt docs site from the warehouse; print where it is, or serve it."""
     from crm360.core.warehouse import get_warehouse
@@ -397,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default=None, help="e.g. the ticket of the request")
     p.add_argument("--requested-by", default=None, help="who recorded it (default: the OS user)")
     p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("personal-data", help="where the dbt project's pii tags say personal data lives, which "
+                                             "erasure deletes from")
+    p.add_argument("--check", action="store_true", help="exit 1, naming file and column, if a column named like "
+                                                        "personal data (YAML or published warehouse) has no tag")
+    p.set_defaults(func=cmd_personal_data)
 
     p = sub.add_parser("docs", help="generate the dbt docs of the published marts; print the page or serve it")
     p.add_argument("--serve", action="store_true", help="serve the site over HTTP until Ctrl-C")

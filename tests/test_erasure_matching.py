@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from crm360 import privacy
 from crm360.core import schema, warehouse
-from crm360.privacy import erasure
+from crm360.privacy import scrub
 from crm360.transform import dbt
 
 pytestmark = pytest.mark.e2e
@@ -163,7 +163,7 @@ def test_quotes_are_cleared_where_lower_casing_changes_the_length(external_serve
             assert conn.execute("select length(lower('İ'))").fetchone()[0] == 2
             conn.execute("""insert into audit.run_health (run_id, status, section, item, metric, detail, recorded_at)
                             values ('r', 'failed', 'run', 'status', 'failed', %s, now())""", (message,))
-            cleared, problems = erasure._clear_quotes(conn, {"CQUOTE001", "ilker.i̇nan@example.com"}, tmp_path)
+            cleared, problems = scrub.clear_quotes(conn, {"CQUOTE001", "ilker.i̇nan@example.com"}, tmp_path)
             detail = conn.execute("select detail from audit.run_health").fetchone()[0]
     finally:
         warehouse.drop_database(external_server, name)

@@ -22,7 +22,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm360.privacy import erasure
+from crm360.privacy import scrub
 from crm360.serve import segments
 
 FORMULA = "=+-@"
@@ -145,9 +145,9 @@ def test_the_erasure_rewrite_of_an_export_neutralises_it(db, tmp_path):
         conn.execute("""insert into audit.segment_exports (exported_by, segment_name, segment_version, row_count,
                                                            destination, format)
                         values ('test', 's', 'v1', 3, %s, 'csv')""", (str(export),))
-        scrub = erasure._scrub_exports(conn, {hashlib.sha256(b"k_gone").hexdigest()}, export.parent)
+        scrubbed = scrub.scrub_exports(conn, {hashlib.sha256(b"k_gone").hexdigest()}, export.parent)
         conn.commit()
-    assert scrub.rows_removed == {str(export.resolve()): 1} and scrub.problems == []
+    assert scrubbed.rows_removed == {str(export.resolve()): 1} and scrubbed.problems == []
     text = export.read_text(encoding="utf-8")
     assert "k_gone" not in text and "gone@example.com" not in text
     _check(text, [r for r in read if "k_gone" not in r])

@@ -42,7 +42,7 @@ def test_each_role_reads_and_writes_only_its_part(shared_published):
     transformer = access.as_role(wh, access.TRANSFORMER)
 
     # bi_reader: every published mart, read-only; nothing before marts
-    for mart in pipeline.MARTS:
+    for mart in pipeline.marts():
         assert _can(bi, f"select * from marts.{mart} limit 1"), mart
     assert not _can(bi, "delete from marts.customer_360")
     assert not _can(bi, "create table marts.mine (x int)")

@@ -9,8 +9,9 @@ must not pull in the database drivers, dbt or Great Expectations."""
 from importlib import import_module
 
 _API = {
-    "run": ("BUILD_ENV", "COUNTED_MARTS", "MARTS", "UNIT_TESTS", "VALUE_INPUT", "RunSummary", "build_env",
-            "build_vars", "check_freshness", "erase", "gate", "gate_params", "ingest_source", "migrate",
+    "run": ("BUILD_ENV", "UNIT_TESTS", "VALUE_INPUT", "PersonalDataUntagged", "RunSummary", "build_env",
+            "build_vars", "check_freshness", "check_personal_data", "counted_marts", "erase", "gate",
+            "gate_params", "ingest_source", "marts", "migrate",
             "publish_marts", "record_failure", "record_status", "resolve_warehouse", "safe_run_id", "summarize",
             "transform", "transform_stages"),
     "runner": ("backfill", "ingest_all", "run_all"),

@@ -22,29 +22,33 @@ from typing import TYPE_CHECKING
 
 from crm360 import ingest
 from crm360.core import schema
+from crm360.core.errors import ConfigurationError
 from crm360.core.settings import Settings, get_settings
 from crm360.core.warehouse import Warehouse, from_url, get_warehouse
 from crm360.ingest import ledger
 from crm360.quality import freshness, gates, health
 from crm360.serve import health_page, segments
 from crm360.serve.report import RunSummary
-from crm360.transform import dbt, publish
+from crm360.transform import dbt, manifest, publish
 
 if TYPE_CHECKING:  # the declaration imports this module, not the other way round
     from crm360.pipeline.steps import RunContext
 
 log = logging.getLogger(__name__)
 
-# Every table dbt builds into the marts schema: the publication swaps them all, the
-# row-count gate compares each with its published version, the summary counts them.
-MARTS = ("customer_360", "customer_pyramid", "customer_pyramid_summary", "customer_identifiers",
-         "customer_identity_links", "customer_call_list", "customer_tier_history", "customer_tier_movements",
-         "customer_rules_of_thumb", "customer_upgrade_what_if", "customer_follow_up_effect",
-         "customer_contact_effect", "product_affinity", "customer_next_product",
-         "segment_members", "segments")
-# The marts whose size follows the customer base, which a day's run does not halve or
-# double (the row-count gate); history grows by the month, lists and summaries by design.
-COUNTED_MARTS = ("customer_360", "customer_pyramid", "customer_identifiers", "customer_identity_links")
+
+
+def marts(settings: Settings | None = None) -> tuple[str, ...]:
+    """Every table dbt builds into the marts schema (the models under models/marts/, read from dbt's
+    manifest): the summary counts them."""
+    return manifest.load(settings).marts()
+
+
+def counted_marts(settings: Settings | None = None) -> tuple[str, ...]:
+    """The marts whose size follows the customer base, which a day's run does not halve or double
+    (their YAML says ``row_count_gate: true``): the row-count gate compares each with its published
+    version; history grows by the month, lists and summaries by design."""
+    return manifest.load(settings).counted_marts()
 
 
 def safe_run_id(run_id: str) -> str:
@@ -86,7 +90,7 @@ def gate_params(wh: Warehouse, stage: str, as_of: date, settings: Settings | Non
     if stage == "marts":
         pairs = []
         with wh.connect() as conn:
-            for mart in COUNTED_MARTS:
+            for mart in counted_marts(settings):
                 build = conn.execute(f"select count(*) from {publish.BUILD}.{mart}").fetchone()[0]  # noqa: S608
                 exists = conn.execute("select to_regclass(%s)", (f"{publish.PUBLISHED}.{mart}",)).fetchone()[0]
                 published = (conn.execute(f"select count(*) from {publish.PUBLISHED}.{mart}").fetchone()[0]  # noqa: S608
@@ -173,6 +177,7 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None, full
         results = dbt.run_dbt(wh, first, run_vars, settings=settings, extra_env=env).results
         fit = predictions.fit_and_predict(wh, as_of, settings)
         results += dbt.run_dbt(wh, second, run_vars, settings=settings, extra_env=env).results
+    check_personal_data(wh, settings)
     statuses: dict[str, int] = {}
     for r in results:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
@@ -184,6 +189,21 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None, full
     return {"nodes": len(results), "statuses": statuses, "value_model": fit,
             "slowest_models": dict(list(seconds.items())[:10]), "model_seconds": seconds,
             "test_seconds": test_seconds, "slowest_tests": dict(list(tests.items())[:10])}
+
+
+class PersonalDataUntagged(ConfigurationError):
+    """A column named like personal data carries no pii tag, or a table with personal data cannot
+    be erased from: the build is not published, since a deletion request would miss it."""
+
+
+def check_personal_data(wh: Warehouse, settings: Settings | None = None) -> None:
+    """Refuse a build in which personal data would escape erasure (crm360.transform.manifest): the
+    built tables' columns are compared with the project's pii tags."""
+    with wh.connect() as conn:
+        problems = manifest.check_personal_data(conn, settings, build_schema=publish.BUILD)
+    if problems:
+        raise PersonalDataUntagged(f"{len(problems)} place(s) where personal data would escape erasure "
+                                   "(docs/privacy.md, tagging personal data):\n" + "\n".join(problems))
 
 
 def _node_seconds(results: list[dict], kind: str) -> dict[str, float]:
@@ -249,7 +269,7 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
     rid = safe_run_id(run_id)
     summary = RunSummary(run_id=rid, as_of_date=as_of.isoformat())
     with wh.connect() as conn:
-        for mart in MARTS:
+        for mart in marts(settings):
             summary.mart_rows[mart] = conn.execute(
                 f"select count(*) from marts.{mart}"  # noqa: S608 - fixed names
             ).fetchone()[0]

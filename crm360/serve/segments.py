@@ -59,6 +59,7 @@ from crm360.serve.segment_filter import (  # noqa: F401 - re-exported
     SegmentError,
     compile_filter,
 )
+from crm360.transform import manifest
 
 SEGMENTS_ENV = Settings.env_name("segments")
 SOURCES = ("customer_360", "customer_call_list")
@@ -92,15 +93,10 @@ class Segment:
 # ---------------------------------------------------------------- definitions
 
 def documented_columns(settings: Settings | None = None) -> dict[str, dict[str, str | None]]:
-    """For each source mart, its documented columns and their data types (None where not declared)."""
-    settings = settings or get_settings()
-    found: dict[str, dict[str, str | None]] = {}
-    for path in sorted((settings.dbt_project_dir / "models" / "marts").rglob("*.yml")):
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for model in doc.get("models") or []:
-            if model.get("name") in SOURCES:
-                found[model["name"]] = {c["name"]: c.get("data_type") for c in model.get("columns") or []
-                                        if c.get("description")}
+    """For each source mart, its documented columns and their data types (None where not declared),
+    as dbt's manifest has them (crm360.transform.manifest)."""
+    project = manifest.load(settings)
+    found = {s: project.documented_columns(s) for s in SOURCES if s in project.models}
     missing = [s for s in SOURCES if s not in found]
     if missing:
         raise SegmentError(f"no documented columns for {', '.join(missing)} in the dbt project")
