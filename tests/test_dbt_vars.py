@@ -17,7 +17,7 @@ from crm360 import pipeline
 from crm360.core.errors import ConfigurationError
 from crm360.core.warehouse import Warehouse
 from crm360.privacy import requests
-from crm360.transform import dbt, value
+from crm360.transform import dbt, predictions
 
 TIERS = [{"tier": "top", "share": 0.05}, {"tier": "big", "share": 0.15},
          {"tier": "medium", "share": 0.30}, {"tier": "small", "share": 0.50}]
@@ -58,7 +58,7 @@ def test_an_override_reaches_python_and_dbt_alike(monkeypatch, tmp_path):
     # the Python steps: the marts gate's tier bounds, the value model, erasure's identity guards
     bounds = pipeline.gate_params(None, "raw", date(2026, 3, 1), settings)["revenue_tier_bounds"]
     assert bounds == "('top', 0.0, 0.05), ('big', 0.05, 0.2), ('medium', 0.2, 0.5), ('small', 0.5, 1.0)"
-    assert value._settings_vars(settings)[0] == 180
+    assert predictions._settings_vars(settings)[0] == 180
     assert requests.shared_mailbox_prefixes(settings) == ["info", "sales"]
 
     # dbt: the vars file a run hands it carries the same overrides, so its var() equals Python's view

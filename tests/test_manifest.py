@@ -80,6 +80,7 @@ def test_personal_data_with_no_way_to_a_person_is_reported():
 
 # ---------------------------------------------------------------- the project's own manifest
 
+@pytest.mark.integration  # parses the dbt project with dbt
 def test_the_marts_are_the_models_under_marts():
     m = manifest.load()
     assert set(m.marts()) == {p.stem for p in MARTS.rglob("*.sql")}
@@ -88,6 +89,7 @@ def test_the_marts_are_the_models_under_marts():
     assert {"value_tier", "lifecycle_stage", "email"} <= set(m.documented_columns("customer_360"))
 
 
+@pytest.mark.integration  # parses the dbt project with dbt
 def test_every_personal_column_of_the_project_is_tagged_and_reachable():
     m = manifest.load()
     assert m.untagged() == [] and m.unreachable() == []
@@ -177,6 +179,7 @@ def test_a_new_tagged_model_is_erased_and_an_untagged_one_refused(published, tmp
     assert (left, after, gone) == (0, total - 1, 0)
 
 
+@pytest.mark.integration  # parses the dbt project with dbt
 def test_a_new_mart_is_a_mart_without_code(tmp_path):
     copy = _copy_project(tmp_path, tmp_path / "landing")
     (copy.dbt_project_dir / "models" / "marts" / "customer" / "customer_upgrade_odds.sql").write_text(
