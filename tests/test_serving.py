@@ -136,7 +136,7 @@ def test_segments_are_sized_and_their_history_recorded(shared_published):
     assert history == {name: row["customers"] for name, row in listed.items()}
 
 
-def test_segments_longer_than_a_command_line_build(shared_published, tmp_path, monkeypatch):
+def test_segments_longer_than_a_command_line_build(shared_published, tmp_path):
     """200 segments of 3 kB filters, 40 parentheses deep: 600 kB of definitions, over the kernel's
     128 KiB for one argument of a command line, build through the run's transform (dbt gets its
     vars in a file). The build is not published; the build schema is dropped afterwards."""
@@ -150,7 +150,7 @@ def test_segments_longer_than_a_command_line_build(shared_published, tmp_path, m
     assert all(2900 < len(e["filter"]) <= segments.MAX_FILTER_LENGTH for e in entries)
     path = tmp_path / "segments.yml"
     path.write_text(yaml.safe_dump({"segments": entries}, width=10**6), encoding="utf-8")
-    monkeypatch.setenv(segments.SEGMENTS_ENV, str(path))
+    settings = settings.model_copy(update={"segments": path})  # as CRM360_SEGMENTS would set it
     assert len(json.dumps(pipeline.build_vars(settings))) > 4 * 128 * 1024
     try:
         pipeline.transform(wh, as_of, settings)
