@@ -25,9 +25,7 @@ from pathlib import Path
 import yaml
 
 from crm360.core.errors import ConfigurationError
-from crm360.core.systems import SYSTEMS
-
-SOURCES_ENV = "CRM360_SOURCES"
+from crm360.core.systems import SOURCES_ENV, SYSTEMS, sources_file
 
 
 class SourceConfigError(ConfigurationError):
@@ -193,11 +191,15 @@ def _expand(value: str, where: str) -> str:
 
 
 def config_path(project_dir: Path) -> Path:
-    return Path(os.environ.get(SOURCES_ENV) or project_dir / "sources.yml")
+    return sources_file(project_dir)
 
 
 def load_config(path: Path) -> dict[str, SourceBinding]:
-    """Read and check ``sources.yml``; every source of the contract must be bound."""
+    """Read and check ``sources.yml``: the bindings of the systems it names, in contract order.
+
+    A company binds the systems it has (sales only, sales and service, all three); at least one.
+    The others are absent: not loaded, not checked for freshness, their raw tables stay empty and
+    the mart columns they feed are null or zero (docs/bring-your-own-data.md)."""
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -211,10 +213,9 @@ def load_config(path: Path) -> dict[str, SourceBinding]:
     unknown = sorted(set(entries) - set(CONTRACT))
     if unknown:
         raise SourceConfigError(f"{path}: unknown source(s) {', '.join(unknown)}; crm360 knows {', '.join(CONTRACT)}")
-    missing = [s for s in CONTRACT if s not in entries]
-    if missing:
-        raise SourceConfigError(f"{path}: source(s) not configured: {', '.join(missing)}")
-    return {name: _binding(path, name, entries[name] or {}) for name in CONTRACT}
+    if not entries:
+        raise SourceConfigError(f"{path}: sources: bind at least one system ({', '.join(CONTRACT)})")
+    return {name: _binding(path, name, entries[name] or {}) for name in CONTRACT if name in entries}
 
 
 def _binding(path: Path, source: str, entry: dict) -> SourceBinding:
