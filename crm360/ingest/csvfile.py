@@ -15,6 +15,7 @@ from psycopg import sql
 from crm360.ingest import drops
 from crm360.ingest.batch import COPY_CHUNK, IngestError, Outcome, max_record_bytes
 from crm360.ingest.drops import FileLoad
+from crm360.ingest.shape import Shaper
 from crm360.ingest.sources import (
     CsvTable,
 )
@@ -40,7 +41,8 @@ def header(job: FileLoad) -> tuple[bytes, list[str], list[str]]:
     to_contract = table.to_contract()
     header = [to_contract.get(h, h) for h in names]
     contract = job.contract
-    missing = [c for c in contract.required if c not in header]
+    filled = table.provided | set(table.shape.defaults if table.shape else ())
+    missing = [c for c in contract.required if c not in header and c not in filled]
     if missing:
         renamed = {c: table.columns[c] for c in missing if c in table.columns}
         hint = "".join(f" ({c} is read from column {e!r})" for c, e in renamed.items())
@@ -58,6 +60,9 @@ def copy_csv(conn: psycopg.Connection, job: FileLoad, target: sql.Identifier, fi
     outcome = Outcome()
     known = [i for i, c in enumerate(header) if c in job.contract.columns]
     foreign = [i for i, c in enumerate(header) if c not in job.contract.columns]
+    shaper = Shaper.of(job.drop.table, header, job.drop.file) if job.drop.table.shape else None
+    if shaper is not None:
+        return _copy_shaped(conn, job, target, header, shaper, foreign, outcome)
     if not foreign:
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in header)
         fast = sql.SQL("copy {} ({}) from stdin with (format csv, header true, delimiter {}, "
@@ -89,6 +94,36 @@ def copy_csv(conn: psycopg.Connection, job: FileLoad, target: sql.Identifier, fi
             copy.write_row(row)
             outcome.rows += 1
     return outcome
+
+
+def _copy_shaped(conn: psycopg.Connection, job: FileLoad, target: sql.Identifier, header: list[str],
+                 shaper: Shaper, foreign: list[int], outcome: Outcome) -> Outcome:
+    """Row by row through the table's shape (crm360.ingest.shape): constants, row positions, dates and
+    numbers rewritten; a value that does not fit its format makes the record bad."""
+    names = shaper.names + (["_extra"] if foreign else [])
+    types = dict(job.contract.types)
+    stmt = sql.SQL("copy {} ({}) from stdin").format(target, sql.SQL(", ").join(sql.Identifier(c) for c in names))
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        for line, record, fields, problem in records(job, len(header)):
+            if not problem:
+                row, problem = shaper.row(fields, record, types)
+            if problem:
+                raw = fields if isinstance(fields, str) else job.drop.table.delimiter.join(fields)
+                outcome.bad.append((line, record, problem, raw))
+                continue
+            if foreign:
+                extra = {header[i]: fields[i] for i in foreign if fields[i] != ""}
+                row.append(json.dumps(extra, ensure_ascii=False) if extra else None)
+            copy.write_row(row)
+            outcome.rows += 1
+    return outcome
+
+
+def written_columns(job: FileLoad, header: list[str]) -> list[str]:
+    """The contract columns a CSV file's load writes: its header's, and those its shape provides."""
+    if not job.drop.table.shape:
+        return header
+    return header + [c for c in Shaper.of(job.drop.table, header, job.drop.file).names if c not in header]
 
 
 def records(job: FileLoad, width: int) -> Iterator[tuple[int, int, object, str | None]]:

@@ -55,7 +55,14 @@ class Drop:
     table: FileTable
     fs: fsspec.AbstractFileSystem
     path: str  # in ``fs``
-    rel: str  # ``<source>/<path under the source's location>``: stable if the location moves
+    file: str  # ``<source>/<path under the source's location>``: stable if the location moves
+    shared: bool = False  # the file feeds several tables of its source (an order-line export with its orders)
+
+    @property
+    def rel(self) -> str:
+        """The drop's name in the ledger and in raw's ``_source_file``: the file's, and, for a file that
+        feeds several tables, the table's after a '#' (each table's load of it is recorded apart)."""
+        return f"{self.file}#{self.table.name}" if self.shared else self.file
 
     @property
     def compression(self) -> str | None:
@@ -84,17 +91,22 @@ def filesystem(source: FileSource, landing: Path) -> tuple[fsspec.AbstractFileSy
 def discover(landing: Path, source: FileSource, until: date | None = None) -> Iterator[Drop]:
     """Every file of ``source`` in name (that is, date) order; with ``until``, only drops
     dated before it (a run for a data interval ending on ``until`` loads the days up
-    to it; later drops wait for their own run)."""
+    to it; later drops wait for their own run). A file the patterns of several tables match
+    is a drop of each (an order-line export feeding orders and order lines)."""
     fs, root = filesystem(source, landing)
+    found = {table.name: [p for p in sorted(fs.glob(f"{root}/{table.pattern}")) if fs.isfile(p)]
+             for table in source.tables}
+    tables_of: dict[str, int] = {}
+    for paths in found.values():
+        for path in paths:
+            tables_of[path] = tables_of.get(path, 0) + 1
     for table in source.tables:
-        for path in sorted(fs.glob(f"{root}/{table.pattern}")):
-            if not fs.isfile(path):
-                continue
+        for path in found[table.name]:
             rel = f"{source.name}/{path[len(root) + 1:]}" if path.startswith(root + "/") else f"{source.name}/{path}"
             day = file_date(rel)
             if until is not None and day is not None and day >= until:
                 continue
-            yield Drop(table, fs, path, rel)
+            yield Drop(table, fs, path, rel, shared=tables_of[path] > 1)
 
 
 def sha256_of(drop: Drop) -> str:
