@@ -150,3 +150,43 @@ def test_one_purchase_log_feeds_orders_and_order_lines(db, tmp_path):
         ("C-1", "2026-03-02T00:00:00+00:00", "7.25")]
     again = ingest.load_source(db, tmp_path, "sales", "b2", config=config)
     assert again.files_loaded == [] and sorted(again.files_skipped) == sorted(first.files_loaded)
+
+
+def test_an_excel_workbook_loads_like_a_csv_export(db, tmp_path):
+    """A sheet of a workbook: numbers and dates as cells, times placed by the table's time zone, a
+    value the contract refuses quarantined with its row."""
+    from datetime import datetime
+
+    from openpyxl import Workbook
+
+    config = _config(tmp_path, order_lines="""{pattern: "*/lines.xlsx", format: xlsx, sheet: Lines,
+        columns: {order_id: Order, product_id: Item, quantity: Qty, unit_price: Price}, row_number: line_number}""",
+        orders="""{pattern: "*/orders.xlsx", format: xlsx, columns: {order_id: Order, customer_id: Customer,
+        ordered_at: Placed}, constants: {status: completed}, timezone: Europe/Berlin}""")
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["Order", "Customer", "Placed"])
+    sheet.append(["O-1", "C-1", datetime(2026, 3, 1, 10, 30)])
+    sheet.append([None, None, None])  # an empty row, skipped
+    sheet.append(["O-2", 42, datetime(2026, 7, 1, 8, 0)])
+    day = tmp_path / "till" / "2026-03-02"
+    day.mkdir(parents=True)
+    book.save(day / "orders.xlsx")
+    book = Workbook()
+    book.active.title = "Notes"
+    lines = book.create_sheet("Lines")
+    lines.append(["Order", "Item", "Qty", "Price"])
+    lines.append(["O-1", "P-1", 2, 19.9])
+    lines.append(["O-1", "P-2", 1, 5.0])
+    lines.append(["O-2", "P-1", -3, 19.9])
+    book.save(day / "lines.xlsx")
+
+    result = ingest.load_source(db, tmp_path, "sales", "b1", config=config)
+    assert result.rows == {"orders": 2, "order_lines": 2} and result.quarantined == {"order_lines": 1}
+    assert _rows(db, "select order_id, customer_id, ordered_at, status from raw.sales_orders order by 1") == [
+        ("O-1", "C-1", "2026-03-01T10:30:00+01:00", "completed"),
+        ("O-2", "42", "2026-07-01T08:00:00+02:00", "completed")]
+    assert _rows(db, "select order_id, line_number, product_id, quantity, unit_price from raw.sales_order_lines "
+                     "order by 2") == [("O-1", "1", "P-1", "2", "19.9"), ("O-1", "2", "P-2", "1", "5")]
+    [(line, reason)] = _rows(db, "select line_number, reason from raw._quarantine")
+    assert line == 4 and reason.startswith("quantity: quantity must be a positive whole number")

@@ -26,18 +26,25 @@ log = logging.getLogger(__name__)
 def header(job: FileLoad) -> tuple[bytes, list[str], list[str]]:
     """(first line, header as in the file, header as crm360 columns) of a CSV drop."""
     table, rel = job.drop.table, job.rel
-    with job.drop.open() as fh:
-        first = next((line for _, line in drops.lines(fh, rel)), b"")
-    try:
-        header_line = first.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise IngestError(f"{rel}: line 1: the header is not valid UTF-8") from None
-    if not header_line.strip():
-        raise IngestError(f"{rel}: line 1: empty file, expected a CSV header")
-    try:
-        names = [h.strip() for h in next(csv.reader([header_line], delimiter=table.delimiter))]
-    except csv.Error as exc:
-        raise IngestError(f"{rel}: line 1: unreadable CSV header ({exc})") from None
+    if table.format == "xlsx":
+        first = b""
+        with job.drop.open() as fh:
+            names = [h.strip() for h in next(drops.table_reader(job.drop, fh, "strict"), [])]
+        if not names:
+            raise IngestError(f"{rel}: row 1: empty sheet, expected a header row")
+    else:
+        with job.drop.open() as fh:
+            first = next((line for _, line in drops.lines(fh, rel)), b"")
+        try:
+            header_line = first.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise IngestError(f"{rel}: line 1: the header is not valid UTF-8") from None
+        if not header_line.strip():
+            raise IngestError(f"{rel}: line 1: empty file, expected a CSV header")
+        try:
+            names = [h.strip() for h in next(csv.reader([header_line], delimiter=table.delimiter))]
+        except csv.Error as exc:
+            raise IngestError(f"{rel}: line 1: unreadable CSV header ({exc})") from None
     to_contract = table.to_contract()
     header = [to_contract.get(h, h) for h in names]
     contract = job.contract
@@ -63,7 +70,7 @@ def copy_csv(conn: psycopg.Connection, job: FileLoad, target: sql.Identifier, fi
     shaper = Shaper.of(job.drop.table, header, job.drop.file) if job.drop.table.shape else None
     if shaper is not None:
         return _copy_shaped(conn, job, target, header, shaper, foreign, outcome)
-    if not foreign:
+    if not foreign and job.drop.table.format == "csv":  # COPY reads CSV itself; a workbook goes row by row
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in header)
         fast = sql.SQL("copy {} ({}) from stdin with (format csv, header true, delimiter {}, "
                        "encoding 'UTF8')").format(target, columns, sql.Literal(delimiter))
@@ -128,10 +135,8 @@ def written_columns(job: FileLoad, header: list[str]) -> list[str]:
 
 def records(job: FileLoad, width: int) -> Iterator[tuple[int, int, object, str | None]]:
     """(line, record number, fields or raw text, problem) for each data record of a CSV file."""
-    delimiter = job.drop.table.delimiter
     with job.drop.open() as fh:
-        reader = csv.reader(drops.text_lines(fh, job.rel, "surrogateescape"), delimiter=delimiter)
-        yield from checked(job, reader, width)
+        yield from checked(job, drops.table_reader(job.drop, fh, "surrogateescape"), width)
 
 
 def checked(job: FileLoad, reader, width: int) -> Iterator[tuple[int, int, object, str | None]]:

@@ -3,6 +3,7 @@ their bytes are read (decompressed by name; line by line, never a line longer th
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import re
@@ -193,3 +194,13 @@ class LineLengths:
     def check(self) -> None:
         if self.length > self.limit:
             raise too_long(self.rel, self.line, self.limit)
+
+
+def table_reader(drop: Drop, fh, errors: str):
+    """The records of a tabular drop, header first, as lists of text with ``line_num``: a csv.reader
+    over a CSV file, the first (or named) sheet of an Excel workbook."""
+    if drop.table.format == "xlsx":
+        from crm360.ingest.workbook import SheetReader
+
+        return SheetReader(fh, drop.rel, drop.table.sheet)
+    return csv.reader(text_lines(fh, drop.rel, errors), delimiter=drop.table.delimiter)

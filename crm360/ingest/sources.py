@@ -156,6 +156,7 @@ class FileTable:
     list_key: str | None = None  # json: the key holding the list of records
     delimiter: str = ","
     shape: Shape | None = None  # csv: values the export lacks or writes its own way
+    sheet: str | None = None  # xlsx: the sheet read (None: the first)
 
     @property
     def provided(self) -> frozenset[str]:
@@ -296,7 +297,7 @@ def _file_table(where: str, contract: Contract, entry: dict) -> FileTable:
         raise SourceConfigError(f"{where}.pattern: a file pattern is required")
     default_format = "csv" if isinstance(contract, CsvTable) else "jsonl"
     fmt = entry.get("format", default_format)
-    allowed = ("csv",) if isinstance(contract, CsvTable) else ("json", "jsonl")
+    allowed = ("csv", "xlsx") if isinstance(contract, CsvTable) else ("json", "jsonl")
     if fmt not in allowed:
         raise SourceConfigError(f"{where}.format: {contract.name} can be read as {' or '.join(allowed)}, not {fmt!r}")
     list_key = entry.get("list_key")
@@ -307,7 +308,11 @@ def _file_table(where: str, contract: Contract, entry: dict) -> FileTable:
         raise SourceConfigError(f"{where}.delimiter: one character, got {delimiter!r}")
     columns = _mapping(where, contract, entry.get("columns"))
     shape = _shape(where, contract, entry, columns)
-    return FileTable(contract, str(pattern), fmt, columns, list_key, delimiter, shape)
+    sheet = entry.get("sheet")
+    if sheet is not None and fmt != "xlsx":
+        raise SourceConfigError(f"{where}.sheet: only an Excel workbook (format: xlsx) has sheets")
+    return FileTable(contract, str(pattern), fmt, columns, list_key, delimiter, shape,
+                     None if sheet is None else str(sheet))
 
 
 SHAPE_KEYS = ("constants", "defaults", "row_number", "row_id", "dates", "timezone", "decimal", "thousands")
