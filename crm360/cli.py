@@ -152,6 +152,16 @@ def cmd_airflow_run(args) -> int:
     return cmd_show(args)
 
 
+def cmd_sources(args) -> int:
+    """sources check: a dry run of sources.yml on the files as they are, before a run loads them."""
+    from crm360.quality import preview
+
+    settings = get_settings()
+    results = preview.check(settings, Path(args.landing) if args.landing else None, sample=args.sample)
+    print(preview.render(results))
+    return 1 if any(r.fails for r in results) else 0
+
+
 def cmd_show(args) -> int:
     from crm360 import pipeline
     from crm360.core.warehouse import get_warehouse
@@ -444,6 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(exit 1 if not)")
     p.add_argument("--page", default=None, help="reference: the page (default docs/configuration.md)")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("sources", help="check sources.yml on the files as they are: the first rows after mapping, "
+                       "what would be quarantined, which raw fill-rate checks would fail (exit 1 if a run would)")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("--landing", default=None, help="where the drops are (default: CRM360_LANDING_DIR)")
+    p.add_argument("--sample", type=int, default=1000, help="records read per table (default 1000)")
+    p.set_defaults(func=cmd_sources)
 
     p = sub.add_parser("show", help="print what the latest run built")
     p.set_defaults(func=cmd_show)

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from crm360.core.systems import SYSTEMS  # these two import nothing heavy: cheap at parse time
+from crm360.core.settings import get_settings  # these three import nothing heavy: cheap at parse time
+from crm360.core.systems import deployed, sources_file
 from crm360.pipeline.steps import TRANSFORM
 
-SOURCES = SYSTEMS  # one ingest DAG per source system
+# one ingest DAG per source system the deployment's sources.yml binds (a file read, no database):
+# the transform waits for the Assets of these only, so a sales-only deployment is still triggered
+SOURCES = deployed(sources_file(get_settings().project_dir))
 TRANSFORM_STEPS = tuple(step.name for step in TRANSFORM)  # the transform DAG's tasks, in order
 
 AS_OF_HELP = ("Load the drops dated before this day and compute tiers as of it (YYYY-MM-DD). Empty: the "

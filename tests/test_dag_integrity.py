@@ -76,3 +76,27 @@ def test_dag_files_are_thin(path: Path):
     heavy = {m for m in modules if m and m.split(".")[0] in
              {"crm360", "psycopg", "great_expectations", "dbt", "pandas", "sqlalchemy"}}
     assert not heavy, f"{path.name} imports {heavy} at parse time"
+
+
+def test_a_sales_only_deployment_has_one_ingest_dag_and_its_transform_waits_for_it_alone(tmp_path, monkeypatch):
+    """A DAG that skipped its tasks would emit no Asset event: the transform must not wait for the
+    systems a deployment does not have, and there are no DAGs for them."""
+    import importlib
+
+    import crm360_airflow
+    from airflow.dag_processing.dagbag import DagBag
+
+    config = tmp_path / "sources.yml"
+    config.write_text("sources:\n  sales:\n    tables: {products: {pattern: a}, customers: {pattern: b}, "
+                      "orders: {pattern: c}, order_lines: {pattern: d}}\n")
+    monkeypatch.setenv("CRM360_SOURCES", str(config))
+    importlib.reload(crm360_airflow)
+    try:
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        assert bag.import_errors == {}
+        assert set(bag.dags) == {"crm360_ingest_sales", "crm360_transform"}
+        condition = bag.dags["crm360_transform"].timetable.asset_condition
+        assert {a.uri for a in condition.objects} == {"crm360://raw/sales"}
+    finally:
+        monkeypatch.delenv("CRM360_SOURCES")
+        importlib.reload(crm360_airflow)

@@ -38,6 +38,38 @@ def test_the_shipped_configuration_binds_every_source():
     assert all(isinstance(b, FileSource) for b in config.values())
 
 
+def test_a_company_binds_only_the_systems_it_has(tmp_path, monkeypatch):
+    """Sales alone, or sales and service: the others are absent, not errors, and the DAGs follow."""
+    from crm360.core.systems import deployed
+    from crm360.pipeline import run
+
+    sales_only = _config(tmp_path, DEFAULT_SALES)
+    assert list(load_config(sales_only)) == ["sales"] and deployed(sales_only) == ("sales",)
+    both = tmp_path / "both.yml"
+    both.write_text(DEFAULT_SALES + "  service:\n    tables: {tickets: {pattern: 't*.json', format: json, "
+                    "list_key: tickets}}\n")
+    assert list(load_config(both)) == ["sales", "service"] and deployed(both) == ("sales", "service")
+    assert deployed(REPO / "sources.yml") == ("sales", "service", "web")
+    # the load step of an absent system loads nothing and says why; the run walks the bound ones
+    monkeypatch.setenv("CRM360_SOURCES", str(sales_only))
+    assert run.deployed_systems() == ("sales",)
+    skipped = run.ingest_source(None, "web", "run_1", landing=tmp_path)
+    assert skipped == {"source": "web", "batch_ids": [], "skipped": "not configured in sources.yml"}
+
+
+def test_the_dags_follow_the_deployments_systems(tmp_path, monkeypatch):
+    import importlib
+
+    import crm360_airflow
+
+    monkeypatch.setenv("CRM360_SOURCES", str(_config(tmp_path, DEFAULT_SALES)))
+    try:
+        assert importlib.reload(crm360_airflow).SOURCES == ("sales",)
+    finally:
+        monkeypatch.delenv("CRM360_SOURCES")
+        assert importlib.reload(crm360_airflow).SOURCES == ("sales", "service", "web")
+
+
 def test_the_mariadb_example_reads_its_url_from_the_environment(monkeypatch):
     monkeypatch.delenv("CRM360_SALES_DB_URL", raising=False)
     with pytest.raises(SourceConfigError, match=r"sources.sales.url: environment variable CRM360_SALES_DB_URL"):
@@ -99,7 +131,7 @@ def test_drops_are_read_from_any_fsspec_url(db, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("sources: {}\n", r"source\(s\) not configured: sales, service, web"),
+    ("sources: {}\n", r"sources: bind at least one system \(sales, service, web\)"),
     ("sources:\n  crm: {tables: {}}\n", r"unknown source\(s\) crm"),
     ("sources:\n  sales:\n    tables: {orders: {pattern: x}}\n" + DEFAULT_SERVICE_AND_WEB,
      r"sources.sales.tables: table\(s\) not configured: customers, order_lines, products"),

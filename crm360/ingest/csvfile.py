@@ -15,6 +15,7 @@ from psycopg import sql
 from crm360.ingest import drops
 from crm360.ingest.batch import COPY_CHUNK, IngestError, Outcome, max_record_bytes
 from crm360.ingest.drops import FileLoad
+from crm360.ingest.shape import Shaper
 from crm360.ingest.sources import (
     CsvTable,
 )
@@ -25,22 +26,30 @@ log = logging.getLogger(__name__)
 def header(job: FileLoad) -> tuple[bytes, list[str], list[str]]:
     """(first line, header as in the file, header as crm360 columns) of a CSV drop."""
     table, rel = job.drop.table, job.rel
-    with job.drop.open() as fh:
-        first = next((line for _, line in drops.lines(fh, rel)), b"")
-    try:
-        header_line = first.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise IngestError(f"{rel}: line 1: the header is not valid UTF-8") from None
-    if not header_line.strip():
-        raise IngestError(f"{rel}: line 1: empty file, expected a CSV header")
-    try:
-        names = [h.strip() for h in next(csv.reader([header_line], delimiter=table.delimiter))]
-    except csv.Error as exc:
-        raise IngestError(f"{rel}: line 1: unreadable CSV header ({exc})") from None
+    if table.format == "xlsx":
+        first = b""
+        with job.drop.open() as fh:
+            names = [h.strip() for h in next(drops.table_reader(job.drop, fh, "strict"), [])]
+        if not names:
+            raise IngestError(f"{rel}: row 1: empty sheet, expected a header row")
+    else:
+        with job.drop.open() as fh:
+            first = next((line for _, line in drops.lines(fh, rel)), b"")
+        try:
+            header_line = first.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise IngestError(f"{rel}: line 1: the header is not valid UTF-8") from None
+        if not header_line.strip():
+            raise IngestError(f"{rel}: line 1: empty file, expected a CSV header")
+        try:
+            names = [h.strip() for h in next(csv.reader([header_line], delimiter=table.delimiter))]
+        except csv.Error as exc:
+            raise IngestError(f"{rel}: line 1: unreadable CSV header ({exc})") from None
     to_contract = table.to_contract()
     header = [to_contract.get(h, h) for h in names]
     contract = job.contract
-    missing = [c for c in contract.required if c not in header]
+    filled = table.provided | set(table.shape.defaults if table.shape else ())
+    missing = [c for c in contract.required if c not in header and c not in filled]
     if missing:
         renamed = {c: table.columns[c] for c in missing if c in table.columns}
         hint = "".join(f" ({c} is read from column {e!r})" for c, e in renamed.items())
@@ -58,7 +67,10 @@ def copy_csv(conn: psycopg.Connection, job: FileLoad, target: sql.Identifier, fi
     outcome = Outcome()
     known = [i for i, c in enumerate(header) if c in job.contract.columns]
     foreign = [i for i, c in enumerate(header) if c not in job.contract.columns]
-    if not foreign:
+    shaper = Shaper.of(job.drop.table, header, job.drop.file) if job.drop.table.shape else None
+    if shaper is not None:
+        return _copy_shaped(conn, job, target, header, shaper, foreign, outcome)
+    if not foreign and job.drop.table.format == "csv":  # COPY reads CSV itself; a workbook goes row by row
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in header)
         fast = sql.SQL("copy {} ({}) from stdin with (format csv, header true, delimiter {}, "
                        "encoding 'UTF8')").format(target, columns, sql.Literal(delimiter))
@@ -91,12 +103,40 @@ def copy_csv(conn: psycopg.Connection, job: FileLoad, target: sql.Identifier, fi
     return outcome
 
 
+def _copy_shaped(conn: psycopg.Connection, job: FileLoad, target: sql.Identifier, header: list[str],
+                 shaper: Shaper, foreign: list[int], outcome: Outcome) -> Outcome:
+    """Row by row through the table's shape (crm360.ingest.shape): constants, row positions, dates and
+    numbers rewritten; a value that does not fit its format makes the record bad."""
+    names = shaper.names + (["_extra"] if foreign else [])
+    types = dict(job.contract.types)
+    stmt = sql.SQL("copy {} ({}) from stdin").format(target, sql.SQL(", ").join(sql.Identifier(c) for c in names))
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        for line, record, fields, problem in records(job, len(header)):
+            if not problem:
+                row, problem = shaper.row(fields, record, types)
+            if problem:
+                raw = fields if isinstance(fields, str) else job.drop.table.delimiter.join(fields)
+                outcome.bad.append((line, record, problem, raw))
+                continue
+            if foreign:
+                extra = {header[i]: fields[i] for i in foreign if fields[i] != ""}
+                row.append(json.dumps(extra, ensure_ascii=False) if extra else None)
+            copy.write_row(row)
+            outcome.rows += 1
+    return outcome
+
+
+def written_columns(job: FileLoad, header: list[str]) -> list[str]:
+    """The contract columns a CSV file's load writes: its header's, and those its shape provides."""
+    if not job.drop.table.shape:
+        return header
+    return header + [c for c in Shaper.of(job.drop.table, header, job.drop.file).names if c not in header]
+
+
 def records(job: FileLoad, width: int) -> Iterator[tuple[int, int, object, str | None]]:
     """(line, record number, fields or raw text, problem) for each data record of a CSV file."""
-    delimiter = job.drop.table.delimiter
     with job.drop.open() as fh:
-        reader = csv.reader(drops.text_lines(fh, job.rel, "surrogateescape"), delimiter=delimiter)
-        yield from checked(job, reader, width)
+        yield from checked(job, drops.table_reader(job.drop, fh, "surrogateescape"), width)
 
 
 def checked(job: FileLoad, reader, width: int) -> Iterator[tuple[int, int, object, str | None]]:

@@ -3,6 +3,7 @@ their bytes are read (decompressed by name; line by line, never a line longer th
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import re
@@ -55,7 +56,14 @@ class Drop:
     table: FileTable
     fs: fsspec.AbstractFileSystem
     path: str  # in ``fs``
-    rel: str  # ``<source>/<path under the source's location>``: stable if the location moves
+    file: str  # ``<source>/<path under the source's location>``: stable if the location moves
+    shared: bool = False  # the file feeds several tables of its source (an order-line export with its orders)
+
+    @property
+    def rel(self) -> str:
+        """The drop's name in the ledger and in raw's ``_source_file``: the file's, and, for a file that
+        feeds several tables, the table's after a '#' (each table's load of it is recorded apart)."""
+        return f"{self.file}#{self.table.name}" if self.shared else self.file
 
     @property
     def compression(self) -> str | None:
@@ -84,17 +92,22 @@ def filesystem(source: FileSource, landing: Path) -> tuple[fsspec.AbstractFileSy
 def discover(landing: Path, source: FileSource, until: date | None = None) -> Iterator[Drop]:
     """Every file of ``source`` in name (that is, date) order; with ``until``, only drops
     dated before it (a run for a data interval ending on ``until`` loads the days up
-    to it; later drops wait for their own run)."""
+    to it; later drops wait for their own run). A file the patterns of several tables match
+    is a drop of each (an order-line export feeding orders and order lines)."""
     fs, root = filesystem(source, landing)
+    found = {table.name: [p for p in sorted(fs.glob(f"{root}/{table.pattern}")) if fs.isfile(p)]
+             for table in source.tables}
+    tables_of: dict[str, int] = {}
+    for paths in found.values():
+        for path in paths:
+            tables_of[path] = tables_of.get(path, 0) + 1
     for table in source.tables:
-        for path in sorted(fs.glob(f"{root}/{table.pattern}")):
-            if not fs.isfile(path):
-                continue
+        for path in found[table.name]:
             rel = f"{source.name}/{path[len(root) + 1:]}" if path.startswith(root + "/") else f"{source.name}/{path}"
             day = file_date(rel)
             if until is not None and day is not None and day >= until:
                 continue
-            yield Drop(table, fs, path, rel)
+            yield Drop(table, fs, path, rel, shared=tables_of[path] > 1)
 
 
 def sha256_of(drop: Drop) -> str:
@@ -181,3 +194,13 @@ class LineLengths:
     def check(self) -> None:
         if self.length > self.limit:
             raise too_long(self.rel, self.line, self.limit)
+
+
+def table_reader(drop: Drop, fh, errors: str):
+    """The records of a tabular drop, header first, as lists of text with ``line_num``: a csv.reader
+    over a CSV file, the first (or named) sheet of an Excel workbook."""
+    if drop.table.format == "xlsx":
+        from crm360.ingest.workbook import SheetReader
+
+        return SheetReader(fh, drop.rel, drop.table.sheet)
+    return csv.reader(text_lines(fh, drop.rel, errors), delimiter=drop.table.delimiter)

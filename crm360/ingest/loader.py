@@ -205,6 +205,7 @@ def _load_file(conn: psycopg.Connection, job: FileLoad, digest: str) -> Outcome:
             if isinstance(job.contract, CsvTable):
                 outcome = csvfile.copy_csv(conn, job, target, first, header)
                 outcome.drift = drift
+                header = csvfile.written_columns(job, header)
             else:
                 outcome, header = jsonfile.copy_json(conn, job, target), None
             outcome.replaced = replaced

@@ -25,10 +25,7 @@ from pathlib import Path
 import yaml
 
 from crm360.core.errors import ConfigurationError
-from crm360.core.settings import Settings, get_settings
-from crm360.core.systems import SYSTEMS
-
-SOURCES_ENV = Settings.env_name("sources")
+from crm360.core.systems import SOURCES_ENV, SYSTEMS, sources_file
 
 
 class SourceConfigError(ConfigurationError):
@@ -130,6 +127,25 @@ def contract_table(source: str, name: str) -> Contract:
 
 
 @dataclass(frozen=True)
+class Shape:
+    """How a CSV export's rows become the contract's, beyond renaming columns (crm360.ingest.shape):
+    values it lacks and values it writes its own way."""
+
+    constants: dict[str, str] = field(default_factory=dict)  # column -> the value of every row
+    defaults: dict[str, str] = field(default_factory=dict)  # column -> the value where the export's is empty
+    row_number: tuple[str, ...] = ()  # columns given the record's position in the file: 1, 2, ...
+    row_id: tuple[str, ...] = ()  # columns given '<file>:<position>', unique across files
+    dates: dict[str, str] = field(default_factory=dict)  # column -> strptime format of its values
+    timezone: str | None = None  # the zone of timestamps written without an offset
+    decimal: str = "."  # the decimal mark of numbers
+    thousands: str = ""  # the thousands separator of numbers, removed
+
+    @property
+    def provided(self) -> frozenset[str]:
+        return frozenset((*self.constants, *self.row_number, *self.row_id))
+
+
+@dataclass(frozen=True)
 class FileTable:
     """One contract table bound to files: which files, what format, which export columns."""
 
@@ -139,6 +155,13 @@ class FileTable:
     columns: dict[str, str] = field(default_factory=dict)  # contract column -> export column (renamed ones only)
     list_key: str | None = None  # json: the key holding the list of records
     delimiter: str = ","
+    shape: Shape | None = None  # csv: values the export lacks or writes its own way
+    sheet: str | None = None  # xlsx: the sheet read (None: the first)
+
+    @property
+    def provided(self) -> frozenset[str]:
+        """Contract columns the mapping fills without an export column."""
+        return self.shape.provided if self.shape else frozenset()
 
     @property
     def name(self) -> str:
@@ -194,12 +217,15 @@ def _expand(value: str, where: str) -> str:
 
 
 def config_path(project_dir: Path) -> Path:
-    """CRM360_SOURCES, else the project's sources.yml (crm360.core.settings)."""
-    return get_settings().sources or project_dir / "sources.yml"
+    return sources_file(project_dir)
 
 
 def load_config(path: Path) -> dict[str, SourceBinding]:
-    """Read and check ``sources.yml``; every source of the contract must be bound."""
+    """Read and check ``sources.yml``: the bindings of the systems it names, in contract order.
+
+    A company binds the systems it has (sales only, sales and service, all three); at least one.
+    The others are absent: not loaded, not checked for freshness, their raw tables stay empty and
+    the mart columns they feed are null or zero (docs/bring-your-own-data.md)."""
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -213,10 +239,9 @@ def load_config(path: Path) -> dict[str, SourceBinding]:
     unknown = sorted(set(entries) - set(CONTRACT))
     if unknown:
         raise SourceConfigError(f"{path}: unknown source(s) {', '.join(unknown)}; crm360 knows {', '.join(CONTRACT)}")
-    missing = [s for s in CONTRACT if s not in entries]
-    if missing:
-        raise SourceConfigError(f"{path}: source(s) not configured: {', '.join(missing)}")
-    return {name: _binding(path, name, entries[name] or {}) for name in CONTRACT}
+    if not entries:
+        raise SourceConfigError(f"{path}: sources: bind at least one system ({', '.join(CONTRACT)})")
+    return {name: _binding(path, name, entries[name] or {}) for name in CONTRACT if name in entries}
 
 
 def _binding(path: Path, source: str, entry: dict) -> SourceBinding:
@@ -272,7 +297,7 @@ def _file_table(where: str, contract: Contract, entry: dict) -> FileTable:
         raise SourceConfigError(f"{where}.pattern: a file pattern is required")
     default_format = "csv" if isinstance(contract, CsvTable) else "jsonl"
     fmt = entry.get("format", default_format)
-    allowed = ("csv",) if isinstance(contract, CsvTable) else ("json", "jsonl")
+    allowed = ("csv", "xlsx") if isinstance(contract, CsvTable) else ("json", "jsonl")
     if fmt not in allowed:
         raise SourceConfigError(f"{where}.format: {contract.name} can be read as {' or '.join(allowed)}, not {fmt!r}")
     list_key = entry.get("list_key")
@@ -281,8 +306,91 @@ def _file_table(where: str, contract: Contract, entry: dict) -> FileTable:
     delimiter = str(entry.get("delimiter", ","))
     if len(delimiter) != 1:
         raise SourceConfigError(f"{where}.delimiter: one character, got {delimiter!r}")
-    return FileTable(contract, str(pattern), fmt, _mapping(where, contract, entry.get("columns")), list_key,
-                     delimiter)
+    columns = _mapping(where, contract, entry.get("columns"))
+    shape = _shape(where, contract, entry, columns)
+    sheet = entry.get("sheet")
+    if sheet is not None and fmt != "xlsx":
+        raise SourceConfigError(f"{where}.sheet: only an Excel workbook (format: xlsx) has sheets")
+    return FileTable(contract, str(pattern), fmt, columns, list_key, delimiter, shape,
+                     None if sheet is None else str(sheet))
+
+
+SHAPE_KEYS = ("constants", "defaults", "row_number", "row_id", "dates", "timezone", "decimal", "thousands")
+NUMERIC_TYPES = (AMOUNT, "integer", "smallint")
+
+
+def _shape(where: str, contract: Contract, entry: dict, columns: dict[str, str]) -> Shape | None:
+    """The shaping settings of a CSV table (None if it has none), checked entry by entry."""
+    given = [k for k in SHAPE_KEYS if k in entry]
+    if not given:
+        return None
+    if not isinstance(contract, CsvTable):
+        raise SourceConfigError(f"{where}.{given[0]}: only CSV exports can be shaped; {contract.name} is JSON")
+    known = contract.columns
+    types = dict(contract.types)
+
+    def names(key: str) -> tuple[str, ...]:
+        value = entry.get(key) or ()
+        value = (value,) if isinstance(value, str) else value
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise SourceConfigError(f"{where}.{key}: a crm360 column or a list of them")
+        for column in value:
+            if column not in known:
+                raise SourceConfigError(f"{where}.{key}: {column} is not a crm360 column of {contract.name}; "
+                                        f"known: {', '.join(known)}")
+        return tuple(value)
+
+    def values(key: str) -> dict[str, str]:
+        value = entry.get(key) or {}
+        if not isinstance(value, dict):
+            raise SourceConfigError(f"{where}.{key}: expected a mapping of crm360 column to value")
+        for column, v in value.items():
+            if column not in known:
+                raise SourceConfigError(f"{where}.{key}.{column}: not a crm360 column of {contract.name}; "
+                                        f"known: {', '.join(known)}")
+            if v is None or isinstance(v, (dict, list)):
+                raise SourceConfigError(f"{where}.{key}.{column}: a single value, got {v!r}")
+        return {c: (str(v).lower() if isinstance(v, bool) else str(v)) for c, v in value.items()}
+
+    constants, defaults = values("constants"), values("defaults")
+    row_number, row_id = names("row_number"), names("row_id")
+    filled = [*constants, *row_number, *row_id]
+    twice = sorted({c for c in filled if filled.count(c) > 1} | (set(filled) & set(columns)))
+    if twice:
+        raise SourceConfigError(f"{where}: {', '.join(twice)} given more than one way (columns, constants, "
+                                "row_number, row_id)")
+    for column in row_number:
+        if column in types and types[column] != "integer":
+            raise SourceConfigError(f"{where}.row_number: {column} is a {types[column]}, not a number")
+    dates = values("dates")
+    for column, fmt in dates.items():
+        if types.get(column) != "timestamptz":
+            raise SourceConfigError(f"{where}.dates.{column}: not a timestamp column of {contract.name}; "
+                                    f"those are {', '.join(c for c, t in contract.types if t == 'timestamptz')}")
+        if "%" not in fmt:
+            raise SourceConfigError(f"{where}.dates.{column}: a strptime format such as %Y%m%d or "
+                                    f"%d.%m.%Y %H:%M, got {fmt!r}")
+    timezone = entry.get("timezone")
+    if timezone is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(str(timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SourceConfigError(f"{where}.timezone: not a time zone name (such as Europe/Berlin or "
+                                    f"America/New_York): {timezone!r}") from None
+        timezone = str(timezone)
+    naive = [c for c, fmt in dates.items() if "%z" not in fmt]
+    if naive and timezone is None:
+        raise SourceConfigError(f"{where}.timezone: dates of {', '.join(naive)} carry no offset; say which time "
+                                "zone they are in (timezone: Europe/Berlin, or UTC)")
+    decimal, thousands = str(entry.get("decimal", ".")), str(entry.get("thousands", ""))
+    if decimal not in (".", ","):
+        raise SourceConfigError(f"{where}.decimal: '.' or ',', got {decimal!r}")
+    if thousands not in ("", ".", ",", " ", "'") or thousands == decimal:
+        raise SourceConfigError(f"{where}.thousands: one of '', '.', ',', ' ', \"'\" and not the decimal mark, "
+                                f"got {thousands!r}")
+    return Shape(constants, defaults, row_number, row_id, dates, timezone, decimal, thousands)
 
 
 def _sql_table(where: str, contract: CsvTable, entry: dict) -> SqlTableBinding:

@@ -5,7 +5,6 @@ line and reason. Done in SQL, so clean files keep COPY's speed."""
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Iterator
 
@@ -15,6 +14,7 @@ from psycopg import sql
 from crm360.ingest import drops
 from crm360.ingest.batch import PLAUSIBLE_YEARS, UNREADABLE_FRACTION, IngestError, Outcome, where
 from crm360.ingest.drops import FileLoad
+from crm360.ingest.shape import Shaper
 from crm360.ingest.sources import (
     CsvTable,
     JsonTable,
@@ -138,11 +138,21 @@ def locate(job: FileLoad, header: list[str], cols: list[str], wanted: dict[tuple
     """Line and record numbers of the CSV records SQL validation rejected (read again,
     only for files that had any). ``header`` is the file's header as crm360 columns."""
     with job.drop.open() as fh:
-        reader = csv.reader(drops.text_lines(fh, job.rel, "replace"), delimiter=job.drop.table.delimiter)
-        next(reader)
+        reader = drops.table_reader(job.drop, fh, "replace")
+        width = len(next(reader))
         index = [header.index(c) if c in header else None for c in cols]
+        # a shaped table's values are the shape's (constants, row numbers, dates rewritten): computed again
+        shaper = Shaper.of(job.drop.table, header[:width], job.drop.file) if job.drop.table.shape else None
+        types = dict(job.contract.types)
         for record, fields in enumerate(reader, start=1):
-            key = tuple(fields[i] if i is not None and i < len(fields) else "" for i in index)
+            if shaper is not None:
+                row, problem = shaper.row(fields, record, types) if len(fields) == width else ([], "width")
+                if problem:
+                    continue
+                values = dict(zip(shaper.names, row, strict=True))
+                key = tuple(values.get(c) or "" for c in cols)
+            else:
+                key = tuple(fields[i] if i is not None and i < len(fields) else "" for i in index)
             if key in wanted and wanted[key]:
                 yield reader.line_num, record, job.drop.table.delimiter.join(fields), wanted[key].pop()
 

@@ -72,8 +72,18 @@ def ingest_source(wh: Warehouse, source: str, run_id: str, landing: Path | None 
     """Load the source's new or changed drops dated before ``until`` (all, if None), as the next
     attempt of the run (batch ``<run>.<n>:<source>``, crm360.ingest.ledger)."""
     settings = settings or get_settings()
-    result = ingest.load_source(wh, landing or settings.landing_dir, source, run_id=safe_run_id(run_id), until=until)
+    config = ingest.bindings(settings)
+    if source not in config:  # a system the deployment does not have: nothing to load, nothing to gate
+        log.info("source %s is not in the deployment's sources.yml: nothing to load", source)
+        return {"source": source, "batch_ids": [], "skipped": "not configured in sources.yml"}
+    result = ingest.load_source(wh, landing or settings.landing_dir, source, run_id=safe_run_id(run_id), until=until,
+                                config=config)
     return result.as_dict()
+
+
+def deployed_systems(settings: Settings | None = None) -> tuple[str, ...]:
+    """The systems the deployment's sources.yml binds (checked: a bad file fails here, naming its entry)."""
+    return tuple(ingest.bindings(settings or get_settings()))
 
 
 def gate_params(wh: Warehouse, stage: str, as_of: date, settings: Settings | None = None) -> dict[str, str]:
@@ -219,12 +229,13 @@ def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, setti
     action = dbt.project_vars(settings).get("freshness_action", "warn")
     # the same vars and env as the build: dbt re-parses what reads them when they change
     run_vars = build_vars(settings)
+    systems = deployed_systems(settings)
     results = freshness.check(wh, safe_run_id(run_id), action=action, settings=settings, dbt_vars=run_vars,
-                              extra_env=build_env(as_of) if as_of else BUILD_ENV)
+                              extra_env=build_env(as_of) if as_of else BUILD_ENV, systems=systems)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
-    return {"action": action, "statuses": counts}
+    return {"action": action, "statuses": counts, "systems": list(systems)}
 
 
 def record_status(wh: Warehouse, run_id: str, as_of: date | None, status: str, message: str | None = None,

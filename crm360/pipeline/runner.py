@@ -14,7 +14,7 @@ from crm360.core.settings import Settings, get_settings
 from crm360.core.warehouse import Warehouse, get_warehouse
 from crm360.ingest import ledger
 from crm360.pipeline import steps
-from crm360.pipeline.run import record_failure, safe_run_id, summarize
+from crm360.pipeline.run import deployed_systems, record_failure, safe_run_id, summarize
 from crm360.pipeline.steps import RunContext
 from crm360.serve.report import RunSummary
 
@@ -52,13 +52,14 @@ def _transform(wh: Warehouse, ctx: RunContext) -> None:
 
 def ingest_all(wh: Warehouse, run_id: str, landing: Path | None = None, settings: Settings | None = None,
                until: date | None = None) -> list[str]:
-    """Every source's load step, each a batch of its own; returns the batch ids. If a source's drops
+    """Every deployed source's load step (the systems sources.yml binds), each a batch of its own;
+    returns the batch ids. If a source's drops
     cannot be loaded (for whatever reason), the batches this run loaded before it are taken back out
     too: they were never gated, and the next run would skip their files."""
     ctx = RunContext(run_id, until, settings=settings, landing=landing)
     batch_ids: list[str] = []
     try:
-        for source in steps.SOURCES:
+        for source in deployed_systems(settings):
             batch_ids += steps.execute("load", wh, ctx.with_(source=source), hold_parts=False)["batch_ids"]
     except BaseException as exc:
         ledger.unload(wh, batch_ids, f"another source of the run failed to load: {str(exc).strip()[:300]}")

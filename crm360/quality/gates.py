@@ -19,7 +19,9 @@ from psycopg.types.json import Jsonb
 
 from crm360.core.errors import Crm360Error
 from crm360.core.settings import Settings, get_settings
+from crm360.core.systems import sources_file
 from crm360.core.warehouse import Warehouse
+from crm360.quality import expect
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,14 @@ def load_suites(stage: str, directory: Path | None = None) -> list[Suite]:
     return suites
 
 
+def deployment_expectations(settings: Settings | None = None) -> expect.Expectations:
+    """The deployment's settings for the suites' configurable checks (the ``quality:`` section of
+    its sources.yml), checked against every suite of both stages: a wrong entry fails the first gate."""
+    settings = settings or get_settings()
+    suites = [s for stage in STAGES for s in load_suites(stage, settings.expectations_dir)]
+    return expect.load(sources_file(settings.project_dir), suites)
+
+
 def _context():
     """An ephemeral GX context: suites live in this repo, results in the warehouse."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -119,7 +129,8 @@ def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None
     ``query_params`` computes.
     """
     settings = settings or get_settings()
-    suites = load_suites(stage, settings.expectations_dir)
+    expected = deployment_expectations(settings)
+    suites = [expected.apply(suite) for suite in load_suites(stage, settings.expectations_dir)]
     context = _context()
     datasource = context.data_sources.add_sql(name="warehouse", connection_string=wh.sqlalchemy_url())
     results: list[CheckResult] = []
