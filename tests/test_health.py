@@ -225,3 +225,7 @@ sources:
 """)
     with pytest.raises(freshness.FreshnessConfigError, match=r"_bad__sources.yml: source 'crm', table 'accounts'"):
         freshness.thresholds_from_yaml([bad])
+    bad.write_text(bad.read_text().replace("period: week", "period: day").replace(
+        "loaded_at_field: _loaded_at", "loaded_at_query: select max(x) from y"))
+    with pytest.raises(freshness.FreshnessConfigError, match=r"table 'accounts': loaded_at_query"):
+        freshness.thresholds_from_yaml([bad])

@@ -156,6 +156,9 @@ def thresholds_from_yaml(files: list[Path]) -> list[Threshold]:
                 fresh = (table["freshness"] if "freshness" in table
                          else t_config["freshness"] if "freshness" in t_config else src_fresh)
                 loaded = table.get("loaded_at_field") or t_config.get("loaded_at_field") or src_loaded
+                if any(c.get("loaded_at_query") for c in (source, src_config, table, t_config)):
+                    raise FreshnessConfigError(f"{where}, table {tname!r}: loaded_at_query is not computed by "
+                                               "crm360; declare loaded_at_field instead")
                 identifier = table.get("identifier") or tname
                 for value in (schema, identifier, loaded or ""):
                     if "{{" in str(value):
