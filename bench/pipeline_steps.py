@@ -197,6 +197,9 @@ def bench_preset(preset: str, landing_arg: str | None, repeat: int, base: Settin
             generate_next_day(landing, cfg)
             next_day_gen = time.perf_counter() - started
             day.append(one_run(wh, settings, landing, as_of + timedelta(days=1), f"bench_day_{i}"))
+            print(f"{preset}, repetition {i + 1}, one day: "
+                  + ", ".join(f"{k} {v[0]:.1f}s" for k, v in day[-1].items() if not k.startswith("_"))
+                  + f"; dbt starts {sum(day[-1]['_dbt_starts'].values())}", flush=True)
         finally:
             warehouse.drop_database(server, name)
             shutil.rmtree(landing, ignore_errors=True)
