@@ -12,12 +12,12 @@ drops (`generate --next-day`) and run the same steps again: the one-day
 incremental run. Each repetition gets a fresh database and a fresh copy of the
 landing folder; figures are medians.
 
-Printed per step: seconds and the memory the step added (peak resident set of
-this process and its children, dbt included, sampled every 20 ms, less what the
-process held when the step began); the identity resolution models
-and the value fit are broken out of the dbt build. Then the ratios issue 7 sets
-targets for: the one-day run against the full build, the gates' share of a
-run, and the full build against 10 minutes. The PostgreSQL server's memory is
+Printed per step: seconds, the dbt invocations it started (full build / day), and
+the memory the step added (peak resident set of this process and its children,
+dbt included, sampled every 20 ms, less what the process held when the step
+began); the identity resolution models and the value fit are broken out of the
+dbt build. Then the ratios issue 7 sets targets for: the one-day run against the
+full build, the gates' share of a run, and the full build against 10 minutes. The PostgreSQL server's memory is
 not in the peaks (its buffers are shared and bounded by its configuration).
 
 Uses the embedded warehouse unless CRM360_WAREHOUSE_URL is set (a fresh
@@ -46,6 +46,7 @@ from crm360.core.settings import Settings, get_settings
 from crm360.core.systems import SYSTEMS
 from crm360.pipeline import steps
 from crm360.synthetic.generate import GeneratorConfig, generate, generate_next_day
+from crm360.transform import dbt
 
 BENCH_NAMES = {"source_freshness": "freshness", "apply_erasures": "erasures"}  # shorter column heads
 STEPS = [*(f"load_{s}" for s in SYSTEMS), "gate_raw",
@@ -96,16 +97,41 @@ class PeakMemory:
         self._thread.join()
 
 
+class DbtStarts:
+    """Counts the dbt invocations (crm360.transform.dbt.run_dbt, the one place dbt is started)
+    while a block runs: the fixed cost of a run is mostly dbt starting and reading its project."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __enter__(self) -> DbtStarts:
+        self._real = dbt.run_dbt
+
+        def counted(*args, **kwargs):
+            self.count += 1
+            return self._real(*args, **kwargs)
+
+        dbt.run_dbt = counted
+        return self
+
+    def __exit__(self, *exc) -> None:
+        dbt.run_dbt = self._real
+
+
 def one_run(wh, settings: Settings, landing: Path, as_of: date, run_id: str) -> dict[str, tuple[float, int]]:
-    """Every step of one run: {step: (seconds, peak bytes)}; plus identity and value_fit seconds."""
+    """Every step of one run: {step: (seconds, peak bytes)}; plus identity and value_fit seconds,
+    and the dbt invocations of each step under ``_dbt_starts``."""
     out: dict[str, tuple[float, int]] = {}
+    starts: dict[str, int] = {}
+    out["_dbt_starts"] = starts
 
     def timed(name, fn, *args, **kwargs):
-        with PeakMemory() as mem:
+        with PeakMemory() as mem, DbtStarts() as counter:
             started = time.perf_counter()
             result = fn(*args, **kwargs)
             seconds = time.perf_counter() - started
         out[name] = (seconds, mem.growth)
+        starts[name] = counter.count
         return result
 
     # the steps as crm360.pipeline.steps declares them, each run as its Airflow task runs it
@@ -171,6 +197,9 @@ def bench_preset(preset: str, landing_arg: str | None, repeat: int, base: Settin
             generate_next_day(landing, cfg)
             next_day_gen = time.perf_counter() - started
             day.append(one_run(wh, settings, landing, as_of + timedelta(days=1), f"bench_day_{i}"))
+            print(f"{preset}, repetition {i + 1}, one day: "
+                  + ", ".join(f"{k} {v[0]:.1f}s" for k, v in day[-1].items() if not k.startswith("_"))
+                  + f"; dbt starts {sum(day[-1]['_dbt_starts'].values())}", flush=True)
         finally:
             warehouse.drop_database(server, name)
             shutil.rmtree(landing, ignore_errors=True)
@@ -189,6 +218,7 @@ def _medians(runs: list[dict]) -> dict[str, tuple[float, int]]:
            for k in runs[0] if not k.startswith("_")}
     out["_models"] = {m: statistics.median(r["_models"].get(m, 0.0) for r in runs) for m in runs[0]["_models"]}
     out["_tests"] = runs[-1]["_tests"]  # the last repetition's: the slowest tests differ between runs
+    out["_dbt_starts"] = runs[-1]["_dbt_starts"]  # the same in every repetition
     return out
 
 
@@ -198,11 +228,12 @@ def report(result: dict) -> None:
           f"{m['web_events']:,} web events; median of {result['repeat']} run(s)")
     if result["generated"] is not None:
         print(f"generated in {result['generated']:.1f}s; next day generated in {result['next_day_generate']:.1f}s")
-    print(f"{'step':<14}{'full s':>10}{'full +MB':>10}{'day s':>10}{'day +MB':>10}{'day/full':>10}")
+    print(f"{'step':<14}{'full s':>10}{'full +MB':>10}{'day s':>10}{'day +MB':>10}{'day/full':>10}{'dbt starts':>12}")
     for step in STEPS:
         (fs, fm), (ds, dm) = full[step], day[step]
         ratio = f"{ds / fs:.1%}" if fs > 0.005 else "-"
-        print(f"{step:<14}{fs:>10.2f}{fm / 2**20:>10.0f}{ds:>10.2f}{dm / 2**20:>10.0f}{ratio:>10}")
+        counts = f"{full['_dbt_starts'].get(step, 0)} / {day['_dbt_starts'].get(step, 0)}"
+        print(f"{step:<14}{fs:>10.2f}{fm / 2**20:>10.0f}{ds:>10.2f}{dm / 2**20:>10.0f}{ratio:>10}{counts:>12}")
     for part in ("identity", "value_fit"):
         print(f"  {part:<12}{full[part][0]:>10.2f}{'':>10}{day[part][0]:>10.2f}   (part of dbt_build)")
     # dbt runs several nodes at a time: these sums of their own seconds can exceed dbt_build's wall time
@@ -218,7 +249,9 @@ def report(result: dict) -> None:
             print(f"  {test[:70]:<72}{seconds:>8.2f}")
     total_full = sum(full[s][0] for s in STEPS)
     total_day = sum(day[s][0] for s in STEPS)
-    print(f"{'total':<14}{total_full:>10.2f}{'':>10}{total_day:>10.2f}{'':>10}{total_day / total_full:>10.1%}")
+    counts = f"{sum(full['_dbt_starts'].values())} / {sum(day['_dbt_starts'].values())}"
+    print(f"{'total':<14}{total_full:>10.2f}{'':>10}{total_day:>10.2f}{'':>10}{total_day / total_full:>10.1%}"
+          f"{counts:>12}")
     gates_full = full["gate_raw"][0] + full["gate_marts"][0]
     gates_day = day["gate_raw"][0] + day["gate_marts"][0]
     print("targets:")

@@ -125,3 +125,107 @@ def test_health_html_escapes_source_text():
         "failures": [{"suite": "<b>", "sample": "<img src=x>"}], "gates": [], "freshness": [], "loads": [],
         "rejected": [], "layers": []})
     assert "<script>" not in page and "<img" not in page and "&lt;script&gt;" in page
+
+
+def test_stale_source_is_reported_with_dbts_thresholds(published, monkeypatch):
+    """Freshness is computed in the warehouse, without starting dbt, against the thresholds dbt
+    resolved from the sources YAML (web: warn 1 day, error 3; sales and service: warn 2, error 7)."""
+    from crm360.transform import dbt
+
+    wh, settings, *_ = published
+
+    def no_dbt(*args, **kwargs):
+        raise AssertionError("source freshness must not start dbt")
+
+    monkeypatch.setattr(dbt, "run_dbt", no_dbt)
+    manifest = settings.dbt_target_dir / "manifest.json"
+    assert manifest.exists()  # the build's parse wrote it: the thresholds come from dbt's own resolution
+    from_manifest = freshness.thresholds_from_manifest(manifest)
+    declared = {(t.source_name, t.table_name): t for t in from_manifest}
+    assert declared[("web", "web_events")].warn_after == timedelta(days=1)
+    assert declared[("web", "web_events")].error_after == timedelta(days=3)
+    assert declared[("sales", "sales_orders")].error_after == timedelta(days=7)
+    # the fallback before any parse reads the YAML to the same thresholds
+    assert sorted(freshness.thresholds_from_yaml(freshness._sources_files(settings)),
+                  key=lambda t: (t.source_name, t.table_name)) == sorted(
+        from_manifest, key=lambda t: (t.source_name, t.table_name))
+
+    shifts = {"web_events": 2, "service_tickets": 3, "sales_orders": 8}  # days back
+    with wh.connect() as conn:
+        for table, days in shifts.items():
+            conn.execute(f"update raw.{table} set _loaded_at = _loaded_at - interval '{days} days'")  # noqa: S608
+        conn.commit()
+    try:
+        results = freshness.check(wh, "stale_thresholds", action="warn", settings=settings)
+        status = {(r.source_name, r.table_name): r for r in results}
+        assert status[("web", "web_events")].status == "warn"  # 2 days: past warn_after (1), not error_after (3)
+        assert status[("service", "service_tickets")].status == "warn"  # 3 days: past 2, not 7
+        assert status[("sales", "sales_orders")].status == "error"  # 8 days: past 7
+        assert status[("sales", "sales_customers")].status == "pass"
+        assert 2 * 86400 < status[("web", "web_events")].age_seconds < 3 * 86400
+        with wh.connect() as conn:
+            recorded = dict(((s, t), st) for s, t, st in conn.execute(
+                "select source_name, table_name, status from audit.source_freshness where run_id = 'stale_thresholds'"))
+        assert recorded == {k: r.status for k, r in status.items()}
+        with pytest.raises(freshness.StaleSources, match=r"sales.sales_orders \(last load") as raised:
+            freshness.check(wh, "stale_thresholds_fail", action="fail", settings=settings)
+        assert "web_events" not in str(raised.value)  # a warning does not fail the run
+        # a deployment without sales: its tables are neither measured nor reported
+        assert {r.source_name for r in freshness.check(wh, "web_only", settings=settings,
+                                                       systems=("web", "service"))} == {"web", "service"}
+    finally:
+        with wh.connect() as conn:
+            for table, days in shifts.items():
+                conn.execute(f"update raw.{table} set _loaded_at = _loaded_at + interval '{days} days'")  # noqa: S608
+            conn.commit()
+
+
+def test_freshness_thresholds_from_yaml_follow_dbts_overrides(tmp_path):
+    """Before any parse: a table's freshness overrides its source's, null turns it off, and a bad
+    declaration is an error naming the file and the source."""
+    good = tmp_path / "_crm__sources.yml"
+    good.write_text("""
+version: 2
+sources:
+  - name: crm
+    schema: raw
+    loaded_at_field: _loaded_at
+    freshness:
+      warn_after: {count: 12, period: hour}
+      error_after: {count: 2, period: day}
+    tables:
+      - name: accounts
+      - name: notes
+        identifier: crm_notes
+        freshness:
+          warn_after: {count: 30, period: minute}
+      - name: archive
+        freshness: null
+""")
+    found = {t.table_name: t for t in freshness.thresholds_from_yaml([good])}
+    assert set(found) == {"accounts", "notes"}
+    assert found["accounts"].warn_after == timedelta(hours=12)
+    assert found["accounts"].error_after == timedelta(days=2)
+    assert found["notes"].warn_after == timedelta(minutes=30) and found["notes"].error_after is None
+    assert found["notes"].identifier == "crm_notes"
+    assert found["accounts"].status(13 * 3600) == "warn"
+    assert found["accounts"].status(2 * 86400 + 1) == "error"
+    assert found["accounts"].status(3600) == "pass"
+
+    bad = tmp_path / "_bad__sources.yml"
+    bad.write_text("""
+version: 2
+sources:
+  - name: crm
+    loaded_at_field: _loaded_at
+    freshness:
+      warn_after: {count: 2, period: week}
+    tables:
+      - name: accounts
+""")
+    with pytest.raises(freshness.FreshnessConfigError, match=r"_bad__sources.yml: source 'crm', table 'accounts'"):
+        freshness.thresholds_from_yaml([bad])
+    bad.write_text(bad.read_text().replace("period: week", "period: day").replace(
+        "loaded_at_field: _loaded_at", "loaded_at_query: select max(x) from y"))
+    with pytest.raises(freshness.FreshnessConfigError, match=r"table 'accounts': loaded_at_query"):
+        freshness.thresholds_from_yaml([bad])

@@ -225,13 +225,11 @@ def _node_seconds(results: list[dict], kind: str) -> dict[str, float]:
 
 
 def check_freshness(wh: Warehouse, run_id: str, as_of: date | None = None, settings: Settings | None = None) -> dict:
-    """dbt source freshness; stops the run only if freshness_action is 'fail'."""
+    """Source freshness of the bound systems against dbt's thresholds, computed in the warehouse
+    (crm360.quality.freshness: no dbt process); stops the run only if freshness_action is 'fail'."""
     action = dbt.project_vars(settings).get("freshness_action", "warn")
-    # the same vars and env as the build: dbt re-parses what reads them when they change
-    run_vars = build_vars(settings)
     systems = deployed_systems(settings)
-    results = freshness.check(wh, safe_run_id(run_id), action=action, settings=settings, dbt_vars=run_vars,
-                              extra_env=build_env(as_of) if as_of else BUILD_ENV, systems=systems)
+    results = freshness.check(wh, safe_run_id(run_id), action=action, settings=settings, systems=systems)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

@@ -84,7 +84,8 @@ INGEST = (
          "read it.", "gate_raw_step", parts=_batch_parts),
 )
 TRANSFORM = (
-    Step("source_freshness", "dbt source freshness per source; fails the run only if configured to.",
+    Step("source_freshness", "Each bound source's last load against dbt's freshness thresholds; fails the run "
+         "only if configured to.",
          "freshness_step"),
     Step("apply_erasures", "Remove people whose data must be forgotten from every layer, before dbt reads raw.",
          "erase_step", parts=_everything),
