@@ -17,7 +17,7 @@ from crm360 import pipeline
 from crm360.core.errors import ConfigurationError
 from crm360.core.warehouse import Warehouse
 from crm360.privacy import requests
-from crm360.transform import dbt, predictions
+from crm360.transform import dbt, manifest, predictions
 
 TIERS = [{"tier": "top", "share": 0.05}, {"tier": "big", "share": 0.15},
          {"tier": "medium", "share": 0.30}, {"tier": "small", "share": 0.50}]
@@ -47,6 +47,7 @@ def test_without_overrides_python_reads_dbt_project_yml(settings):
     assert dbt.var_overrides(settings) == {}
 
 
+@pytest.mark.integration  # segments read their columns from dbt's manifest: dbt parse runs
 def test_an_override_reaches_python_and_dbt_alike(monkeypatch, tmp_path):
     _override(monkeypatch, tmp_path, {"revenue_tiers": TIERS, "clv_horizon_days": 180,
                                       "identity_shared_mailbox_prefixes": ["info", "sales"]})
@@ -62,6 +63,7 @@ def test_an_override_reaches_python_and_dbt_alike(monkeypatch, tmp_path):
     assert requests.shared_mailbox_prefixes(settings) == ["info", "sales"]
 
     # dbt: the vars file a run hands it carries the same overrides, so its var() equals Python's view
+    manifest.load(settings)  # parsed for real before subprocess.run is replaced below
     calls = []
     monkeypatch.setattr(dbt.subprocess, "run",
                         lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))

@@ -27,7 +27,10 @@ def _build(wh, version: int) -> None:
     """A build as dbt leaves it: tables with their grants, in the build schema."""
     with wh.connect(autocommit=True) as conn:
         conn.execute(f"create schema {publish.BUILD}")
-        conn.execute(f"create table {publish.BUILD}.customer_360 as select {version} as version, 'k1' as customer_key")
+        # the columns the dbt project tags as personal data in customer_360: erasure deletes by them
+        conn.execute(f"""create table {publish.BUILD}.customer_360 as
+                         select {version} as version, 'k1' as customer_key, null::text as shop_customer_id,
+                                'held@example.com' as email, null::text as phone""")
         conn.execute(f"""create table {publish.BUILD}.customer_identifiers as
                          select 'email' as identifier_type, 'held@example.com' as identifier_value,
                                 'k1' as customer_key, null::text as blocked_reason""")
