@@ -22,6 +22,7 @@ from scipy.special import betaln
 from crm360 import ingest, pipeline
 from crm360.core import schema
 from crm360.ingest import ledger
+from crm360.pipeline import run
 from crm360.synthetic.generate import GeneratorConfig, generate
 from crm360.transform import dbt, predictions, value
 
@@ -482,6 +483,7 @@ def test_two_stages_run_exactly_the_nodes_of_one_build(small_value):
     assert any("not_null_int_customer_purchase_summary" in uid for uid in one)
 
 
+@pytest.mark.integration  # build_vars reads the segments' columns from dbt's manifest (dbt parse)
 def test_transform_fits_between_the_two_builds(monkeypatch):
     """transform(): the build schema is reset, then stage 1, the fit, stage 2, with the same vars and
     environment for both dbt calls, and the statuses of both builds with the fit summary returned."""
@@ -506,8 +508,10 @@ def test_transform_fits_between_the_two_builds(monkeypatch):
     monkeypatch.setattr(predictions, "fit_and_predict", fake_fit)
     monkeypatch.setattr(ledger, "reading_raw", lambda wh: contextlib.nullcontext())
     monkeypatch.setattr(ledger, "horizons_json", lambda wh: '{"sales": "h"}')
+    monkeypatch.setattr(run, "check_personal_data", lambda wh, settings=None: calls.append(("personal data",)))
     result = pipeline.transform(object(), date(2026, 11, 1))
-    assert [c[0] for c in calls] == ["reset", "dbt", "fit", "dbt"]
+    # the personal-data check reads what the second stage built, before anything is gated
+    assert [c[0] for c in calls] == ["reset", "dbt", "fit", "dbt", "personal data"]
     first, second = pipeline.transform_stages()
     assert calls[1][1] == first and calls[3][1] == second
     assert calls[1][2] == calls[3][2] == pipeline.build_vars()
