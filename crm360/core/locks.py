@@ -87,14 +87,21 @@ def holding(wh: Warehouse, parts: Sequence[str], run_id: str, as_of: date | None
         try:
             yield
         finally:
-            if not conn.closed and not conn.broken:
-                try:
-                    conn.execute("select pg_advisory_unlock_all()")
-                except psycopg.OperationalError as exc:
-                    # the session ended under us (a server restart): its locks ended with it, and
-                    # the error that ended the block, if any, is the one to report
-                    log.warning("run %s: the lock session was lost before release (%s)", run_id,
-                                str(exc).strip())
+            lost = release_all(conn)
+            if lost:  # the error that ended the block, if any, is the one to report
+                log.warning("run %s: the lock session was lost before release (%s)", run_id, lost)
+
+
+def release_all(conn: psycopg.Connection) -> str | None:
+    """Release every advisory lock ``conn``'s session holds. A session that ended under us (a
+    server restart) took its locks with it: that is no error, and its reason is returned."""
+    if conn.closed or conn.broken:
+        return None
+    try:
+        conn.execute("select pg_advisory_unlock_all()")
+    except psycopg.OperationalError as exc:
+        return str(exc).strip()
+    return None
 
 
 def _take(conn: psycopg.Connection, part: str, run_id: str, wait: float) -> None:

@@ -37,6 +37,7 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
+from crm360.core import locks
 from crm360.core.warehouse import Warehouse
 from crm360.ingest.sources import CONTRACT
 
@@ -256,11 +257,7 @@ def reading_raw(wh: Warehouse) -> Iterator[None]:
         try:
             yield
         finally:
-            if not conn.closed and not conn.broken:
-                try:
-                    conn.execute("select pg_advisory_unlock_all()")
-                except psycopg.OperationalError:  # the session is gone, and its locks with it
-                    pass
+            locks.release_all(conn)  # a session that is gone took its locks with it
 
 
 def horizons(wh: Warehouse) -> dict[str, str]:
