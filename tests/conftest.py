@@ -57,6 +57,19 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.integration if _is_integration(item) else pytest.mark.unit)
 
 
+def pytest_sessionstart(session):
+    """The unit tier reads what dbt declares (the marts, the columns segments may use) but may not
+    start dbt: the manifest is parsed here, once per test process and before any test, and every
+    later ``manifest.load`` of the same project finds it in memory. (An xdist controller runs no
+    test: its workers parse.)"""
+    config = session.config
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    from crm360.transform import manifest
+
+    manifest.load(Settings(home=Path(tempfile.mkdtemp(prefix="crm360-manifest-"))))
+
+
 # The unit tier holds itself to it: while a unit test (and the fixtures it sets up) runs, connecting
 # to PostgreSQL, starting the embedded server or starting dbt or the Airflow CLI fails it, saying so.
 _PROGRAMS = {"dbt", "airflow"}
