@@ -28,6 +28,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from crm360.core import schema, warehouse
 from crm360.core.settings import Settings
@@ -164,18 +165,55 @@ def server(request) -> warehouse.Warehouse:
     return request.getfixturevalue("external_server")
 
 
+# Migrating a new database takes seconds (every revision through alembic); a test process does it
+# once per server, into a template database, and each test's database is a copy of it (CREATE
+# DATABASE ... TEMPLATE, a file copy). Roles are the server's, so they are there already; what a copy
+# does not carry is the template's privileges on the database itself, which _clone grants again.
+_TEMPLATES: dict[str, tuple[warehouse.Warehouse, str]] = {}
+
+
+def _template(server_wh: warehouse.Warehouse) -> str:
+    key = server_wh.with_database("postgres").describe()
+    if key not in _TEMPLATES:
+        name = f"crm360_template_{uuid.uuid4().hex[:10]}"
+        schema.migrate(warehouse.ensure_database(server_wh, name))
+        _TEMPLATES[key] = (server_wh, name)
+    return _TEMPLATES[key][1]
+
+
+def _clone(server_wh: warehouse.Warehouse, template: str, name: str) -> warehouse.Warehouse:
+    with server_wh.with_database("postgres").connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {} template {}").format(sql.Identifier(name), sql.Identifier(template)))
+        granted = conn.execute(
+            "select a.grantee::regrole::text, a.privilege_type from pg_database d, aclexplode(d.datacl) a "
+            "where d.datname = %s and a.grantee <> 0 and a.grantee <> d.datdba", (template,)).fetchall()
+        for role, privilege in granted:
+            conn.execute(sql.SQL("grant {} on database {} to {}").format(
+                sql.SQL(privilege), sql.Identifier(name), sql.SQL(role)))
+    return server_wh.with_database(name)
+
+
+def pytest_sessionfinish(session):
+    for server_wh, name in _TEMPLATES.values():
+        try:
+            warehouse.drop_database(server_wh, name)
+        except (psycopg.Error, warehouse.WarehouseError):  # the server is already gone (stopped)
+            pass
+
+
 @pytest.fixture
 def fresh_db(request):
-    """A factory: a new database on the given server, migrated to the code's schema unless
-    ``migrated=False``, dropped after the test."""
+    """A factory: a new database on the given server, at the code's schema (a copy of a database
+    migrated once per test process) unless ``migrated=False``, dropped after the test."""
     created: list[tuple[warehouse.Warehouse, str]] = []
 
     def make(server_wh: warehouse.Warehouse, migrated: bool = True) -> warehouse.Warehouse:
         name = f"crm360_test_{uuid.uuid4().hex[:10]}"
-        wh = warehouse.ensure_database(server_wh, name)
-        created.append((server_wh, name))
         if migrated:
-            schema.migrate(wh)
+            wh = _clone(server_wh, _template(server_wh), name)
+        else:
+            wh = warehouse.ensure_database(server_wh, name)
+        created.append((server_wh, name))
         return wh
 
     yield make
