@@ -60,7 +60,7 @@ def key_of(conn, shop_id: str) -> str | None:
 
 def customer(conn, shop_id: str) -> dict:
     """The customer_360 row of the customer a shop record belongs to."""
-    cur = conn.execute("select customer_key, shop_customer_id, orders_completed, revenue_eur, refunded_eur, "
+    cur = conn.execute("select customer_key, shop_customer_id, orders_completed, revenue_eur, refunded_eur, tickets, "
                        "lifecycle_stage from marts.customer_360 where customer_key = %s", (key_of(conn, shop_id),))
     row = cur.fetchone()
     assert row is not None, f"{shop_id} belongs to no published customer"
@@ -133,6 +133,7 @@ def test_four_days_of_merges_refunds_late_events_an_erasure_and_a_replaced_file_
                       updated_at=at(day2, 8))
     scenario.order(day2, "O9000000008", TWIN_B, at(day2, 10), (("P00009", 1, "40.00"), ("P00010", 1, "8.00")))
     scenario.event(day2, "e-scenario-3", VISITOR, at(day1, 11), "page_view", "/sale")  # late: day 1's
+    scenario.ticket(day2, "T9000000001", GUEST_EMAIL, "Mira Scenario", at(day2, 12), customer_ref=REGISTERED)
     scenario.order(day2, "O9000000004", REFUNDED, at(day1, 11), status="partially_returned", refund="30.00",
                    updated_at=at(day2, 9))
     scenario.write(day2)
@@ -140,6 +141,7 @@ def test_four_days_of_merges_refunds_late_events_an_erasure_and_a_replaced_file_
     assert two[GUEST]["customer_key"] == two[REGISTERED]["customer_key"]
     assert two[REGISTERED]["shop_customer_id"] == REGISTERED  # the account anchors the person, the guest joins it
     assert (two[REGISTERED]["orders_completed"], two[REGISTERED]["revenue_eur"]) == (2, Decimal("60.00"))
+    assert two[REGISTERED]["tickets"] == 1
     assert two[TWIN_A]["customer_key"] == two[TWIN_B]["customer_key"]
     assert two[TWIN_A]["revenue_eur"] == Decimal("98.00")
     assert (two[REFUNDED]["revenue_eur"], two[REFUNDED]["refunded_eur"]) == (Decimal("50.00"), Decimal("30.00"))
@@ -151,6 +153,23 @@ def test_four_days_of_merges_refunds_late_events_an_erasure_and_a_replaced_file_
             "select shop_customer_id from marts.customer_360 where customer_type = 'shop_customer' "
             "and shop_customer_id like 'C0%%' and orders_completed > 0 and tickets > 0 and web_sessions > 0 "
             "order by revenue_eur desc, shop_customer_id limit 1").fetchone()[0]
+        browsers = [v for (v,) in conn.execute(
+            "select identifier_value from marts.customer_identifiers where identifier_type = 'visitor_id' "
+            "and customer_key = %s order by 1", (key_of(conn, forgotten),))]
+    assert browsers
+
+    def traces(conn) -> dict[str, int]:
+        """The forgotten person's rows where the sources deliver them and where dbt builds from them."""
+        person = {"id": forgotten, "browsers": browsers}
+        return {table: conn.execute(f"select count(*) from {table} where {where}", person).fetchone()[0]  # noqa: S608
+                for table, where in (
+                    ("raw.sales_orders", "trim(customer_id) = %(id)s"),
+                    ("raw.web_events",
+                     "record ->> 'customer_id' = %(id)s or record ->> 'visitor_id' = any(%(browsers)s)"),
+                    ("staging.stg_sales__orders", "customer_id = %(id)s"),
+                    ("intermediate.int_web_events_sessionized", "visitor_id = any(%(browsers)s)"))}
+    with wh.connect() as conn:
+        assert all(traces(conn).values()), traces(conn)
 
     # day 3: day 2's order lines corrected (a line's amount changed, a line taken out: only a rebuild of
     # the lines from all of raw drops it), an erasure, nothing for the old customer
@@ -168,15 +187,18 @@ def test_four_days_of_merges_refunds_late_events_an_erasure_and_a_replaced_file_
         assert conn.execute("select status from audit.erasure_requests where request_id = %s",
                             (request,)).fetchone() == ("applied",)
         assert key_of(conn, forgotten) is None
-        for table, column in (("raw.sales_customers", "customer_id"), ("raw.sales_orders", "customer_id"),
-                              ("staging.stg_sales__orders", "customer_id")):
-            assert conn.execute(f"select count(*) from {table} where trim({column}) = %s",  # noqa: S608
-                                (forgotten,)).fetchone() == (0,), table
+        assert not any(traces(conn).values()), traces(conn)
 
-    # day 4: an ordinary day
+    # day 4: an ordinary day, on which the forgotten person's browser logs in again and an order of theirs
+    # arrives late: the erasure step deletes such rows from every later load before dbt reads them
     generate_next_day(landing, _config())
     scenario.order(day4, "O9000000009", REGISTERED, at(day4, 9), (("P00010", 1, "12.50"),))
+    scenario.order(day4, "O9000000010", forgotten, at(day3, 18), (("P00011", 1, "9.99"),))
+    scenario.event(day4, "e-scenario-4", browsers[0], at(day4, 8), "login", "/account/login", customer_id=forgotten)
     scenario.write(day4)
     four = run(day4, "day4")
     assert four[REGISTERED]["revenue_eur"] == Decimal("72.50")
     assert four[OLD]["lifecycle_stage"] == "dormant"
+    with wh.connect() as conn:
+        assert key_of(conn, forgotten) is None
+        assert not any(traces(conn).values()), traces(conn)
