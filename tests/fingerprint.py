@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from crm360 import pipeline
+
 SCHEMAS = ("raw", "staging", "intermediate", "marts", "predictions")
 # when a row was loaded, and by which attempt: a retry is a new attempt (crm360.ingest.ledger), so these name
 # the attempt that finally loaded a file, not what was loaded
@@ -48,3 +50,19 @@ def assert_same(actual: dict, expected: dict, what: str = "a clean run's") -> No
     assert not (missing or extra or differ), (
         f"warehouse differs from {what}: missing tables {missing}, extra tables {extra}, "
         f"(rows, checksum) now vs expected: {differ}")
+
+
+def incremental_equals_full_rebuild(wh, settings, as_of) -> dict[str, tuple[int, str]]:
+    """The published marts and the incremental tables equal, row for row, what a full rebuild of
+    every incremental model from the same raw data (``dbt build --full-refresh``) gives; returns the
+    published marts' fingerprints. Every mart dbt declares (the manifest) must be among them."""
+    published = fingerprint(wh, ("marts",), ledger=False)
+    declared = {f"marts.{mart}" for mart in pipeline.marts(settings)}
+    assert declared and declared <= published.keys(), f"marts not published: {sorted(declared - published.keys())}"
+    built = fingerprint(wh, ("staging", "intermediate"), ledger=False)
+    pipeline.transform(wh, as_of, settings, full_refresh=True)
+    assert_same(fingerprint(wh, ("staging", "intermediate"), ledger=False), built,
+                "a full rebuild's staging and intermediate tables")
+    assert_same(fingerprint(wh, ("marts__build",), ledger=False, rename={"marts__build": "marts"}), published,
+                "a full rebuild's marts")
+    return published

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_settings
-from fingerprint import assert_same, fingerprint
+from fingerprint import incremental_equals_full_rebuild
 
 from crm360 import pipeline
 from crm360.quality import gates
@@ -37,17 +37,6 @@ def as_of_after(landing: Path) -> date:
     import json
 
     return date.fromisoformat(json.loads((landing / "manifest.json").read_text())["end_date"]) + timedelta(days=1)
-
-
-def incremental_equals_full_rebuild(wh, settings, as_of: date) -> None:
-    """The published marts and the incremental tables, then the same built from all of raw."""
-    published = fingerprint(wh, ("marts",), ledger=False)
-    built = fingerprint(wh, ("staging", "intermediate"), ledger=False)
-    pipeline.transform(wh, as_of, settings, full_refresh=True)
-    assert_same(fingerprint(wh, ("staging", "intermediate"), ledger=False), built,
-                "a full rebuild's staging and intermediate tables")
-    assert_same(fingerprint(wh, ("marts__build",), ledger=False, rename={"marts__build": "marts"}), published,
-                "a full rebuild's marts")
 
 
 def revenue(wh) -> tuple[int, str]:
