@@ -121,7 +121,7 @@ def test_run_build_starts_one_process_and_reads_its_report(monkeypatch, tmp_path
     assert json.loads(Path(job["vars_file"]).read_text()) == {"segments": []}
     assert job["steps"][1] == {"value_fit": {"as_of": "2026-11-01", "settings": {
         "project_dir": str(settings.project_dir), "home": str(settings.home), "dbt_vars": None}}}
-    assert "secret" not in json.dumps(job) and "secret" in env[build_process.CONNINFO_ENV]
+    assert "secret" not in json.dumps(job) and "secret" in env["CRM360_WAREHOUSE_URL"]
     assert env["X"] == "1" and env["CRM360_PG_DATABASE"] == "db"
 
 

@@ -15,7 +15,8 @@ never on a command line), ``common`` (the arguments every invocation gets), ``st
 ``{"dbt": [args]}`` or ``{"value_fit": {"as_of": date, "settings": {...}}}``) and ``result``, the
 JSON file this process writes: the parse, then per step its nodes' results or its error, the
 value fit's summary, and its seconds.
-The warehouse the fit writes to comes in the environment (``CONNINFO_ENV``), as dbt's does: no
+The warehouse the fit writes to comes in the environment (``CRM360_WAREHOUSE_URL``, read by
+the settings), as dbt's does: no
 password is written to a file. A failing step ends the build: later steps are not run.
 """
 
@@ -23,14 +24,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 import traceback
 from datetime import date
 from pathlib import Path
-
-CONNINFO_ENV = "CRM360_BUILD_CONNINFO"
 
 
 def _node_results(result) -> list[dict]:
@@ -58,9 +56,10 @@ def _value_fit(spec: dict) -> dict:
     from crm360.transform import predictions
 
     try:
-        wh = from_url(os.environ[CONNINFO_ENV])
+        settings = Settings(**spec["settings"])  # the warehouse: CRM360_WAREHOUSE_URL, which run_build sets
+        wh = from_url(settings.warehouse_url)
         started = time.perf_counter()
-        fit = predictions.fit_and_predict(wh, date.fromisoformat(spec["as_of"]), Settings(**spec["settings"]))
+        fit = predictions.fit_and_predict(wh, date.fromisoformat(spec["as_of"]), settings)
         return {"value_fit": fit, "success": True, "seconds": round(time.perf_counter() - started, 3)}
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         traceback.print_exc()

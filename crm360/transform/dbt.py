@@ -1,5 +1,7 @@
 """Run dbt against the warehouse as a subprocess (dbt keeps global state; a
-separate process per invocation keeps Airflow workers and tests clean).
+separate process keeps Airflow workers and tests clean): :func:`run_dbt` for one command,
+:func:`run_build` for a run's build, its stages and the value fit in one process that parses the
+project once (crm360.transform.build_process). :func:`start_process` starts every one.
 
 Its vars (the segments among them) reach it in a JSON file under CRM360_HOME/dbt/vars/,
 read by crm360.transform.dbt_entry in dbt's process: on the command line, large vars exceeded the
@@ -170,9 +172,7 @@ def run_build(wh: Warehouse, steps: list[dict], dbt_vars: dict | None = None, se
             "vars_file": str(vars_file) if vars_file else None, "steps": planned, "result": str(result_path),
             "common": ["--project-dir", str(settings.dbt_project_dir), "--profiles-dir", str(settings.dbt_project_dir),
                        "--target-path", str(target)]}), encoding="utf-8")
-        from crm360.transform.build_process import CONNINFO_ENV
-
-        env = dbt_env(wh, settings, {**(extra_env or {}), CONNINFO_ENV: wh.conninfo})
+        env = dbt_env(wh, settings, {**(extra_env or {}), Settings.env_name("warehouse_url"): wh.conninfo})
         log.info("running a build of %d step(s) in one dbt process%s", len(steps),
                  f" (vars: {vars_file})" if vars_file else "")
         proc = start_process([sys.executable, "-m", "crm360.transform.build_process", str(job_path)], env,
