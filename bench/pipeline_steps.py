@@ -237,7 +237,7 @@ def report(result: dict) -> None:
         ratio = f"{ds / fs:.1%}" if fs > 0.005 else "-"
         counts = f"{full['_dbt_starts'].get(step, 0)} / {day['_dbt_starts'].get(step, 0)}"
         print(f"{step:<14}{fs:>10.2f}{fm / 2**20:>10.0f}{ds:>10.2f}{dm / 2**20:>10.0f}{ratio:>10}{counts:>12}")
-    for part in ("identity", "value_fit", "dbt_parse", "dbt_stage_1", "dbt_stage_2"):
+    for part in ("identity", "value_fit", "dbt_process", "dbt_parse", "dbt_stage_1", "dbt_stage_2"):
         print(f"  {part:<12}{full[part][0]:>10.2f}{'':>10}{day[part][0]:>10.2f}   (part of dbt_build)")
     # dbt runs several nodes at a time: these sums of their own seconds can exceed dbt_build's wall time
     for part in ("models", "tests"):

@@ -116,7 +116,9 @@ def test_run_build_starts_one_process_and_reads_its_report(monkeypatch, tmp_path
     assert cmd[-3:-1] == ["-m", "crm360.transform.build_process"]
     assert [r["unique_id"] for r in built.results] == ["model.crm360.a", "model.crm360.b"]
     assert built.value_fit == {"predictions": 3}
+    process = built.seconds.pop("process")  # the process's wall time less its parts (here a fake's)
     assert built.seconds == {"parse": 1.5, "stage_1": 2.0, "value_fit": 0.1, "stage_2": 2.0}
+    assert process < 0
     # the vars by file; the fit's warehouse by environment, never in the job file
     assert json.loads(Path(job["vars_file"]).read_text()) == {"segments": []}
     assert job["steps"][1] == {"value_fit": {"as_of": "2026-11-01", "settings": {
