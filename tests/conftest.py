@@ -74,7 +74,7 @@ def pytest_sessionstart(session):
 # The unit tier holds itself to it: while a unit test (and the fixtures it sets up) runs, connecting
 # to PostgreSQL, starting the embedded server or starting dbt or the Airflow CLI fails it, saying so.
 _PROGRAMS = {"dbt", "airflow"}
-_MODULES = ("crm360.transform.dbt_entry", "dbt", "airflow")
+_MODULES = ("crm360.transform.dbt_entry", "crm360.transform.build_process", "dbt", "airflow")
 
 
 def _refuse(item: pytest.Item, what: str):

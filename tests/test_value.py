@@ -485,43 +485,48 @@ def test_two_stages_run_exactly_the_nodes_of_one_build(small_value):
 
 @pytest.mark.integration  # build_vars reads the segments' columns from dbt's manifest (dbt parse)
 def test_transform_fits_between_the_two_builds(monkeypatch):
-    """transform(): the build schema is reset, then stage 1, the fit, stage 2, with the same vars and
-    environment for both dbt calls, and the statuses of both builds with the fit summary returned."""
-    from crm360.transform import publish
+    """transform(): the build schema is reset, then ONE dbt process runs stage 1, the fit and
+    stage 2 with the run's vars and environment, and the statuses of both builds with the fit
+    summary are returned."""
+    from crm360.transform import day_tests, publish
 
     calls = []
 
-    def fake_dbt(wh, args, dbt_vars=None, settings=None, check=True, extra_env=None):
-        calls.append(("dbt", args, dbt_vars, extra_env))
-        status = "pass" if len(calls) == 2 else "success"
-        results = [{"unique_id": f"model.crm360.m{len(calls)}_{i}", "status": status, "execution_time": 1.0}
-                   for i in range(len(calls))]
-        results += [{"unique_id": f"test.crm360.t{len(calls)}", "status": "pass", "execution_time": 0.25}]
-        return dbt.DbtResult(args=args, returncode=0, output="", results=results)
-
-    def fake_fit(wh, as_of, settings=None):
-        calls.append(("fit", as_of))
-        return {"predictions": 3, "bgnbd": {"converged": True}}
+    def fake_build(wh, steps, dbt_vars=None, settings=None, extra_env=None):
+        calls.append(("build", steps, dbt_vars, extra_env))
+        stages = []
+        for n in (2, 4):
+            status = "pass" if n == 2 else "success"
+            results = [{"unique_id": f"model.crm360.m{n}_{i}", "status": status, "execution_time": 1.0}
+                       for i in range(n)]
+            results += [{"unique_id": f"test.crm360.t{n}", "status": "pass", "execution_time": 0.25}]
+            stages.append(dbt.DbtResult(args=["build"], returncode=0, output="", results=results))
+        return dbt.BuildResult(stages=stages, value_fit={"predictions": 3, "bgnbd": {"converged": True}},
+                               output="", seconds={"parse": 1.0})
 
     monkeypatch.setattr(publish, "reset_build", lambda wh: calls.append(("reset",)))
-    monkeypatch.setattr(dbt, "run_dbt", fake_dbt)
-    monkeypatch.setattr(predictions, "fit_and_predict", fake_fit)
+    monkeypatch.setattr(dbt, "run_build", fake_build)
     monkeypatch.setattr(ledger, "reading_raw", lambda wh: contextlib.nullcontext())
     monkeypatch.setattr(ledger, "horizons_json", lambda wh: '{"sales": "h"}')
+    monkeypatch.setattr(day_tests, "take_marks", lambda wh, settings, full: calls.append(("marks",)) or {"m": "t"})
+    monkeypatch.setattr(day_tests, "record_marks", lambda wh, run_id, settings: calls.append(("record", run_id)))
     monkeypatch.setattr(run, "check_personal_data", lambda wh, settings=None: calls.append(("personal data",)))
-    result = pipeline.transform(object(), date(2026, 11, 1))
-    # the personal-data check reads what the second stage built, before anything is gated
-    assert [c[0] for c in calls] == ["reset", "dbt", "fit", "dbt", "personal data"]
+    result = pipeline.transform(object(), date(2026, 11, 1), run_id="r1")
+    # the marks are recorded after the build passed; the personal-data check reads what it built
+    assert [c[0] for c in calls] == ["reset", "marks", "build", "record", "personal data"]
     first, second = pipeline.transform_stages()
-    assert calls[1][1] == first and calls[3][1] == second
-    assert calls[1][2] == calls[3][2] == pipeline.build_vars()
-    assert "as_of_date" not in calls[1][2] and calls[1][2]["segments"]
-    assert calls[1][3] == calls[3][3] == {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD, "CRM360_AS_OF_DATE": "2026-11-01",
-                                          "CRM360_LOAD_HORIZONS": '{"sales": "h"}'}
-    assert calls[2] == ("fit", date(2026, 11, 1))
+    _, steps, run_vars, env = calls[2]
+    assert steps == [{"dbt": first}, {"value_fit": date(2026, 11, 1)}, {"dbt": second}]
+    assert run_vars == pipeline.build_vars() and "as_of_date" not in run_vars and run_vars["segments"]
+    assert env == {"CRM360_MARTS_BUILD_SCHEMA": publish.BUILD, "CRM360_AS_OF_DATE": "2026-11-01",
+                   "CRM360_LOAD_HORIZONS": '{"sales": "h"}', "CRM360_TESTED_THROUGH": '{"m": "t"}'}
+    assert calls[3] == ("record", "r1")
+    assert pipeline.build_steps(date(2026, 11, 1), full_refresh=True) == [
+        {"dbt": [*first, "--full-refresh"]}, {"value_fit": date(2026, 11, 1)}, {"dbt": [*second, "--full-refresh"]}]
     # the fake first build returns 2 "pass" models, the second 4 "success" ones; each a passing test
     assert result["nodes"] == 2 + 4 + 2 and result["statuses"] == {"pass": 2 + 2, "success": 4}
     assert result["model_seconds"] == {f"m{n}_{i}": 1.0 for n in (2, 4) for i in range(n)}
     assert result["test_seconds"] == 0.5 and result["slowest_tests"] == {"t2": 0.25, "t4": 0.25}
     assert result["value_model"] == {"predictions": 3, "bgnbd": {"converged": True}}
+    assert result["tests_after"] == {"m": "t"} and result["build_seconds"] == {"parse": 1.0}
     json.dumps(result)  # an Airflow task returns it

@@ -13,7 +13,7 @@ _API = {
             "build_vars", "check_freshness", "check_personal_data", "counted_marts", "erase", "gate",
             "gate_params", "ingest_source", "marts", "migrate",
             "publish_marts", "record_failure", "record_status", "resolve_warehouse", "safe_run_id", "summarize",
-            "transform", "transform_stages"),
+            "transform", "transform_stages", "build_steps"),
     "runner": ("backfill", "ingest_all", "run_all"),
     "steps": ("INGEST", "TRANSFORM", "RunContext", "execute"),
 }

@@ -29,7 +29,7 @@ from crm360.ingest import ledger
 from crm360.quality import freshness, gates, health
 from crm360.serve import health_page, segments
 from crm360.serve.report import RunSummary
-from crm360.transform import dbt, manifest, publish
+from crm360.transform import day_tests, dbt, manifest, publish
 
 if TYPE_CHECKING:  # the declaration imports this module, not the other way round
     from crm360.pipeline.steps import RunContext
@@ -168,25 +168,34 @@ def build_vars(settings: Settings | None = None) -> dict:
     return {**dbt.var_overrides(settings), "segments": segments.dbt_var(segments.load(settings=settings))}
 
 
-def transform(wh: Warehouse, as_of: date, settings: Settings | None = None, full_refresh: bool = False) -> dict:
-    """dbt build (models, then their tests) with the marts going to the build schema, in two
-    stages around the customer value fit (crm360.transform.predictions), which reads the first stage's purchase
-    summary and writes the predictions the second stage joins in. ``full_refresh`` rebuilds the
-    incremental models from all of raw."""
-    from crm360.transform import predictions  # numpy and scipy: only for the step that needs them
+def build_steps(as_of: date, full_refresh: bool = False) -> list[dict]:
+    """A run's build as crm360.transform.dbt.run_build runs it in one dbt process: the first stage,
+    the customer value fit (crm360.transform.predictions), which reads the first stage's purchase
+    summary and writes the predictions the second stage joins in, then the second stage.
+    ``full_refresh`` rebuilds the incremental models from all of raw (what a day's build must equal)."""
+    first, second = transform_stages()
+    if full_refresh:
+        first, second = [*first, "--full-refresh"], [*second, "--full-refresh"]
+    return [{"dbt": first}, {"value_fit": as_of}, {"dbt": second}]
 
+
+def transform(wh: Warehouse, as_of: date, settings: Settings | None = None, full_refresh: bool = False,
+              run_id: str | None = None) -> dict:
+    """dbt build (models, then their tests) with the marts going to the build schema, in two
+    stages around the customer value fit, all in one dbt process that parses the project once
+    (:func:`build_steps`). ``full_refresh`` rebuilds the incremental models from all of raw."""
     publish.reset_build(wh)
     run_vars = build_vars(settings)
-    first, second = transform_stages()
-    if full_refresh:  # every incremental model rebuilt from all of raw (what a day's build must equal)
-        first, second = [*first, "--full-refresh"], [*second, "--full-refresh"]
     # while dbt reads raw, no load replaces a file under it; the build reads the gated loads below
     # each source's horizon, fixed here for the whole build (crm360.ingest.ledger)
     with ledger.reading_raw(wh):
-        env = {**build_env(as_of), "CRM360_LOAD_HORIZONS": ledger.horizons_json(wh)}
-        results = dbt.run_dbt(wh, first, run_vars, settings=settings, extra_env=env).results
-        fit = predictions.fit_and_predict(wh, as_of, settings)
-        results += dbt.run_dbt(wh, second, run_vars, settings=settings, extra_env=env).results
+        # a day's row-level tests on the incremental models read the rows after the last passing
+        # build's marks (crm360.transform.day_tests); taken out now, written again if all pass
+        marks = day_tests.take_marks(wh, settings, full_refresh)
+        env = {**build_env(as_of), "CRM360_LOAD_HORIZONS": ledger.horizons_json(wh), day_tests.ENV: json.dumps(marks)}
+        built = dbt.run_build(wh, build_steps(as_of, full_refresh), run_vars, settings=settings, extra_env=env)
+    day_tests.record_marks(wh, run_id or f"as_of_{as_of.isoformat()}", settings)
+    results, fit = built.results, built.value_fit
     check_personal_data(wh, settings)
     statuses: dict[str, int] = {}
     for r in results:
@@ -196,7 +205,8 @@ def transform(wh: Warehouse, as_of: date, settings: Settings | None = None, full
     # the data tests' own seconds, summed (dbt runs several nodes at a time: a share, not wall time)
     test_seconds = round(sum(tests.values()), 2)
     tests = {name: round(s, 2) for name, s in tests.items()}
-    return {"nodes": len(results), "statuses": statuses, "value_model": fit,
+    return {"nodes": len(results), "statuses": statuses, "value_model": fit, "tests_after": marks,
+            "build_seconds": built.seconds,
             "slowest_models": dict(list(seconds.items())[:10]), "model_seconds": seconds,
             "test_seconds": test_seconds, "slowest_tests": dict(list(tests.items())[:10])}
 
@@ -359,7 +369,7 @@ def erase_step(wh: Warehouse, ctx: RunContext) -> dict:
 
 
 def transform_step(wh: Warehouse, ctx: RunContext) -> dict:
-    return transform(wh, ctx.as_of, ctx.settings)
+    return transform(wh, ctx.as_of, ctx.settings, run_id=safe_run_id(ctx.run_id))
 
 
 def gate_marts_step(wh: Warehouse, ctx: RunContext) -> dict:

@@ -1,5 +1,7 @@
 """Run dbt against the warehouse as a subprocess (dbt keeps global state; a
-separate process per invocation keeps Airflow workers and tests clean).
+separate process keeps Airflow workers and tests clean): :func:`run_dbt` for one command,
+:func:`run_build` for a run's build, its stages and the value fit in one process that parses the
+project once (crm360.transform.build_process). :func:`start_process` starts every one.
 
 Its vars (the segments among them) reach it in a JSON file under CRM360_HOME/dbt/vars/,
 read by crm360.transform.dbt_entry in dbt's process: on the command line, large vars exceeded the
@@ -14,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,28 +86,127 @@ def run_dbt(wh: Warehouse, args: list[str], dbt_vars: dict | None = None,
            "--project-dir", str(settings.dbt_project_dir),
            "--profiles-dir", str(settings.dbt_project_dir),
            "--target-path", str(target)]
-    env = {**os.environ, **wh.dbt_env(),
-           # sorts and hashes over the event history fit in memory instead of spilling to disk
-           "PGOPTIONS": settings.dbt_pgoptions,
-           "DBT_LOG_PATH": str(settings.dbt_log_dir),
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-           "DBT_USE_COLORS": "false", **(extra_env or {})}
+    env = dbt_env(wh, settings, extra_env)
     log.info("running dbt %s%s", " ".join(args[:3]), f" (vars: {vars_file})" if vars_file else "")
-    proc = subprocess.run(cmd, env=env, cwd=settings.dbt_project_dir, capture_output=True,
-                          text=True, check=False)
+    proc = start_process(cmd, env, settings.dbt_project_dir)
     output = proc.stdout + proc.stderr
-    for line in output.splitlines():
-        log.info("dbt | %s", line)
-    results = _read_run_results(target)
-    result = DbtResult(args=args, returncode=proc.returncode, output=output, results=results)
+    result = DbtResult(args=args, returncode=proc.returncode, output=output, results=_read_run_results(target))
     if check and proc.returncode != 0:
-        failed = result.failures()
-        names = ", ".join(f"{r['unique_id']} ({r['status']})" for r in failed[:20])
-        tail = "\n".join(output.splitlines()[-25:])
-        lost = any(marker in output.lower() for marker in _CONNECTION_LOST)
-        raise DbtError(f"dbt {args[0]} failed (exit {proc.returncode})"
-                       + (f": {names}" if names else "") + f"\n{tail}", retryable=lost)
+        raise _failed(f"dbt {args[0]}", result)
     return result
+
+
+def dbt_env(wh: Warehouse, settings: Settings, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a dbt process: the warehouse for profiles.yml and dbt's own settings."""
+    return {**os.environ, **wh.dbt_env(),
+            # sorts and hashes over the event history fit in memory instead of spilling to disk
+            "PGOPTIONS": settings.dbt_pgoptions,
+            "DBT_LOG_PATH": str(settings.dbt_log_dir),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DBT_USE_COLORS": "false", **(extra_env or {})}
+
+
+def start_process(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run one dbt process to its end, its output logged line by line: the one place crm360 starts
+    dbt (a build's stages, a single command, the manifest's parse), so counting its calls counts
+    dbt's starts, the fixed cost of every invocation."""
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    for line in (proc.stdout + proc.stderr).splitlines():
+        log.info("dbt | %s", line)
+    return proc
+
+
+def _failed(what: str, result: DbtResult) -> DbtError:
+    failed = result.failures()
+    names = ", ".join(f"{r['unique_id']} ({r['status']})" for r in failed[:20])
+    tail = "\n".join(result.output.splitlines()[-25:])
+    lost = any(marker in result.output.lower() for marker in _CONNECTION_LOST)
+    return DbtError(f"{what} failed (exit {result.returncode})" + (f": {names}" if names else "") + f"\n{tail}",
+                    retryable=lost)
+
+
+class ValueFitError(Crm360Error):
+    """The value fit between a build's stages raised (in the build's process): the message carries
+    its error; retryable when that error was (a lost connection, not bad data)."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass
+class BuildResult:
+    """What :func:`run_build` ran: each dbt stage's result, the value fit's summary (None if the
+    job had none), the process's output and the seconds of its parts."""
+
+    stages: list[DbtResult]
+    value_fit: dict | None
+    output: str
+    # the parse, each stage and the fit, as the build's process timed them, and the process's rest
+    seconds: dict[str, float | None]
+
+    @property
+    def results(self) -> list[dict]:
+        return [r for stage in self.stages for r in stage.results]
+
+
+def run_build(wh: Warehouse, steps: list[dict], dbt_vars: dict | None = None, settings: Settings | None = None,
+              extra_env: dict[str, str] | None = None) -> BuildResult:
+    """A build's steps in ONE process (crm360.transform.build_process): ``{"dbt": args}`` run by
+    dbt's programmatic runner on one parse of the project, ``{"value_fit": as_of}`` (a date) fits
+    the customer value models there. The first failing step ends the build and raises here:
+    :class:`DbtError` naming the failing nodes, or :class:`ValueFitError`."""
+    import tempfile
+
+    settings = settings or get_settings()
+    target = settings.dbt_target_dir
+    target.mkdir(parents=True, exist_ok=True)
+    settings.dbt_log_dir.mkdir(parents=True, exist_ok=True)
+    vars_file = write_vars(dbt_vars, settings) if dbt_vars else None
+    # what the fit's Settings need in the build's process: the project and the vars overrides
+    fit_settings = {"project_dir": str(settings.project_dir), "home": str(settings.home),
+                    "dbt_vars": str(settings.dbt_vars) if settings.dbt_vars else None}
+    planned = [{"dbt": list(step["dbt"])} if "dbt" in step else
+               {"value_fit": {"as_of": step["value_fit"].isoformat(), "settings": fit_settings}} for step in steps]
+    with tempfile.TemporaryDirectory(prefix="build-", dir=target) as work:
+        job_path, result_path = Path(work) / "job.json", Path(work) / "result.json"
+        job_path.write_text(json.dumps({
+            "vars_file": str(vars_file) if vars_file else None, "steps": planned, "result": str(result_path),
+            "common": ["--project-dir", str(settings.dbt_project_dir), "--profiles-dir", str(settings.dbt_project_dir),
+                       "--target-path", str(target)]}), encoding="utf-8")
+        env = dbt_env(wh, settings, {**(extra_env or {}), Settings.env_name("warehouse_url"): wh.conninfo})
+        log.info("running a build of %d step(s) in one dbt process%s", len(steps),
+                 f" (vars: {vars_file})" if vars_file else "")
+        started = time.perf_counter()
+        proc = start_process([sys.executable, "-m", "crm360.transform.build_process", str(job_path)], env,
+                             settings.dbt_project_dir)
+        wall = time.perf_counter() - started
+        done = json.loads(result_path.read_text(encoding="utf-8"))["steps"] if result_path.exists() else []
+    output = proc.stdout + proc.stderr
+    stages: list[DbtResult] = []
+    fit, seconds = None, {}
+    for i, step in enumerate(done):  # the parse, then the job's steps
+        name = "parse" if i == 0 else "value_fit" if "value_fit" in step else f"stage_{len(stages) + 1}"
+        seconds[name] = step.get("seconds")
+        if "value_fit" in step:
+            if not step["success"]:
+                raise ValueFitError(f"the customer value fit between the build's stages failed: {step['error']}",
+                                    retryable=bool(step.get("retryable")))
+            fit = step["value_fit"]
+            continue
+        stage = DbtResult(args=step["dbt"], returncode=0 if step["success"] else 1, output=output,
+                          results=step["results"])
+        if not step["success"]:
+            raise _failed(f"dbt {step['dbt'][0]} ({name.replace('_', ' ')} of the build)"
+                          + (f": {step['error']}" if step.get("error") else ""), stage)
+        if i:
+            stages.append(stage)
+    if proc.returncode != 0 or len(done) != len(steps) + 1:  # the process died before it could say why
+        raise _failed("the build's dbt process", DbtResult(args=["build"], returncode=proc.returncode or 1,
+                                                           output=output, results=[]))
+    # the rest of the process's time: starting Python, importing dbt, writing its report
+    seconds["process"] = round(wall - sum(s or 0.0 for s in seconds.values()), 3)
+    return BuildResult(stages=stages, value_fit=fit, output=output, seconds=seconds)
 
 
 def _read_run_results(target: Path) -> list[dict]:

@@ -42,7 +42,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from pathlib import Path
 
 from crm360.core.errors import ConfigurationError
 from crm360.core.settings import Settings, get_settings
+from crm360.transform import dbt as dbt_process
 from crm360.transform.dbt import dbt_command
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,11 @@ class Manifest:
         if node is None:
             raise ManifestError(f"the dbt project has no model {model}")
         return {c["name"]: c.get("data_type") for c in node.get("columns", {}).values() if c.get("description")}
+
+    def incremental_models(self) -> dict[str, str]:
+        """The incremental models (kept from build to build, a day adding to them): {name: relation}."""
+        return {name: relation for name, _, relation, materialized, _ in self._entries()
+                if materialized == "incremental"}
 
     # ------------------------------------------------------------ personal data
 
@@ -314,7 +319,7 @@ def _parse(project: Path, path: Path) -> None:
                "--target-path", str(work), "--log-path", str(work)]
         env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_USE_COLORS": "false"}
         log.info("parsing the dbt project for its manifest")
-        proc = subprocess.run(cmd, env=env, cwd=project, capture_output=True, text=True, check=False)
+        proc = dbt_process.start_process(cmd, env, project)
         if proc.returncode != 0 or not (work / "manifest.json").exists():
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
             raise ManifestError(f"dbt parse of {project} failed (exit {proc.returncode}):\n{tail}")

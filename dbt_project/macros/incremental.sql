@@ -14,9 +14,12 @@
     pre-hook, clear_for_rebuild, empties it first). A day that brings only new files stays
     incremental. -#}
 
-{#- The horizon of a source, as a SQL expression. -#}
+{#- The horizon of a source, as a SQL expression. The env var is read only when the SQL is built
+    for running (`execute`): read while dbt parses, it would be recorded as an input of every
+    model calling this, and since each build's horizons differ, partial parsing would parse those
+    models again on every run. -#}
 {% macro load_horizon(source_name) -%}
-    {%- set given = env_var('CRM360_LOAD_HORIZONS', '') -%}
+    {%- set given = env_var('CRM360_LOAD_HORIZONS', '') if execute else '' -%}
     {%- if given -%}
         '{{ fromjson(given)[source_name] }}'::timestamptz
     {%- else -%}
@@ -114,10 +117,22 @@
     create index if not exists "{{ name }}" on {{ this }} using {{ using }} ({{ columns | join(', ') }})
 {%- endmacro %}
 
-{#- A post-hook: ANALYZE the model's table (views have no statistics of their own). -#}
+{#- A post-hook: ANALYZE the model's table (views have no statistics of their own). An
+    incremental table whose statistics still describe it is left alone: it has statistics and
+    has grown by less than a tenth (in pages) since they were taken, as on most days; analyzing
+    it would sample a large table again every run for a few new rows (autovacuum's threshold
+    is the same tenth, counted over the days). A rebuild doubles its pages, and is analyzed. -#}
 {% macro analyze_table() -%}
-    {%- if config.get('materialized') in ('table', 'incremental') -%}
+    {%- if config.get('materialized') == 'table' -%}
         analyze {{ this }}
+    {%- elif config.get('materialized') == 'incremental' -%}
+    do $analyze_table$ begin
+        if not exists (select from pg_stats where schemaname = '{{ this.schema }}' and tablename = '{{ this.identifier }}')
+           or (select c.relpages = 0 or pg_relation_size(c.oid) / current_setting('block_size')::bigint > c.relpages * 1.1
+               from pg_class as c where c.oid = '{{ this }}'::regclass) then
+            analyze {{ this }};
+        end if;
+    end $analyze_table$
     {%- else -%}
         select 1
     {%- endif -%}

@@ -1,9 +1,12 @@
 {#- The date the run computes tiers for, as a SQL date literal. -#}
 {% macro as_of_date() -%}
     {#- var('as_of_date') when given (hand-run builds, unit tests); else CRM360_AS_OF_DATE,
-        which crm360 runs set: a var changing daily would make dbt re-parse the whole project -#}
+        which crm360 runs set: a var changing daily would make dbt re-parse the whole project.
+        The env var is read only when the SQL is built for running (`execute`): read while dbt
+        parses, it would be recorded as an input of every model calling this, all parsed again
+        every day by partial parsing. -#}
     {%- set value = var('as_of_date', none) -%}
-    {%- if value is none or value == '' -%}
+    {%- if (value is none or value == '') and execute -%}
         {%- set value = env_var('CRM360_AS_OF_DATE', '') -%}
     {%- endif -%}
     {%- if value is none or value == '' -%}
