@@ -286,3 +286,28 @@ def test_a_sample_is_bounded_whatever_the_file_holds(tmp_path):
     assert csv_sample.data.count(b"\n") == 1 + 3 * 2  # the header, three records of two lines each
     jsonl_sample = sample.sample_drop(EndlessDrop(events, None, "x.jsonl", "web/x.jsonl"), 4)
     assert jsonl_sample.data.count(b"\n") == 4
+
+
+def test_a_workbook_is_sampled_by_its_first_rows(tmp_path, monkeypatch):
+    from openpyxl import Workbook
+
+    config, landing = _till(tmp_path)
+    path = landing / "2026-10-31" / "purchases.csv"
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("purchases")
+    for line in path.read_text().splitlines():
+        sheet.append(line.split(","))
+    path.unlink()
+    book.save(path.with_suffix(".xlsx"))
+    document = yaml.safe_load(config.read_text())
+    for table in document["sources"]["sales"]["tables"].values():
+        table.update(pattern="*/purchases.xlsx", format="xlsx")
+    document["sources"]["sales"]["tables"]["orders"]["dates"] = {"ordered_at": "%d.%m.%Y"}  # not how it is written
+    config.write_text(yaml.safe_dump(document))
+    settings = _settings(tmp_path, config, landing, monkeypatch)
+    results = {r.table: r for r in preview.check(settings, landing, sample=10)}
+    orders = results["orders"]
+    assert orders.file == "sales/2026-10-31/purchases.xlsx#orders" and orders.sampled == 10
+    assert orders.bad[0] == ("line 2", "ordered_at: '20260801' does not match the date format %d.%m.%Y")
+    assert len(orders.bad) == 10 and orders.fails
+    assert results["customers"].rows[0] == {"customer_id": "10006", "created_at": "2026-08-01T00:00:00-04:00"}
