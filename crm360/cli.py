@@ -157,7 +157,14 @@ def cmd_sources(args) -> int:
     from crm360.quality import preview
 
     settings = get_settings()
-    results = preview.check(settings, Path(args.landing) if args.landing else None, sample=args.sample)
+    wh = None
+    if not args.no_warehouse:
+        from crm360.core.warehouse import get_warehouse
+
+        wh = get_warehouse(settings)
+    as_of = date.fromisoformat(args.as_of) if args.as_of else None
+    results = preview.check(settings, Path(args.landing) if args.landing else None, sample=args.sample, wh=wh,
+                            as_of=as_of)
     print(preview.render(results))
     return 1 if any(r.fails for r in results) else 0
 
@@ -455,11 +462,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page", default=None, help="reference: the page (default docs/configuration.md)")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("sources", help="check sources.yml on the files as they are: the first rows after mapping, "
-                       "what would be quarantined, which raw fill-rate checks would fail (exit 1 if a run would)")
+    p = sub.add_parser("sources", help="check sources.yml on a sample of each table: the first rows after mapping, "
+                       "what a load would quarantine, which raw gate checks would fail (exit 1 if a run would)")
     p.add_argument("action", choices=["check"])
     p.add_argument("--landing", default=None, help="where the drops are (default: CRM360_LANDING_DIR)")
     p.add_argument("--sample", type=int, default=1000, help="records read per table (default 1000)")
+    p.add_argument("--as-of", default=None, help="the run date the raw gates check against (default: today, UTC)")
+    p.add_argument("--no-warehouse", action="store_true",
+                   help="read the files only: no value checks in SQL, no raw gates")
     p.set_defaults(func=cmd_sources)
 
     p = sub.add_parser("show", help="print what the latest run built")

@@ -1,6 +1,7 @@
 """Getting the sources' records into ``raw``: the contract and sources.yml (sources), finding and
 reading drops (drops, csvfile, jsonfile), checking their values (validate), loading them as one
-attempt (loader, batch), SQL sources (sql), and the load attempts and ledger (ledger).
+attempt (loader, batch), SQL sources (sql), the load attempts and ledger (ledger), and bounded samples
+of a drop for the dry run (sample).
 
 The names below are the layer's API; the modules hold the rest."""
 

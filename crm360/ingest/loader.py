@@ -31,7 +31,7 @@ from psycopg import sql
 from crm360.core.errors import is_retryable
 from crm360.core.schema import require_current
 from crm360.core.warehouse import Warehouse
-from crm360.ingest import batch, csvfile, drops, jsonfile, ledger, validate
+from crm360.ingest import batch, csvfile, drops, ledger, validate
 from crm360.ingest.batch import IngestError, LoadResult, Outcome, first_line, max_record_bytes, where
 from crm360.ingest.drops import Drop, FileLoad
 from crm360.ingest.sources import (
@@ -203,17 +203,11 @@ def _load_file(conn: psycopg.Connection, job: FileLoad, digest: str) -> Outcome:
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (rel,))
             conn.execute("delete from raw._quarantine where source_file = %s", (rel,))
             if isinstance(job.contract, CsvTable):
-                outcome = csvfile.copy_csv(conn, job, target, first, header)
+                outcome = validate.copy_checked(conn, job, target, first, header)
                 outcome.drift = drift
-                header = csvfile.written_columns(job, header)
             else:
-                outcome, header = jsonfile.copy_json(conn, job, target), None
+                outcome = validate.copy_checked(conn, job, target)
             outcome.replaced = replaced
-            # in raw and counted: taken out
-            moved = validate.invalid_values(conn, job, target, header, outcome.malformed)
-            outcome.rows -= len(moved)
-            outcome.bad += moved
-            validate.check_file(job, outcome)
             if outcome.bad:
                 validate.quarantine(conn, job, outcome.bad)
             if outcome.drift:

@@ -51,6 +51,7 @@ import json
 import logging
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -161,6 +162,7 @@ class _Plan:
     days_query: str
     min_query: str
     header: bytes  # first line of every window's hash: a remapped column changes every hash
+    sample_query: str = ""  # the newest rows by the cursor, LIMIT %s (crm360 sources check)
 
 
 @dataclass
@@ -205,7 +207,10 @@ def _plan(my: pymysql.connections.Connection, url: MysqlUrl, table: SqlTable) ->
                   f"WHERE {cursor} >= %s AND {cursor} < %s ORDER BY 1")
     header = json.dumps([[raw, src] for raw, src in zip(table.columns, source_columns, strict=True)],
                         ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-    return _Plan(table, tuple(table.columns), select, days_query, f"SELECT MIN({cursor}) FROM {from_}", header)
+    sample = (f"SELECT {', '.join(quote_mysql(c) for c in source_columns)} FROM {from_} "
+              f"ORDER BY {cursor} DESC LIMIT %s")
+    return _Plan(table, tuple(table.columns), select, days_query, f"SELECT MIN({cursor}) FROM {from_}", header,
+                 sample)
 
 
 def _days_to_read(my: pymysql.connections.Connection, plan: _Plan, ledger_days: list[date], last_day: date,
@@ -285,32 +290,50 @@ def _record_extra_columns(conn: psycopg.Connection, source: SqlSource, plan: _Pl
     return added
 
 
+def copy_rows(conn: psycopg.Connection, plan: _Plan, target: sql.Composable, rows: Iterable[list]) -> None:
+    """COPY rendered rows (``render_value``, in ``plan.raw_columns`` order) into ``target``: the
+    contract's columns as they are, mapped columns it does not know in ``_extra``."""
+    contract = _contract_columns(plan.table)
+    known = [i for i, c in enumerate(plan.raw_columns) if c in contract]
+    extra = [i for i, c in enumerate(plan.raw_columns) if c not in contract]
+    names = [plan.raw_columns[i] for i in known] + (["_extra"] if extra else [])
+    stmt = sql.SQL("copy {} ({}) from stdin").format(target, sql.SQL(", ").join(sql.Identifier(c) for c in names))
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        for values in rows:
+            if not extra:
+                copy.write_row(values)
+                continue
+            kept = {plan.raw_columns[i]: values[i] for i in extra if values[i] is not None}
+            copy.write_row([values[i] for i in known] + [json.dumps(kept, ensure_ascii=False) if kept else None])
+
+
+def sample(source: SqlSource, rows: int) -> Iterator[tuple[SqlTable, _Plan, list[list[str | None]]]]:
+    """(table, plan, rows) per table of ``source``: its newest ``rows`` rows by the cursor, rendered as a
+    load renders them; never more than that is read (``crm360 sources check``)."""
+    url = parse_mysql_url(source.url)
+    with mysql_connection(url) as my:
+        try:
+            for table in source.tables:
+                plan = _plan(my, url, table)
+                with my.cursor() as cur:
+                    cur.execute(plan.sample_query, (rows,))
+                    yield table, plan, [[render_value(v) for v in row] for row in cur.fetchall()]
+        except pymysql.err.MySQLError as exc:
+            raise IngestError(f"{source.name}: reading {url.describe()} failed: "
+                              f"{exc.args[1] if len(exc.args) > 1 else exc}") from None
+
+
 def _load_window(conn: psycopg.Connection, source: SqlSource, plan: _Plan, window: _Window, wid: str,
                  batch_id: str, loaded_at: datetime) -> bool:
     """Replace one window's rows and ledger entry in one transaction (as ingest does for a file);
     returns whether it replaced a version loaded before (kept aside until the batch is gated)."""
     target = sql.Identifier("raw", plan.table.raw_table)
-    contract = _contract_columns(plan.table)
-    known = [i for i, c in enumerate(plan.raw_columns) if c in contract]
-    extra = [i for i, c in enumerate(plan.raw_columns) if c not in contract]
-    names = [plan.raw_columns[i] for i in known] + (["_extra"] if extra else [])
-    copy_stmt = sql.SQL("copy {} ({}) from stdin").format(
-        target, sql.SQL(", ").join(sql.Identifier(c) for c in names))
-
-    def row(values: list) -> list:
-        if not extra:
-            return values
-        kept = {plan.raw_columns[i]: values[i] for i in extra if values[i] is not None}
-        return [values[i] for i in known] + [json.dumps(kept, ensure_ascii=False) if kept else None]
-
     try:
         with conn.transaction():
             begin_file_load(conn, source.name, wid, batch_id, loaded_at)
             replaced = ledger.hold_replaced(conn, source.name, plan.table.raw_table, wid, batch_id)
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (wid,))
-            with conn.cursor() as cur, cur.copy(copy_stmt) as copy:
-                for line in window.spool:
-                    copy.write_row(row(json.loads(line)))
+            copy_rows(conn, plan, target, (json.loads(line) for line in window.spool))
             summarize_source_files(conn, plan.table.raw_table)
             conn.execute(
                 """insert into audit.load_files (source, source_file, sha256, row_count, batch_id, loaded_at)

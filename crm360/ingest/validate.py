@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psycopg
 from psycopg import sql
 
-from crm360.ingest import drops
+from crm360.ingest import csvfile, drops, jsonfile
 from crm360.ingest.batch import PLAUSIBLE_YEARS, UNREADABLE_FRACTION, IngestError, Outcome, where
 from crm360.ingest.drops import FileLoad
 from crm360.ingest.shape import Shaper
@@ -21,6 +21,25 @@ from crm360.ingest.sources import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def copy_checked(conn: psycopg.Connection, job: FileLoad, target: sql.Identifier, first: bytes = b"",
+                 header: list[str] | None = None) -> Outcome:
+    """COPY a file's records into ``target`` and take out again, in SQL, those whose values break the
+    contract: what every load of a file does, and what ``crm360 sources check`` does on a sample.
+    ``first`` and ``header`` are a CSV file's (``csvfile.header``). The outcome's ``bad`` records
+    are the malformed ones and those taken out; a file mostly made of them fails (``check_file``)."""
+    if isinstance(job.contract, CsvTable):
+        outcome = csvfile.copy_csv(conn, job, target, first, header or [])
+        written = csvfile.written_columns(job, header or [])
+    else:
+        outcome, written = jsonfile.copy_json(conn, job, target), None
+    # in raw and counted: taken out
+    moved = invalid_values(conn, job, target, written, outcome.malformed)
+    outcome.rows -= len(moved)
+    outcome.bad += moved
+    check_file(job, outcome)
+    return outcome
 
 
 def check_file(job: FileLoad, outcome: Outcome) -> None:

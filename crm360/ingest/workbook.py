@@ -2,6 +2,11 @@
 export would hold, so the rest of a CSV table's load (header check, mapping, shaping, values
 checked in SQL, quarantine) is the same. Read with openpyxl in read-only mode, row by row.
 
+Rows stream in bounded memory: the sheet's XML is parsed row by row with each row dropped from the
+parsed tree once read (openpyxl's own read-only rows keep every row parsed, emptied but attached,
+about 80 bytes a row: a million-row sheet held some 80 MB), each row's cells read by openpyxl's
+sheet parser (shared strings, dates by their number format, cached formula values).
+
 Cells become text as an export would write them: empty cells empty, whole numbers without a
 fraction (Excel keeps every number as a float), other numbers as Python writes them, dates and
 times in ISO 8601 (a workbook's times carry no offset: the table's ``timezone`` places them),
@@ -39,7 +44,7 @@ class SheetReader:
             raise IngestError(f"{rel}: not a readable Excel workbook ({exc.__class__.__name__}: {exc})") from None
         if sheet is not None and sheet not in self._book.sheetnames:
             raise IngestError(f"{rel}: no sheet {sheet!r}; the workbook has {', '.join(self._book.sheetnames)}")
-        self._rows = (self._book[sheet] if sheet else self._book.worksheets[0]).iter_rows(values_only=True)
+        self._rows = _values(self._book, self._book[sheet] if sheet else self._book.worksheets[0])
         self.line_num = 0
         self.width: int | None = None  # the header's, once read
 
@@ -61,3 +66,36 @@ class SheetReader:
         elif len(fields) < self.width:
             fields += [""] * (self.width - len(fields))
         return fields
+
+
+def _values(book, sheet) -> Iterator[list]:
+    """Each row of ``sheet`` as its cells' values (None where empty), an empty list for a row the sheet
+    leaves out, dropping every row from the parsed tree once read (the module's note)."""
+    from openpyxl.worksheet._reader import ROW_TAG, WorkSheetParser
+    from openpyxl.xml.constants import SHEET_MAIN_NS
+    from openpyxl.xml.functions import iterparse
+
+    parser = WorkSheetParser(None, sheet._shared_strings, data_only=True, epoch=book.epoch,
+                             date_formats=book._date_formats, timedelta_formats=book._timedelta_formats)
+    rows_tag = f"{{{SHEET_MAIN_NS}}}sheetData"
+    parent, previous = None, 0
+    with sheet._get_source() as src:
+        for event, element in iterparse(src, events=("start", "end")):
+            if event == "start":
+                if element.tag == rows_tag:
+                    parent = element
+                continue
+            if element.tag != ROW_TAG:
+                continue
+            number, cells = parser.parse_row(element)
+            parser.row_dimensions.clear()  # row heights and the like: not data, and one entry per row
+            if parent is not None:
+                parent.remove(element)
+            for _ in range(previous + 1, number):
+                yield []
+            previous = number
+            values: list = []
+            for cell in cells:
+                values += [None] * (cell["column"] - 1 - len(values))
+                values.append(cell["value"])
+            yield values

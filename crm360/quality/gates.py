@@ -131,21 +131,45 @@ def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None
     settings = settings or get_settings()
     expected = deployment_expectations(settings)
     suites = [expected.apply(suite) for suite in load_suites(stage, settings.expectations_dir)]
+    if stage == "raw" and not batch_ids:
+        log.info("gate %s: no new batch, skipped", stage)
+        suites = []
+    rows = _batch_rows(wh, batch_ids) if stage == "raw" and batch_ids else None
+    results = run_suites(wh, stage, suites, lambda suite: suite_query(suite, params, batch_ids, rows))
+    record_results(wh, stage, run_id, results)
+    failures = [r for r in results if not r.success]
+    log.info("gate %s: %d checks, %d failed", stage, len(results), len(failures))
+    if failures and raise_on_failure:
+        raise GateFailed(stage, failures)
+    return results
+
+
+def suite_query(suite: Suite, params: dict[str, str] | None, batch_ids: list[str] | None,
+                rows: str | None = None) -> str:
+    """A suite's query with its ``${placeholders}`` filled; for ``raw``, over the rows of ``batch_ids``
+    only (``rows``: a predicate that selects them faster, from ``_batch_rows``)."""
+    query = string.Template(suite.query).safe_substitute(params or {})
+    if suite.stage != "raw":
+        return query
+    quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in batch_ids or [])
+    rows = rows or f"_batch_id in ({quoted or 'null'})"
+    return f"select * from ({query}) as checked where {rows}"
+
+
+def run_suites(wh: Warehouse, stage: str, suites: list[Suite], query_of) -> list[CheckResult]:
+    """Run each suite with GX over the rows ``query_of(suite)`` selects (computed into a scratch
+    table, dropped afterwards) and return every check's result, recording nothing. A raw suite
+    whose query selects no rows has no verdict; a marts suite's verdict stands on no rows too."""
+    if not suites:
+        return []
     context = _context()
     datasource = context.data_sources.add_sql(name="warehouse", connection_string=wh.sqlalchemy_url())
     results: list[CheckResult] = []
     scratch: list[str] = []
-    batch_rows = _batch_rows(wh, batch_ids) if stage == "raw" and batch_ids else ""
     try:
         for suite_def in suites:
-            query = string.Template(suite_def.query).safe_substitute(params or {})
-            if stage == "raw":
-                if not batch_ids:
-                    log.info("gate %s: no new batch for %s, skipped", stage, suite_def.name)
-                    continue
-                query = f"select * from ({query}) as checked where {batch_rows}"
             # the marts' verdicts stand on empty results too (a row count of 0 fails its check)
-            table = _materialize(wh, suite_def.name, query, keep_empty=stage != "raw")
+            table = _materialize(wh, suite_def.name, query_of(suite_def), keep_empty=stage != "raw")
             if table is None:  # this batch brought nothing for the suite: no verdict to record
                 log.info("gate %s: no rows of %s in the batch, skipped", stage, suite_def.name)
                 continue
@@ -153,11 +177,6 @@ def run_gate(wh: Warehouse, stage: str, run_id: str, batch_ids: list[str] | None
             _validate(context, datasource, stage, suite_def, results, table)
     finally:
         _drop(wh, scratch)
-    record_results(wh, stage, run_id, results)
-    failures = [r for r in results if not r.success]
-    log.info("gate %s: %d checks, %d failed", stage, len(results), len(failures))
-    if failures and raise_on_failure:
-        raise GateFailed(stage, failures)
     return results
 
 
