@@ -52,7 +52,7 @@ def incremental_equals_full_rebuild(wh, settings, as_of: date) -> None:
 
 def revenue(wh) -> tuple[int, str]:
     with wh.connect() as conn:
-        return conn.execute("select count(*), sum(revenue_eur)::text from marts.customer_360").fetchone()
+        return conn.execute("select count(*), sum(revenue)::text from marts.customer_360").fetchone()
 
 
 @pytest.fixture

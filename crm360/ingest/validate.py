@@ -34,16 +34,18 @@ def check_file(job: FileLoad, outcome: Outcome) -> None:
 
 
 def invalid_values(conn: psycopg.Connection, job: FileLoad, target: sql.Identifier,
-                    header: list[str] | None, malformed: sql.Composable | None = None) -> list[tuple]:
+                    header: list[str] | None, malformed: sql.Composable | None = None,
+                    rules: tuple[tuple[sql.Composable, sql.Composable], ...] = ()) -> list[tuple]:
     """Take the file's records whose values break the contract (bad dates, negative
     quantities, ...) out of the raw table; return them for the quarantine. With
     ``malformed`` (JSON lines loaded unchecked), the records that are no records at all
     go in the same pass, with that reason first.
 
     Done in SQL on the rows COPY just wrote, so clean files keep COPY's speed; one pass
-    over the file's rows for both kinds of bad record."""
+    over the file's rows for both kinds of bad record. ``rules`` are more (condition, reason) pairs
+    over the whole row (an order in a currency without a rate), judged after the columns' own."""
     contract = job.contract
-    if not contract.types and not contract.checks and malformed is None:
+    if not contract.types and not contract.checks and malformed is None and not rules:
         return []
     json_table = isinstance(contract, JsonTable)
 
@@ -100,6 +102,9 @@ def invalid_values(conn: psycopg.Connection, job: FileLoad, target: sql.Identifi
             broken = sql.SQL("raw._is_valid({}, {}) and {}").format(v, sql.Literal(types[column]), broken)
         reasons.append((broken, sql.SQL("{} || left({}, 80)").format(sql.Literal(f"{column}: {reason}: "), v)))
         suspects.append(broken)
+    for condition, reason in rules:
+        reasons.append((condition, reason))
+        suspects.append(condition)
     if malformed is not None:
         # first: a record that is not an object, or lacks a required field, has no values to judge
         reasons.insert(0, (sql.SQL("({}) is not null").format(malformed), malformed))
