@@ -19,7 +19,7 @@ from pathlib import Path
 from crm360.core.errors import ConfigurationError
 from crm360.core.settings import Settings, get_settings
 from crm360.core.systems import sources_file
-from crm360.ingest import batch, csvfile, drops
+from crm360.ingest import batch, csvfile, currency, drops
 from crm360.ingest.batch import IngestError
 from crm360.ingest.shape import Shaper
 from crm360.ingest.sources import CsvTable, FileSource, load_config
@@ -53,7 +53,7 @@ def check(settings: Settings | None = None, landing: Path | None = None, sample:
     config = load_config(path)
     suites = gates.load_suites("raw", settings.expectations_dir)
     expected = expect.load(path, suites + gates.load_suites("marts", settings.expectations_dir))
-    out = []
+    out = _rates(path)
     for name, binding in config.items():
         if not isinstance(binding, FileSource):
             out += [TableCheck(name, t.contract.name, note="read from a database: not sampled")
@@ -82,6 +82,20 @@ def check(settings: Settings | None = None, landing: Path | None = None, sample:
                 if suite is not None:
                     result.gates = _filled(expected.apply(suite), result, newest, sample)
     return out
+
+
+def _rates(path: Path) -> list[TableCheck]:
+    """The rates file of ``currency:``, checked as a sales load checks it (which orders would lack a
+    rate is not: that needs the rates the warehouse holds beside the orders)."""
+    money = currency.load(path)
+    if money.rates_file is None:
+        return []
+    result = TableCheck("currency", "rates", files=1, file=str(money.rates_file))
+    try:
+        result.note = f"{len(currency.read_rates(money))} rate(s) to {money.reporting}"
+    except currency.CurrencyConfigError as exc:
+        result.error = str(exc)
+    return [result]
 
 
 def _job(drop: drops.Drop) -> drops.FileLoad:
