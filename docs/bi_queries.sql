@@ -21,7 +21,7 @@ where customer_key = {{customer_key}};
 -- dashboard: Customer 360 lookup
 -- index: customer_360__email__btree_idx
 -- The customer whose primary e-mail this is (e-mails are stored lower case).
-select customer_key, full_name, email, phone, lifecycle_stage, revenue_tier, value_tier, revenue_eur
+select customer_key, full_name, email, phone, lifecycle_stage, revenue_tier, value_tier, revenue
 from marts.customer_360
 where email = lower({{email}});
 
@@ -53,21 +53,21 @@ order by suggestion_rank;
 -- query: customers_by_revenue_tier_and_stage
 -- dashboard: Customer pyramid
 -- index: customer_360__revenue_tier_lifecycle_stage__btree_idx
-select customer_key, full_name, email, revenue_eur, last_order_at
+select customer_key, full_name, email, revenue, last_order_at
 from marts.customer_360
 where revenue_tier = {{revenue_tier}}
     and lifecycle_stage = {{lifecycle_stage}}
-order by revenue_eur desc
+order by revenue desc
 limit 500;
 
 -- query: customers_by_value_tier_and_stage
 -- dashboard: Customer pyramid
 -- index: customer_360__value_tier_lifecycle_stage__btree_idx
-select customer_key, full_name, email, predicted_clv_eur, probability_alive
+select customer_key, full_name, email, predicted_clv, probability_alive
 from marts.customer_360
 where value_tier = {{value_tier}}
     and lifecycle_stage = {{lifecycle_stage}}
-order by predicted_clv_eur desc nulls last
+order by predicted_clv desc nulls last
 limit 500;
 
 -- query: pyramid_at_snapshot
@@ -75,7 +75,7 @@ limit 500;
 -- index: customer_pyramid_summary__snapshot_date_pyramid__btree_idx
 -- One pyramid at one snapshot date (month starts and the run date; the run date's
 -- rows have is_current).
-select tier, customers, revenue_eur, share_of_customers, share_of_revenue
+select tier, customers, revenue, share_of_customers, share_of_revenue
 from marts.customer_pyramid_summary
 where snapshot_date = {{snapshot_date}}
     and pyramid = {{pyramid}}
@@ -84,7 +84,7 @@ order by tier_order;
 -- query: tier_movements_at_snapshot
 -- dashboard: Customer pyramid
 -- index: customer_tier_movements__snapshot_date_pyramid__btree_idx
-select from_tier, to_tier, movement, tiers_moved, customers, period_revenue_eur
+select from_tier, to_tier, movement, tiers_moved, customers, period_revenue
 from marts.customer_tier_movements
 where snapshot_date = {{snapshot_date}}
     and pyramid = {{pyramid}}

@@ -228,7 +228,7 @@ def db(embedded_server, fresh_db) -> warehouse.Warehouse:
 
 
 MARTS_CHECKSUM = """
-    select count(*), md5(string_agg(customer_key || ':' || revenue_eur || ':' || activity_tier, ','
+    select count(*), md5(string_agg(customer_key || ':' || revenue || ':' || activity_tier, ','
                                     order by customer_key))
     from marts.customer_360
 """

@@ -35,7 +35,7 @@ def test_dag_builds_the_marts_through_airflow(airflow_project):
     wh = warehouse.get_warehouse(settings)
     with wh.connect() as conn:
         people, revenue = conn.execute(
-            "select count(*), sum(revenue_eur)::text from marts.customer_360"
+            "select count(*), sum(revenue)::text from marts.customer_360"
         ).fetchone()
         [as_of] = conn.execute("select distinct as_of_date from marts.customer_pyramid").fetchone()
         status = conn.execute("select status from audit.pipeline_runs").fetchall()

@@ -34,7 +34,7 @@ def raw_state(wh) -> dict:
 
 def marts(wh) -> tuple:
     with wh.connect() as conn:
-        return conn.execute("select count(*), sum(revenue_eur)::text, md5(string_agg(customer_key || revenue_eur, ',' "
+        return conn.execute("select count(*), sum(revenue)::text, md5(string_agg(customer_key || revenue, ',' "
                             "order by customer_key)) from marts.customer_360").fetchone()
 
 

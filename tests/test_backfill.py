@@ -85,7 +85,7 @@ def test_next_day_increment_loads_exactly_that_day_and_reruns_change_nothing(db,
     assert _loads_by_batch(db)["day_2.1:sales"] == _files(landing, "sales/*/*.csv", on=new_day)
     assert second.mart_rows["customer_360"] == grown["people"] >= first.mart_rows["customer_360"]
     with db.connect() as conn:
-        assert conn.execute("select sum(revenue_eur)::text from marts.customer_360").fetchone()[0] == grown["revenue"]
+        assert conn.execute("select sum(revenue)::text from marts.customer_360").fetchone()[0] == grown["revenue"]
 
     pipeline.run_all(new_day + timedelta(days=1), "day_2_again", db, landing=landing, settings=settings)
     assert _raw_counts(db) == (grown["order_rows"], grown["web_events"], grown["ticket_rows"])

@@ -159,7 +159,7 @@ def _expected_follow_up(world, as_of, key_of) -> dict[str, tuple[int, Decimal, D
 def test_follow_up_calls_raise_spending_as_the_generator_made_them(run):
     wh, world, as_of, key_of = run
     rows = _query(wh, """
-        select customer_group, customers, spend_before_eur, spend_after_eur, change_pct, published_change_pct
+        select customer_group, customers, spend_before, spend_after, change_pct, published_change_pct
         from marts.customer_follow_up_effect""")
     got = {r[0]: r[1:] for r in rows}
     assert set(got) == {"contacted", "not_contacted"}

@@ -64,6 +64,25 @@ def test_every_mart_has_an_enforced_contract_with_typed_documented_columns(parse
     assert not problems, "\n".join(problems)
 
 
+def test_money_columns_name_no_currency_and_say_they_are_money(parsed):
+    """Amounts are in the deployment's reporting currency (marts.reporting_currency), so no mart
+    column names one; every money column (2 decimals, numeric(14,2) or (16,2)) is tagged unit: money
+    for BI, and nothing else is."""
+    _, manifest = parsed
+    marts = [node for node in manifest["nodes"].values()
+             if node["resource_type"] == "model" and node["original_file_path"].startswith("models/marts/")]
+    columns = {f"{node['name']}.{name}": column for node in marts for name, column in node["columns"].items()}
+    assert not [name for name in columns if re.search(r"_(eur|usd|gbp|chf)$", name)]
+    money = {name for name, column in columns.items() if column["meta"].get("unit") == "money"}
+    two_decimals = {name for name, column in columns.items()
+                    if column.get("data_type") in ("numeric(14,2)", "numeric(16,2)")}
+    assert two_decimals <= money and {"customer_360.revenue", "customer_360.predicted_clv",
+                                      "customer_360.average_order_value"} <= money
+    assert not [name for name in money if not columns[name].get("data_type", "").startswith("numeric")]
+    currency = next(node for node in marts if node["name"] == "reporting_currency")
+    assert list(currency["columns"]) == ["currency_code", "as_of_date"]
+
+
 def _bi_queries() -> list[dict]:
     """docs/bi_queries.sql as [{name, dashboard, index, sql}]."""
     queries = []

@@ -86,6 +86,8 @@ def test_a_run_var_replaces_a_whole_value_as_dbt_does(settings):
     ({"active_windows_days": 30}, r"var 'active_windows_days' is not declared in dbt_project.yml \(misspelt\?\)"),
     ({"as_of_date": "2026-01-01"}, r"var 'as_of_date' cannot be overridden: a run's as-of date is its own"),
     ({"segments": []}, r"var 'segments' cannot be overridden: the segments come from segments.yml"),
+    ({"reporting_currency": "USD"}, r"var 'reporting_currency' cannot be overridden: the reporting currency comes "
+                                    r"from sources.yml \(currency: reporting:\)"),
     ("- a\n- b\n", r"must be a mapping of dbt var names to values, got list"),
     ("a: [unclosed\n", r"not YAML"),
 ])

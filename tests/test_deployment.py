@@ -109,7 +109,7 @@ def _raw_rows(wh: warehouse.Warehouse) -> dict[str, int]:
 
 def _marts(wh: warehouse.Warehouse) -> tuple[int, str]:
     with wh.connect() as conn:
-        return conn.execute("select count(*), sum(revenue_eur)::text from marts.customer_360").fetchone()
+        return conn.execute("select count(*), sum(revenue)::text from marts.customer_360").fetchone()
 
 
 def _new_transform_run(stack: Stack, known: set[str]) -> dict | None:

@@ -41,7 +41,7 @@ def as_of_after(landing: Path) -> date:
 
 def revenue(wh) -> tuple[int, str]:
     with wh.connect() as conn:
-        return conn.execute("select count(*), sum(revenue_eur)::text from marts.customer_360").fetchone()
+        return conn.execute("select count(*), sum(revenue)::text from marts.customer_360").fetchone()
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def test_the_till_example_a_sales_only_purchase_log_in_usd(external_server, fres
     assert summary.mart_rows["customer_360"] == len(customers)
     with wh.connect() as conn:
         [(people, total, orders, first, last)] = conn.execute(
-            "select count(*), sum(revenue_eur), sum(orders_completed), min(first_order_at), max(last_order_at) "
+            "select count(*), sum(revenue), sum(orders_completed), min(first_order_at), max(last_order_at) "
             "from marts.customer_360").fetchall()
         gates = conn.execute("select stage, bool_and(success) from audit.gate_results where run_id = 'till' "
                              "group by stage order by stage").fetchall()
@@ -82,7 +82,7 @@ def test_the_erp_example_semicolons_decimal_commas_and_a_help_desk(external_serv
     with wh.connect() as conn:
         [(shop, contacts, total, orders, ticket_count, sessions)] = conn.execute(
             "select count(*) filter (where customer_type = 'shop_customer'), "
-            "count(*) filter (where customer_type = 'known_contact'), sum(revenue_eur), sum(orders_completed), "
+            "count(*) filter (where customer_type = 'known_contact'), sum(revenue), sum(orders_completed), "
             "sum(tickets), sum(web_sessions) from marts.customer_360").fetchall()
         gates = conn.execute("select stage, bool_and(success) from audit.gate_results where run_id = 'erp' "
                              "group by stage order by stage").fetchall()

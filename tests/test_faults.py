@@ -322,7 +322,7 @@ def _faulty_project(clean, root: Path, rng) -> tuple[Path, str]:
     suite = root / "expectations" / "marts" / "marts_customer_360.json"
     spec = json.loads(suite.read_text())
     for expectation in spec["expectations"]:
-        if expectation["kwargs"].get("column") == "revenue_eur":
+        if expectation["kwargs"].get("column") == "revenue":
             expectation["kwargs"]["max_value"] = 1
     suite.write_text(json.dumps(spec))
     return root, model.split(".")[-1]
@@ -349,7 +349,7 @@ class Readers:
             while not self.stop.is_set():
                 try:
                     self.seen.add(conn.execute(
-                        "select c.relnamespace::int, count(*), sum(m.revenue_eur)::text "
+                        "select c.relnamespace::int, count(*), sum(m.revenue)::text "
                         "from marts.customer_360 m, pg_class c where c.oid = 'marts.customer_360'::regclass "
                         "group by 1").fetchone())
                 except psycopg.Error as exc:
@@ -507,7 +507,7 @@ def test_every_task_retried_at_a_random_point_leaves_the_same_result(clean, own_
     def failing_gate():
         with monkeypatch.context() as patch:
             patch.setenv("CRM360_PROJECT_DIR", str(faulty))
-            with pytest.raises(AirflowFailException, match="marts_customer_360.revenue_eur") as failure:
+            with pytest.raises(AirflowFailException, match="marts_customer_360.revenue") as failure:
                 crm360_airflow.run_step("gate_marts", RUN, as_of=as_of)
         failed("gate_marts", failure.value)
         with wh.connect() as conn:

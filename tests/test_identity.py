@@ -154,7 +154,7 @@ def test_a_chain_of_shared_identifiers_is_one_customer(resolved):
              "shop_customer_id:G100", "email:anna.other@alpha.example", "visitor_id:v-anna"]
     assert {keys[i] for i in chain} == {keys["shop_customer_id:C100"]}
     with wh.connect() as conn:
-        row = conn.execute("select shop_customer_id, shop_record_count, revenue_eur, tickets, email "
+        row = conn.execute("select shop_customer_id, shop_record_count, revenue, tickets, email "
                            "from marts.customer_360 where customer_key = %s",
                            (keys["shop_customer_id:C100"],)).fetchone()
     # anchored on the account; the guest's order and the ticket sent from the other e-mail count
@@ -218,7 +218,7 @@ def test_guest_checkouts_join_the_account_even_after_a_change_of_surname(resolve
     jan = keys["shop_customer_id:C700"]
     assert keys["shop_customer_id:G700"] == jan == keys["shop_customer_id:G701"] == keys["visitor_id:v-jan"]
     with wh.connect() as conn:
-        row = conn.execute("select shop_customer_id, revenue_eur, full_name from marts.customer_360 "
+        row = conn.execute("select shop_customer_id, revenue, full_name from marts.customer_360 "
                            "where customer_key = %s", (jan,)).fetchone()
     # the registered account is the anchor although the older guest record came first
     assert row == ("C700", 5, "Jan Jung")

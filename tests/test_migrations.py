@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import crm360_airflow
@@ -106,6 +107,14 @@ def test_a_warehouse_built_before_migrations_upgrades_in_place(external_server, 
         conn.execute('alter table raw.web_events alter column _source_file type text collate "default"')
         conn.execute("drop index raw.web_events__source_file_brin")
         conn.execute("create index web_events__source_file_idx on raw.web_events (_source_file)")
+        # 0.1 named the predicted amounts in euros; 0.2 in the reporting currency, values kept
+        conn.execute("insert into predictions.customer_value (customer_key, expected_order_value_eur, "
+                     "predicted_clv_eur, as_of_date) values ('K1', 12.5, 99.25, '2026-10-01')")
+        # and an incremental staging table a build left, which dbt extends by the columns it has
+        conn.execute("create schema if not exists staging")
+        conn.execute("create table staging.stg_sales__order_lines (order_line_id text, unit_price_eur numeric(12, 2), "
+                     "line_amount_eur numeric(14, 2))")
+        conn.execute("insert into staging.stg_sales__order_lines values ('O1-1', 2.50, 5.00)")
         conn.commit()
         before = {t: conn.execute(f"select count(*) from {t}").fetchone()[0]  # noqa: S608 - fixed names
                   for t in ("raw.sales_customers", "raw.sales_orders", "raw.sales_order_lines", "raw.web_events",
@@ -123,7 +132,14 @@ def test_a_warehouse_built_before_migrations_upgrades_in_place(external_server, 
         extra = conn.execute("select customer_id, _extra from raw.sales_customers order by 1").fetchall()
         drift = conn.execute("select column_name, change from audit.schema_drift order by 1").fetchall()
         pending = conn.execute("select status from audit.erasure_requests").fetchall()
+        predicted = conn.execute("select customer_key, expected_order_value, predicted_clv "
+                                 "from predictions.customer_value").fetchall()
+        rates = conn.execute("select count(*) from raw.currency_rates").fetchone()
+        staged = conn.execute("select order_line_id, unit_price, line_amount from staging.stg_sales__order_lines"
+                              ).fetchall()
     assert after == before
+    assert predicted == [("K1", 12.5, 99.25)] and rates == (0,)
+    assert staged == [("O1-1", Decimal("2.50"), Decimal("5.00"))]
     # 0.1 added the column the export brought; its values are now kept in _extra
     assert extra == [("C1", {"loyalty_tier": "gold"}), ("C2", None)]
     assert drift == [("ab_test", "field kept in record"), ("loyalty_tier", "column kept in _extra")]

@@ -103,7 +103,7 @@ def test_a_sales_only_company_without_e_mails_runs_by_configuration(external_ser
     # no e-mail or phone links two customer numbers: every number is a customer of its own
     assert summary.mart_rows["customer_360"] == len(customers)
     [(people, shop, revenue, sessions, contacts, rated, visitors)] = _one(wh, """
-        select count(*), count(shop_customer_id), sum(revenue_eur), sum(web_sessions),
+        select count(*), count(shop_customer_id), sum(revenue), sum(web_sessions),
                sum(tickets + follow_up_calls + complaints), count(avg_satisfaction_score),
                count(*) filter (where customer_type <> 'shop_customer')
         from marts.customer_360""")
@@ -143,7 +143,7 @@ def test_a_company_with_sales_and_service_runs_without_web(external_server, fres
     assert summary.mart_rows["customer_360"] == manifest["shop_customers"] + len(enquirers)
     [(shop, known, revenue, sessions, contacts, visitors)] = _one(wh, """
         select count(*) filter (where customer_type = 'shop_customer'),
-               count(*) filter (where customer_type = 'known_contact'), sum(revenue_eur), sum(web_sessions),
+               count(*) filter (where customer_type = 'known_contact'), sum(revenue), sum(web_sessions),
                sum(tickets + follow_up_calls), count(*) filter (where customer_type = 'anonymous_visitor')
         from marts.customer_360""")
     assert (shop, known) == (manifest["shop_customers"], len(enquirers))

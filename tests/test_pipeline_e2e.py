@@ -74,7 +74,7 @@ def test_pipeline_reconciles_with_the_generator(server, fresh_db, generated, tmp
     [(people, shop, revenue, sessions, tickets, complaints)] = _query(
         wh,
         """
-        select count(*), count(shop_customer_id), sum(revenue_eur), sum(web_sessions),
+        select count(*), count(shop_customer_id), sum(revenue), sum(web_sessions),
                sum(tickets + follow_up_calls), sum(complaints)
         from marts.customer_360""",
     )
@@ -100,7 +100,7 @@ def test_pipeline_reconciles_with_the_generator(server, fresh_db, generated, tmp
     best = max(by_customer, key=lambda c: (by_customer[c], c))
     [(tier, rev, identifiers)] = _query(
         wh,
-        "select revenue_tier, revenue_eur, identifiers from marts.customer_360 "
+        "select revenue_tier, revenue, identifiers from marts.customer_360 "
         "where shop_customer_id = %s",
         best,
     )
@@ -119,12 +119,12 @@ def test_pipeline_reconciles_with_the_generator(server, fresh_db, generated, tmp
 
     # a second run over the same drops changes nothing
     keys_before = _query(
-        wh, "select customer_key, revenue_eur, activity_tier from marts.customer_360 order by 1"
+        wh, "select customer_key, revenue, activity_tier from marts.customer_360 order by 1"
     )
     pipeline.run_all(as_of, "e2e_run_2", wh, landing=root, settings=settings)
     assert (
         _query(
-            wh, "select customer_key, revenue_eur, activity_tier from marts.customer_360 order by 1"
+            wh, "select customer_key, revenue, activity_tier from marts.customer_360 order by 1"
         )
         == keys_before
     )
@@ -161,5 +161,5 @@ def test_dirty_exports_are_quarantined_line_by_line_and_the_marts_still_reconcil
     for m in manifest["malformed"]:
         assert REASON_BY_KIND[m["kind"]] in quarantined[(m["file"], m["line"])], m
     [(people, revenue, sessions)] = _query(
-        wh, "select count(*), sum(revenue_eur), sum(web_sessions) from marts.customer_360")
+        wh, "select count(*), sum(revenue), sum(web_sessions) from marts.customer_360")
     assert (people, revenue, sessions) == (manifest["people"], Decimal(manifest["revenue"]), manifest["web_sessions"])

@@ -41,7 +41,7 @@ def test_readers_see_no_error_during_build_and_publish(published):
             while not stop.is_set():
                 started = time.perf_counter()
                 try:
-                    conn.execute("select count(*), sum(revenue_eur) from marts.customer_360").fetchone()
+                    conn.execute("select count(*), sum(revenue) from marts.customer_360").fetchone()
                     conn.execute("select count(*) from marts.customer_pyramid_summary").fetchone()
                 except psycopg.Error as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
@@ -78,14 +78,14 @@ def test_failed_marts_gate_keeps_yesterdays_marts(published, tmp_path):
     (day / "order_lines.csv").write_text(
         "order_id,line_number,product_id,quantity,unit_price\nO_HUGE,1,P00001,9999,99999.00\n")
 
-    with pytest.raises(GateFailed, match=r"marts_customer_360.revenue_eur: expect_column_values_to_be_between"):
+    with pytest.raises(GateFailed, match=r"marts_customer_360.revenue: expect_column_values_to_be_between"):
         pipeline.run_all(as_of + timedelta(days=1), "bad", wh, landing=bad_landing, settings=settings)
 
     assert _one(wh, MARTS_CHECKSUM) == before, "published marts changed after a failed gate"
     sample = _one(wh, "select sample from audit.gate_results where run_id = 'bad' and not success")[0]
-    assert len(sample) == 1 and float(sample[0]["revenue_eur"]) > 10_000_000 and sample[0]["customer_key"]
+    assert len(sample) == 1 and float(sample[0]["revenue"]) > 10_000_000 and sample[0]["customer_key"]
     # the rejected build is kept for inspection, unpublished
-    assert _one(wh, f"select count(*) from {publish.BUILD}.customer_360 where revenue_eur > 1e7")[0] == 1
+    assert _one(wh, f"select count(*) from {publish.BUILD}.customer_360 where revenue > 1e7")[0] == 1
 
 
 def test_publish_without_a_build_is_refused(published):

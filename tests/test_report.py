@@ -19,17 +19,17 @@ class _Warehouse:
 
 def _summary(segments: list[dict] | None = None) -> RunSummary:
     pyramid = [
-        {"pyramid": "revenue", "tier": "top", "customers": 10, "revenue_eur": 5000.0,
+        {"pyramid": "revenue", "tier": "top", "customers": 10, "revenue": 5000.0,
          "share_of_customers": 0.01, "share_of_revenue": 0.5},
-        {"pyramid": "revenue", "tier": "big", "customers": 40, "revenue_eur": 2000.0,
+        {"pyramid": "revenue", "tier": "big", "customers": 40, "revenue": 2000.0,
          "share_of_customers": 0.04, "share_of_revenue": 0.2},
-        {"pyramid": "revenue", "tier": "medium", "customers": 150, "revenue_eur": 2000.0,
+        {"pyramid": "revenue", "tier": "medium", "customers": 150, "revenue": 2000.0,
          "share_of_customers": 0.15, "share_of_revenue": 0.2},
-        {"pyramid": "revenue", "tier": "small", "customers": 800, "revenue_eur": 1000.0,
+        {"pyramid": "revenue", "tier": "small", "customers": 800, "revenue": 1000.0,
          "share_of_customers": 0.8, "share_of_revenue": 0.1},
-        {"pyramid": "activity", "tier": "active", "customers": 300, "revenue_eur": 9000.0,
+        {"pyramid": "activity", "tier": "active", "customers": 300, "revenue": 9000.0,
          "share_of_customers": 0.3, "share_of_revenue": 0.9},
-        {"pyramid": "activity", "tier": "suspect", "customers": 700, "revenue_eur": 1000.0,
+        {"pyramid": "activity", "tier": "suspect", "customers": 700, "revenue": 1000.0,
          "share_of_customers": 0.7, "share_of_revenue": 0.1},
     ]
     move = {"snapshot_date": "2026-11-01", "previous_snapshot_date": "2026-10-01", "pyramid": "revenue"}

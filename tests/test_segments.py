@@ -18,17 +18,17 @@ from crm360.cli import main
 from crm360.serve import segments
 from crm360.serve.segments import SegmentError, compile_filter
 
-COLUMNS = {"value_tier": "text", "revenue_eur": "numeric", "lifecycle_stage": "text", "email": "text",
+COLUMNS = {"value_tier": "text", "revenue": "numeric", "lifecycle_stage": "text", "email": "text",
            "has_marketing_consent": "boolean", "last_order_at": "timestamptz", "complaints": "integer",
            "emails": "text[]"}
 
 
 @pytest.mark.parametrize("text, expected", [
     ("value_tier = 'top'", "(\"value_tier\" = 'top')"),
-    ("VALUE_TIER in ('top','big') AND revenue_eur >= 100",
-     "((\"value_tier\" in ('top', 'big')) and (\"revenue_eur\" >= 100))"),
+    ("VALUE_TIER in ('top','big') AND revenue >= 100",
+     "((\"value_tier\" in ('top', 'big')) and (\"revenue\" >= 100))"),
     ("not (complaints > 0 or email is null)", "(not ((\"complaints\" > 0) or (\"email\" is null)))"),
-    ("revenue_eur between 10 and 20.5", "(\"revenue_eur\" between 10 and 20.5)"),
+    ("revenue between 10 and 20.5", "(\"revenue\" between 10 and 20.5)"),
     ("email not ilike '%@example.com'", "(\"email\" not ilike '%@example.com')"),
     ("has_marketing_consent", "\"has_marketing_consent\""),
     ("has_marketing_consent is not true and last_order_at < '2026-01-01'",
@@ -48,10 +48,10 @@ def test_filters_are_rewritten_from_their_parse_tree(text, expected):
     ("email in (select email from raw.sales_customers)", "unexpected '.'"),
     ("ssn = '1'", "unknown column 'ssn'"),
     ("value_tier = 'top' union select 1", "expected and, or or the end of the filter at position 20, found 'union'"),
-    ("revenue_eur::text = '1'", "unexpected ':'"),
-    ("revenue_eur = 'a lot'", "cannot compare numeric with text"),
+    ("revenue::text = '1'", "unexpected ':'"),
+    ("revenue = 'a lot'", "cannot compare numeric with text"),
     ("has_marketing_consent = 1", "cannot compare boolean with numeric"),
-    ("revenue_eur", "a comparison is needed"),
+    ("revenue", "a comparison is needed"),
     ("1 = 1", "a comparison needs a column"),
     ("'yes'", "a condition is needed"),
     ("", "a filter must say something"),
@@ -81,11 +81,11 @@ def test_the_shipped_segments_are_valid_and_versioned():
 
 def test_a_changed_filter_is_a_new_version(tmp_path):
     path = tmp_path / "segments.yml"
-    path.write_text("segments:\n  - {name: a, description: d, filter: \"revenue_eur > 1\"}\n")
+    path.write_text("segments:\n  - {name: a, description: d, filter: \"revenue > 1\"}\n")
     before = segments.load(path)[0].version
-    path.write_text("segments:\n  - {name: a, description: other words, filter: \"revenue_eur  >  1\"}\n")
+    path.write_text("segments:\n  - {name: a, description: other words, filter: \"revenue  >  1\"}\n")
     assert segments.load(path)[0].version == before  # same meaning, same version
-    path.write_text("segments:\n  - {name: a, description: d, filter: \"revenue_eur > 2\"}\n")
+    path.write_text("segments:\n  - {name: a, description: d, filter: \"revenue > 2\"}\n")
     assert segments.load(path)[0].version != before
 
 
@@ -138,7 +138,7 @@ def test_csv_cells_never_start_a_formula(value, cell):
 
 def test_documented_columns_come_from_the_marts_yaml():
     cols = segments.documented_columns()
-    assert {"value_tier", "lifecycle_stage", "has_marketing_consent", "predicted_clv_eur"} <= set(cols["customer_360"])
+    assert {"value_tier", "lifecycle_stage", "has_marketing_consent", "predicted_clv"} <= set(cols["customer_360"])
     assert "call_rank" in cols["customer_call_list"]
     assert Path(REPO / "segments.yml").exists()
 
@@ -238,3 +238,23 @@ def test_segments_reach_dbt_in_a_file_not_on_its_command_line(tmp_path, monkeypa
     assert not any("x" * 3000 in a for a in [*cmd, *kwargs["env"].values()])
     vars_file = Path(cmd[cmd.index("--vars-file") + 1])
     assert vars_file.is_relative_to(home.home / "dbt") and json.loads(vars_file.read_text()) == big
+
+
+def test_a_money_column_by_its_old_euro_name_still_works_with_a_deprecation_warning(tmp_path, caplog):
+    """0.2 renamed revenue_eur to revenue (amounts are in the reporting currency): a segments.yml
+    written before keeps working, and says what to rename; a name that never existed is still refused."""
+    renamed = []
+    assert compile_filter("revenue_eur >= 100 and REVENUE > 1", COLUMNS, renamed) == \
+        "((\"revenue\" >= 100) and (\"revenue\" > 1))"
+    assert renamed == [("revenue_eur", "revenue")]
+    with pytest.raises(SegmentError, match="unknown column 'spend_eur'"):
+        compile_filter("spend_eur > 0", COLUMNS)
+    path = tmp_path / "segments.yml"
+    path.write_text("segments:\n  - {name: a, description: d, filter: \"revenue_eur > 1 and revenue_eur < 9\"}\n")
+    with caplog.at_level("WARNING", logger="crm360.serve.segments"):
+        [found] = segments.load(path)
+    assert found.filter_sql == "((\"revenue\" > 1) and (\"revenue\" < 9))"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: segment 'a': filter: column revenue_eur is deprecated, renamed revenue in crm360 0.2 (amounts "
+        "are in the reporting currency, marts.reporting_currency); rename it in the file: the old name will stop "
+        "working"]

@@ -311,3 +311,21 @@ def test_a_workbook_is_sampled_by_its_first_rows(tmp_path, monkeypatch):
     assert orders.bad[0] == ("line 2", "ordered_at: '20260801' does not match the date format %d.%m.%Y")
     assert len(orders.bad) == 10 and orders.fails
     assert results["customers"].rows[0] == {"customer_id": "10006", "created_at": "2026-08-01T00:00:00-04:00"}
+
+
+def test_a_check_reads_the_rates_file_as_a_load_would(tmp_path, monkeypatch, capsys):
+    config, landing = _till(tmp_path)
+    document = yaml.safe_load(config.read_text())
+    document["currency"] = {"reporting": "EUR", "rates": "rates.csv"}
+    config.write_text(yaml.safe_dump(document))
+    rates = tmp_path / "rates.csv"
+    rates.write_text("currency,valid_from,rate\nUSD,2026-01-01,0.9\nUSD,2026-09-01,0.85\n")
+    monkeypatch.setenv("CRM360_SOURCES", str(config))
+    assert cli.main(["sources", "check", "--no-warehouse", "--landing", str(landing)]) == 0
+    assert f"currency.rates: 1 file(s); sampled {rates} (2 rate(s) to EUR)" in capsys.readouterr().out
+
+    rates.write_text("currency,valid_from,rate\nUSD,2026-01-01,0.9\nUSD,2026-09-01,zero\n")
+    assert cli.main(["sources", "check", "--no-warehouse", "--landing", str(landing)]) == 1
+    out = capsys.readouterr().out
+    assert f"  FAILS: {rates}: line 3: rate 'zero' is not a positive number" in out
+    assert "1 table(s) would fail a run" in out

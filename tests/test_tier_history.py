@@ -82,7 +82,7 @@ def test_a_past_snapshot_holds_the_tiers_the_orders_before_it_give(built):
     assert len(ranked) > 20 and "inactive" in activity.values()  # the snapshot tests something
 
     got = {k: (a, r, rev, rank) for k, a, r, rev, rank in _rows(
-        wh, """select customer_key, activity_tier, revenue_tier, revenue_eur, revenue_rank
+        wh, """select customer_key, activity_tier, revenue_tier, revenue, revenue_rank
                from intermediate.int_customer_tiers_monthly where snapshot_date = %s""", snapshot)}
     buyers = {k: v for k, v in got.items() if v[0] in ("active", "inactive") or v[2] != 0}
     assert {k: v[0] for k, v in buyers.items() if v[0] in ("active", "inactive")} == activity
@@ -157,9 +157,9 @@ def test_movement_matrix_counts_the_customers_of_consecutive_snapshots(built):
 
 def test_current_snapshot_is_the_customer_pyramid(built):
     wh, world, as_of = built
-    pyramid = _rows(wh, """select customer_key, activity_tier, revenue_tier, revenue_rank, revenue_eur
+    pyramid = _rows(wh, """select customer_key, activity_tier, revenue_tier, revenue_rank, revenue
                            from marts.customer_pyramid order by 1""")
-    current = _rows(wh, """select customer_key, activity_tier, revenue_tier, revenue_rank, revenue_eur
+    current = _rows(wh, """select customer_key, activity_tier, revenue_tier, revenue_rank, revenue
                            from intermediate.int_customer_tiers_monthly where is_current order by 1""")
     assert current == pyramid
     history = _rows(wh, """select customer_key,

@@ -364,7 +364,7 @@ def test_every_buyer_gets_finite_predictions(small_value):
     wh, _, world, as_of, summary = small_value
     assert summary["bgnbd"]["converged"] and summary["gamma_gamma"]["converged"], summary
     (buyers,) = _query(wh, """select count(distinct customer_key) from intermediate.int_orders_attributed
-                              where is_purchase and net_revenue_eur > 0 and ordered_date <= %s""", as_of)[0]
+                              where is_purchase and net_revenue > 0 and ordered_date <= %s""", as_of)[0]
     assert summary["customers"] == summary["predictions"] == buyers
     # the generator's buying persons, as far as identity resolution resolves them one to one
     assert buyers == pytest.approx(len(world.revenue_by_customer()), rel=0.01)
@@ -373,14 +373,14 @@ def test_every_buyer_gets_finite_predictions(small_value):
         left join predictions.customer_value p using (customer_key)
         where p.customer_key is null or p.as_of_date <> %s""", as_of)[0]
     assert missing == 0
-    rows = _query(wh, """select predicted_purchases, probability_alive, expected_order_value_eur, predicted_clv_eur
+    rows = _query(wh, """select predicted_purchases, probability_alive, expected_order_value, predicted_clv
                          from predictions.customer_value""")
     values = np.array(rows, dtype=float)
     assert values.shape == (buyers, 4) and np.all(np.isfinite(values)) and np.all(values >= 0)
     assert np.all(values[:, 1] <= 1)
     # no repeat purchase: alive by the model's convention, and the population's mean order value
     zero = _query(wh, """select min(p.probability_alive), max(p.probability_alive), count(distinct round(
-                             p.expected_order_value_eur::numeric, 6))
+                             p.expected_order_value::numeric, 6))
                          from predictions.customer_value p join intermediate.int_customer_purchase_summary s
                              using (customer_key) where s.frequency = 0""")[0]
     assert zero[0] == zero[1] == 1.0 and zero[2] == 1
@@ -413,11 +413,11 @@ def test_fit_is_recorded_and_rerunning_replaces_it(small_value):
     assert set(fits) == {"bgnbd", "gamma_gamma"}
     assert fits["bgnbd"][0] == summary["bgnbd"]["params"] and fits["bgnbd"][1] == summary["customers"]
     assert fits["gamma_gamma"][2] is True and fits["gamma_gamma"][1] == summary["gamma_gamma"]["customers"]
-    before = _query(wh, "select customer_key, predicted_clv_eur from predictions.customer_value order by 1")
+    before = _query(wh, "select customer_key, predicted_clv from predictions.customer_value order by 1")
     again = predictions.fit_and_predict(wh, as_of, settings)
     assert again["bgnbd"]["params"] == pytest.approx(summary["bgnbd"]["params"])
     assert _query(wh, "select count(*) from audit.value_model_fits")[0][0] == 2
-    assert _query(wh, "select customer_key, predicted_clv_eur from predictions.customer_value order by 1") == before
+    assert _query(wh, "select customer_key, predicted_clv from predictions.customer_value order by 1") == before
     # the summary must be the one built for this as-of date
     with pytest.raises(ValueError, match="built as of"):
         predictions.fit_and_predict(wh, as_of + timedelta(days=1), settings)
@@ -430,7 +430,7 @@ def test_too_few_buyers_write_no_predictions_and_do_not_fail(db, tmp_path, caplo
         conn.execute("""create table intermediate.int_customer_purchase_summary as
                         select 'k' || i as customer_key, (i % 2)::bigint as frequency,
                                (i % 2) * 10 as recency_days, 30 as tenure_days,
-                               case when i % 2 = 1 then 25.0 end as avg_repeat_value_eur,
+                               case when i % 2 = 1 then 25.0 end as avg_repeat_value,
                                date '2026-06-01' as as_of_date
                         from generate_series(1, 8) as i""")
         conn.execute("insert into predictions.customer_value values ('old', 1, 1, 1, 1, '2026-05-01')")

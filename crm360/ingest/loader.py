@@ -31,7 +31,7 @@ from psycopg import sql
 from crm360.core.errors import is_retryable
 from crm360.core.schema import require_current
 from crm360.core.warehouse import Warehouse
-from crm360.ingest import batch, csvfile, drops, ledger, validate
+from crm360.ingest import batch, csvfile, currency, drops, ledger, validate
 from crm360.ingest.batch import IngestError, LoadResult, Outcome, first_line, max_record_bytes, where
 from crm360.ingest.drops import Drop, FileLoad
 from crm360.ingest.sources import (
@@ -67,6 +67,7 @@ def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str | 
     require_current(wh)  # the raw tables and the ledger are the migrations' (crm360 migrate)
     attempt = ledger.begin(wh, source_name, run_id=run_id, batch_id=batch_id, loaded_at=loaded_at)
     try:
+        rules = _currency_rules(wh, source_name)  # SQL sources too: their orders need the rates in staging
         if isinstance(binding, SqlSourceBinding):
             from crm360.ingest import sql as sql_source
 
@@ -74,7 +75,7 @@ def load_source(wh: Warehouse, landing: Path, source_name: str, batch_id: str | 
                                                 loaded_at=attempt.loaded_at, until=until,
                                                 lookback_days=binding.lookback_days)
         else:
-            result = _load_files(wh, Path(landing), binding, attempt, until, workers, threshold)
+            result = _load_files(wh, Path(landing), binding, attempt, until, workers, threshold, rules)
     except BaseException as exc:
         files = _abandon(wh, attempt, exc)
         error = _as_load_error(exc)
@@ -114,8 +115,27 @@ def _as_load_error(exc: BaseException) -> BaseException:
     return IngestError(first_line(exc))
 
 
+def _currency_rules(wh: Warehouse, source_name: str) -> dict[str, tuple]:
+    """For the source with orders: the deployment's rates, checked and stored in ``raw.currency_rates``
+    (a bad rates file fails the load before any file), and the rule that quarantines an order in a
+    currency without a rate on its day; per raw table. A SQL source's rows are not quarantined: an
+    order there without a rate fails the build's test on int_orders_attributed.rate_to_reporting."""
+    if source_name != ORDERS[0]:
+        return {}
+    config = currency.configured()
+    with wh.connect() as conn, conn.transaction():
+        stored = currency.store_rates(conn, config, str(config.rates_file or ""))
+    if stored:
+        log.info("%s: %d exchange rate(s) to %s stored", config.rates_file, stored, config.reporting)
+    rule = currency.missing_rate_rule(config.reporting, sql.Identifier("currency"), sql.Identifier("ordered_at"))
+    return {ORDERS[1]: (rule,)}
+
+
+ORDERS = ("sales", "sales_orders")  # the source and raw table whose rows carry a currency
+
+
 def _load_files(wh: Warehouse, landing: Path, binding: FileSource, attempt: ledger.Attempt, until: date | None,
-                workers: int, threshold: float) -> LoadResult:
+                workers: int, threshold: float, rules: dict[str, tuple] | None = None) -> LoadResult:
     source_name, batch_id = binding.name, attempt.batch_id
     result = LoadResult(source=source_name, batch_id=batch_id)
     # a field may be as long as a record may (the csv module's own limit, 128 KiB, is a different rule)
@@ -141,7 +161,8 @@ def _load_files(wh: Warehouse, landing: Path, binding: FileSource, attempt: ledg
                 return None
             worker = idle.get()
             try:
-                return _load_file(worker, FileLoad(source_name, drop, batch_id, attempt.loaded_at), digest)
+                job = FileLoad(source_name, drop, batch_id, attempt.loaded_at)
+                return _load_file(worker, job, digest, (rules or {}).get(job.contract.table, ()))
             finally:
                 idle.put(worker)
 
@@ -190,7 +211,7 @@ def _loader_connection(wh: Warehouse, stack: ExitStack) -> psycopg.Connection:
     return conn
 
 
-def _load_file(conn: psycopg.Connection, job: FileLoad, digest: str) -> Outcome:
+def _load_file(conn: psycopg.Connection, job: FileLoad, digest: str, rules: tuple = ()) -> Outcome:
     target = sql.Identifier("raw", job.contract.table)
     rel = job.rel
     try:
@@ -203,10 +224,10 @@ def _load_file(conn: psycopg.Connection, job: FileLoad, digest: str) -> Outcome:
             conn.execute(sql.SQL("delete from {} where _source_file = %s").format(target), (rel,))
             conn.execute("delete from raw._quarantine where source_file = %s", (rel,))
             if isinstance(job.contract, CsvTable):
-                outcome = validate.copy_checked(conn, job, target, first, header)
+                outcome = validate.copy_checked(conn, job, target, first, header, rules)
                 outcome.drift = drift
             else:
-                outcome = validate.copy_checked(conn, job, target)
+                outcome = validate.copy_checked(conn, job, target, rules=rules)
             outcome.replaced = replaced
             if outcome.bad:
                 validate.quarantine(conn, job, outcome.bad)

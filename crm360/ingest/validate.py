@@ -24,18 +24,19 @@ log = logging.getLogger(__name__)
 
 
 def copy_checked(conn: psycopg.Connection, job: FileLoad, target: sql.Identifier, first: bytes = b"",
-                 header: list[str] | None = None) -> Outcome:
+                 header: list[str] | None = None, rules: tuple = ()) -> Outcome:
     """COPY a file's records into ``target`` and take out again, in SQL, those whose values break the
     contract: what every load of a file does, and what ``crm360 sources check`` does on a sample.
     ``first`` and ``header`` are a CSV file's (``csvfile.header``). The outcome's ``bad`` records
-    are the malformed ones and those taken out; a file mostly made of them fails (``check_file``)."""
+    are the malformed ones and those taken out; a file mostly made of them fails (``check_file``).
+    ``rules``: more (condition, reason) pairs over the whole row (``invalid_values``)."""
     if isinstance(job.contract, CsvTable):
         outcome = csvfile.copy_csv(conn, job, target, first, header or [])
         written = csvfile.written_columns(job, header or [])
     else:
         outcome, written = jsonfile.copy_json(conn, job, target), None
     # in raw and counted: taken out
-    moved = invalid_values(conn, job, target, written, outcome.malformed)
+    moved = invalid_values(conn, job, target, written, outcome.malformed, rules)
     outcome.rows -= len(moved)
     outcome.bad += moved
     check_file(job, outcome)
@@ -53,16 +54,18 @@ def check_file(job: FileLoad, outcome: Outcome) -> None:
 
 
 def invalid_values(conn: psycopg.Connection, job: FileLoad, target: sql.Identifier,
-                    header: list[str] | None, malformed: sql.Composable | None = None) -> list[tuple]:
+                    header: list[str] | None, malformed: sql.Composable | None = None,
+                    rules: tuple[tuple[sql.Composable, sql.Composable], ...] = ()) -> list[tuple]:
     """Take the file's records whose values break the contract (bad dates, negative
     quantities, ...) out of the raw table; return them for the quarantine. With
     ``malformed`` (JSON lines loaded unchecked), the records that are no records at all
     go in the same pass, with that reason first.
 
     Done in SQL on the rows COPY just wrote, so clean files keep COPY's speed; one pass
-    over the file's rows for both kinds of bad record."""
+    over the file's rows for both kinds of bad record. ``rules`` are more (condition, reason) pairs
+    over the whole row (an order in a currency without a rate), judged after the columns' own."""
     contract = job.contract
-    if not contract.types and not contract.checks and malformed is None:
+    if not contract.types and not contract.checks and malformed is None and not rules:
         return []
     json_table = isinstance(contract, JsonTable)
 
@@ -119,6 +122,9 @@ def invalid_values(conn: psycopg.Connection, job: FileLoad, target: sql.Identifi
             broken = sql.SQL("raw._is_valid({}, {}) and {}").format(v, sql.Literal(types[column]), broken)
         reasons.append((broken, sql.SQL("{} || left({}, 80)").format(sql.Literal(f"{column}: {reason}: "), v)))
         suspects.append(broken)
+    for condition, reason in rules:
+        reasons.append((condition, reason))
+        suspects.append(condition)
     if malformed is not None:
         # first: a record that is not an object, or lacks a required field, has no values to judge
         reasons.insert(0, (sql.SQL("({}) is not null").format(malformed), malformed))

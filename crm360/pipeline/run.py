@@ -161,11 +161,12 @@ def build_env(as_of: date) -> dict[str, str]:
 
 
 def build_vars(settings: Settings | None = None) -> dict:
-    """The vars of a run's dbt invocations, the same every day unless segments.yml or the overrides
-    change: the deployment's overrides (CRM360_DBT_VARS, which the Python steps read too, through
-    crm360.transform.dbt.project_vars) and the segments. The segments are validated here, before
-    anything is built: a bad segments.yml fails the run with its file, segment and reason."""
-    return {**dbt.var_overrides(settings), "segments": segments.dbt_var(segments.load(settings=settings))}
+    """The vars of a run's dbt invocations, the same every day unless segments.yml, sources.yml or the
+    overrides change: the deployment's overrides (CRM360_DBT_VARS) and reporting currency (sources.yml),
+    which the Python steps read too, through crm360.transform.dbt.project_vars, and the segments.
+    The segments are validated here, before anything is built: a bad segments.yml fails the run
+    with its file, segment and reason."""
+    return {**dbt.deployment_vars(settings), "segments": segments.dbt_var(segments.load(settings=settings))}
 
 
 def build_steps(as_of: date, full_refresh: bool = False) -> list[dict]:
@@ -292,11 +293,13 @@ def summarize(wh: Warehouse, run_id: str, as_of: date, status: str = "success",
             summary.mart_rows[mart] = conn.execute(
                 f"select count(*) from marts.{mart}"  # noqa: S608 - fixed names
             ).fetchone()[0]
+        if conn.execute("select to_regclass('marts.reporting_currency') is not null").fetchone()[0]:
+            summary.currency = conn.execute("select currency_code from marts.reporting_currency").fetchone()[0]
         summary.pyramid = [_jsonable(r) for r in health.fetch_dicts(conn, """
-            select pyramid, tier, customers, revenue_eur, share_of_customers, share_of_revenue
+            select pyramid, tier, customers, revenue, share_of_customers, share_of_revenue
             from marts.customer_pyramid_summary where is_current order by pyramid, tier_order""")]
         summary.lifecycle = [_jsonable(r) for r in health.fetch_dicts(conn, """
-            select lifecycle_stage, count(*) as customers, sum(revenue_eur) as revenue_eur
+            select lifecycle_stage, count(*) as customers, sum(revenue) as revenue
             from marts.customer_360 group by lifecycle_stage order by customers desc""")]
         summary.rules_of_thumb = [_jsonable(r) for r in health.fetch_dicts(conn, """
             select rule_number, measure, rule, measured_value, expected_low, expected_high, holds

@@ -17,7 +17,7 @@ company, and a suite marks each of those with ``meta.crm360.setting``:
         filled: {email: 0}
       marts_customer_360:
         filled: {contact_email: 0}
-        bounds: {revenue_eur: {max: 50000000}}
+        bounds: {revenue: {max: 50000000}}
 
 Only marked checks can be configured, so the keys of a table and the checks that protect the
 marts' contracts stay as shipped. Without a ``quality:`` section every suite runs as shipped:

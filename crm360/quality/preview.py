@@ -25,7 +25,7 @@ from crm360.core.errors import ConfigurationError
 from crm360.core.settings import Settings, get_settings
 from crm360.core.systems import sources_file
 from crm360.core.warehouse import Warehouse
-from crm360.ingest import batch, csvfile, drops, jsonfile
+from crm360.ingest import batch, csvfile, currency, drops, jsonfile
 from crm360.ingest import sql as sql_source
 from crm360.ingest.batch import IngestError
 from crm360.ingest.mysql import parse_mysql_url
@@ -76,8 +76,9 @@ def check(settings: Settings | None = None, landing: Path | None = None, sample:
     if sample < 1:
         raise ConfigurationError(f"the sample must be at least one record, got {sample}")
     settings = settings or get_settings()
-    config = load_config(sources_file(settings.project_dir))
-    out: list[TableCheck] = []
+    path = sources_file(settings.project_dir)
+    config = load_config(path)
+    out: list[TableCheck] = _rates(path)
     samples: list[Sample] = []
     for name, binding in config.items():
         if isinstance(binding, SqlSourceBinding):
@@ -105,6 +106,20 @@ def _sample_sql(name: str, binding: SqlSourceBinding, sample: int, shown: int, o
             samples.append(Sample(result, rel=rel, plan=plan, rows=rows))
     except IngestError as exc:
         out.append(TableCheck(name, "*", error=str(exc)))
+
+
+def _rates(path: Path) -> list[TableCheck]:
+    """The rates file of ``currency:``, checked as a sales load checks it (which orders would lack a
+    rate is not: that needs the rates the warehouse holds beside the orders)."""
+    money = currency.load(path)
+    if money.rates_file is None:
+        return []
+    result = TableCheck("currency", "rates", files=1, file=str(money.rates_file))
+    try:
+        result.note = f"{len(currency.read_rates(money))} rate(s) to {money.reporting}"
+    except currency.CurrencyConfigError as exc:
+        result.error = str(exc)
+    return [result]
 
 
 def _sample_files(name: str, binding: FileSource, landing: Path, sample: int, shown: int, out: list[TableCheck],

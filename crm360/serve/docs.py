@@ -57,7 +57,7 @@ def generate(wh: Warehouse, settings: Settings | None = None) -> DocsSite:
     settings = settings or get_settings()
     target = docs_dir(settings)
     # the vars a run hands dbt (crm360.pipeline.run.build_vars): the docs describe what runs build
-    run_vars = {**dbt.var_overrides(settings), "segments": segments.dbt_var(segments.load(settings=settings))}
+    run_vars = {**dbt.deployment_vars(settings), "segments": segments.dbt_var(segments.load(settings=settings))}
     # the marts resolve to the published schema (a run builds them elsewhere, then swaps them in)
     env = {"CRM360_MARTS_BUILD_SCHEMA": publish.PUBLISHED}
     result = dbt.run_dbt(wh, ["docs", "generate", "--static"], run_vars, settings=settings, extra_env=env,

@@ -29,6 +29,8 @@ class RunSummary:
     segments: list[dict] = field(default_factory=list)
     # the deletion requests the run took up; "attention" is the line a person must read, if any
     erasures: list[dict] = field(default_factory=list)
+    # the currency of every amount in the marts (marts.reporting_currency); None before it existed
+    currency: str | None = None
 
     def attention(self) -> list[str]:
         return [e["attention"] for e in self.erasures if e.get("attention")]
@@ -38,7 +40,8 @@ class RunSummary:
                 "pyramid": self.pyramid, "lifecycle": self.lifecycle, "rules_of_thumb": self.rules_of_thumb,
                 "upgrade_what_if": self.upgrade_what_if,
                 "gates": self.gates, "loads": self.loads, "report": self.report,
-                "tier_movements": self.tier_movements, "segments": self.segments, "erasures": self.erasures}
+                "tier_movements": self.tier_movements, "segments": self.segments, "erasures": self.erasures,
+                "currency": self.currency}
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -70,6 +73,9 @@ def _fmt(value) -> str:
 
 def render(summary: RunSummary, wh: Warehouse) -> str:
     out = [f"crm360 run {summary.run_id} (as of {summary.as_of_date})", ""]
+    if summary.currency:
+        out += [f"Amounts (revenue, spend, values) in {summary.currency}, the reporting currency "
+                "(marts.reporting_currency).", ""]
     attention = summary.attention()
     if attention:  # first, where nobody misses it
         out.append("ATTENTION: deletion requests")
@@ -85,7 +91,7 @@ def render(summary: RunSummary, wh: Warehouse) -> str:
     out.append("Customer pyramid (bar length by customers, top tier on top):")
     out.append(charts.text_pyramid(summary.pyramid))
     out.append("")
-    out.append(_table(summary.pyramid, ["pyramid", "tier", "customers", "revenue_eur",
+    out.append(_table(summary.pyramid, ["pyramid", "tier", "customers", "revenue",
                                         "share_of_customers", "share_of_revenue"]))
     out.append("")
     out.append("Tier movements since the previous snapshot (rows: from tier, columns: to tier):")
@@ -96,7 +102,7 @@ def render(summary: RunSummary, wh: Warehouse) -> str:
                if summary.segments else "  (no segments)")
     out.append("")
     out.append("Lifecycle stages:")
-    out.append(_table(summary.lifecycle, ["lifecycle_stage", "customers", "revenue_eur"]))
+    out.append(_table(summary.lifecycle, ["lifecycle_stage", "customers", "revenue"]))
     out.append("")
     out.append("Rules of thumb, measured on this data:")
     out.append(_table(summary.rules_of_thumb, ["rule_number", "measure", "rule", "measured_value",

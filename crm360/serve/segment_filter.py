@@ -65,11 +65,12 @@ def _tokens(text: str) -> list[_Tok]:
 class _Parser:
     """Recursive descent over the filter grammar; ``parse`` returns SQL re-written from the tree."""
 
-    def __init__(self, text: str, columns: dict[str, str | None]):
+    def __init__(self, text: str, columns: dict[str, str | None], renamed: list[tuple[str, str]] | None = None):
         self.toks = _tokens(text)
         self.i = 0
         self.columns = columns
         self.depth = 0
+        self.renamed = renamed if renamed is not None else []
 
     def descend(self, tok: _Tok) -> None:
         """One level deeper (a parenthesis or a not), refused past MAX_FILTER_DEPTH."""
@@ -193,6 +194,10 @@ class _Parser:
                 self.i -= 1
                 self.fail(f"functions are not allowed ({tok.text})")
             name = tok.text.lower()
+            if name not in self.columns and name.endswith(OLD_SUFFIX) and name[:-len(OLD_SUFFIX)] in self.columns:
+                # a money column's name before 0.2 (revenue_eur): still read, with a warning from the caller
+                self.renamed.append((name, name[:-len(OLD_SUFFIX)]))
+                name = name[:-len(OLD_SUFFIX)]
             if name not in self.columns:
                 self.i -= 1
                 raise SegmentError(f"unknown column {tok.text!r} at position {tok.pos + 1}; "
@@ -252,10 +257,16 @@ def _string(tok: _Tok) -> str:
     return "'" + body.replace("'", "''") + "'"
 
 
-def compile_filter(text: str, columns: dict[str, str | None]) -> str:
+# Money columns were named in euros before 0.2 (revenue_eur); they are currency-neutral now (revenue, in
+# the reporting currency). A filter naming the old name of a documented column still works, deprecated.
+OLD_SUFFIX = "_eur"
+
+
+def compile_filter(text: str, columns: dict[str, str | None], renamed: list[tuple[str, str]] | None = None) -> str:
     """The SQL of a segment filter, re-written from its parse tree over ``columns``. A filter longer
-    than MAX_FILTER_LENGTH is refused before it is read."""
+    than MAX_FILTER_LENGTH is refused before it is read. Old money column names (``revenue_eur``) are
+    read as their new ones, each appended to ``renamed`` as (old, new) for the caller to warn about."""
     if len(text) > MAX_FILTER_LENGTH:
         raise SegmentError(f"longer than {MAX_FILTER_LENGTH:,} characters at position {MAX_FILTER_LENGTH + 1:,} "
                            f"(it has {len(text):,}): split it into segments or say it more simply")
-    return _Parser(text, columns).parse()
+    return _Parser(text, columns, renamed).parse()

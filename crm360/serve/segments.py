@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import os
 import re
 import unicodedata
@@ -61,6 +62,8 @@ from crm360.serve.segment_filter import (  # noqa: F401 - re-exported
 )
 from crm360.transform import manifest
 
+log = logging.getLogger(__name__)
+
 SEGMENTS_ENV = Settings.env_name("segments")
 SOURCES = ("customer_360", "customer_call_list")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
@@ -68,7 +71,7 @@ ENTRY_KEYS = {"name", "description", "source", "filter", "owner"}
 # the marketing-safe columns of marts.segment_members, in order
 MEMBER_COLUMNS = ("segment_name", "customer_key", "full_name", "email", "phone", "has_marketing_consent",
                   "city", "region", "lifecycle_stage", "activity_tier", "revenue_tier", "value_tier",
-                  "revenue_eur", "predicted_clv_eur", "last_order_at", "last_contact_at")
+                  "revenue", "predicted_clv", "last_order_at", "last_contact_at")
 
 
 @dataclass(frozen=True)
@@ -150,10 +153,15 @@ def load(path: Path | None = None, settings: Settings | None = None) -> list[Seg
         text = entry.get("filter", "true" if source == "customer_call_list" else None)
         if not isinstance(text, str):
             raise SegmentError(f"{where}: filter must be a string (a condition over {source}'s columns)")
+        renamed: list[tuple[str, str]] = []
         try:
-            filter_sql = "true" if text.strip() == "true" else compile_filter(text, columns[source])
+            filter_sql = "true" if text.strip() == "true" else compile_filter(text, columns[source], renamed)
         except SegmentError as exc:
             raise SegmentError(f"{where}: filter: {exc}") from None
+        for old, new in dict(renamed).items():
+            log.warning("%s: filter: column %s is deprecated, renamed %s in crm360 0.2 (amounts are in the "
+                        "reporting currency, marts.reporting_currency); rename it in the file: the old name "
+                        "will stop working", where, old, new)
         owner = entry.get("owner")
         out.append(Segment(name=name, description=" ".join(description.split()), source=source,
                            filter=text, filter_sql=filter_sql, owner=str(owner) if owner else None))
@@ -207,7 +215,7 @@ def members(wh: Warehouse, name: str, limit: int | None = None) -> tuple[list[st
     with wh.connect() as conn:
         _segment(conn, name)
         query = sql.SQL("select {} from marts.segment_members where segment_name = %s "
-                        "order by predicted_clv_eur desc nulls last, revenue_eur desc, customer_key{}").format(
+                        "order by predicted_clv desc nulls last, revenue desc, customer_key{}").format(
             sql.SQL(", ").join(sql.Identifier(c) for c in MEMBER_COLUMNS),
             sql.SQL(" limit {}").format(sql.Literal(int(limit))) if limit is not None else sql.SQL(""))
         cur = conn.execute(query, (name,))
@@ -291,7 +299,7 @@ def _write_csv(conn, name: str, out: TextIO) -> tuple[dict, int]:
     write_rows(out, [MEMBER_COLUMNS])
     with conn.cursor(name="segment_export") as cur:  # server-side: a large segment streams
         cur.execute(sql.SQL("select {} from marts.segment_members where segment_name = %s "
-                            "order by predicted_clv_eur desc nulls last, revenue_eur desc, customer_key").format(
+                            "order by predicted_clv desc nulls last, revenue desc, customer_key").format(
             sql.SQL(", ").join(sql.Identifier(c) for c in MEMBER_COLUMNS)), (name,))
         rows = write_rows(out, cur)
     return seg, rows

@@ -226,6 +226,8 @@ def _read_run_results(target: Path) -> list[dict]:
 RUN_SET_VARS = {
     "as_of_date": "a run's as-of date is its own (CRM360_AS_OF_DATE), the same for dbt and the value model",
     "segments": "the segments come from segments.yml (CRM360_SEGMENTS)",
+    "reporting_currency": "the reporting currency comes from sources.yml (currency: reporting:), where the loads "
+                          "read it too",
 }
 
 
@@ -286,4 +288,13 @@ def project_vars(settings: Settings | None = None) -> dict:
     with the overrides of CRM360_DBT_VARS over them (crm360.pipeline.run.build_vars passes the same
     overrides to dbt)."""
     settings = settings or get_settings()
-    return effective_vars(var_overrides(settings), settings)
+    return effective_vars(deployment_vars(settings), settings)
+
+
+def deployment_vars(settings: Settings | None = None) -> dict:
+    """The vars a deployment sets for every run: CRM360_DBT_VARS's overrides and the reporting
+    currency of sources.yml (crm360.ingest.currency, read by the loads from the same place)."""
+    from crm360.ingest import currency
+
+    settings = settings or get_settings()
+    return {**var_overrides(settings), "reporting_currency": currency.reporting_currency(settings)}

@@ -50,7 +50,7 @@ def _settings_vars(settings: Settings | None) -> tuple[float, float]:
 def _read_summary(conn, as_of: date) -> dict[str, np.ndarray]:
     rows = conn.execute(f"""
         select customer_key, frequency::float8, recency_days::float8, tenure_days::float8,
-               avg_repeat_value_eur::float8, as_of_date
+               avg_repeat_value::float8, as_of_date
         from {SUMMARY}""").fetchall()  # noqa: S608 - fixed name
     stale = {r[5] for r in rows if r[5] != as_of}
     if stale:
@@ -60,7 +60,7 @@ def _read_summary(conn, as_of: date) -> dict[str, np.ndarray]:
         "frequency": np.array([r[1] for r in rows], dtype=float),
         "recency_days": np.array([r[2] for r in rows], dtype=float),
         "tenure_days": np.array([r[3] for r in rows], dtype=float),
-        "avg_repeat_value_eur": np.array([np.nan if r[4] is None else r[4] for r in rows], dtype=float),
+        "avg_repeat_value": np.array([np.nan if r[4] is None else r[4] for r in rows], dtype=float),
     }
 
 
@@ -68,7 +68,7 @@ def _copy_predictions(conn, keys: np.ndarray, columns: list[np.ndarray], as_of: 
     """Binary COPY (psycopg's C row writer); a value that is not finite is written as null."""
     values = [np.where(np.isfinite(col), col, None).tolist() for col in columns]
     with conn.cursor().copy(f"""copy {PREDICTIONS} (customer_key, predicted_purchases, probability_alive,
-            expected_order_value_eur, predicted_clv_eur, as_of_date) from stdin (format binary)""") as copy:  # noqa: S608
+            expected_order_value, predicted_clv, as_of_date) from stdin (format binary)""") as copy:  # noqa: S608
         copy.set_types(["text", "float8", "float8", "float8", "float8", "date"])
         for row in zip(keys.tolist(), *values, strict=True):
             copy.write_row((*row, as_of))
@@ -105,7 +105,7 @@ def fit_and_predict(wh, as_of: date, settings: Settings | None = None) -> dict:
             x = data["frequency"]
             t_x = data["recency_days"] / DAYS_PER_UNIT
             T = data["tenure_days"] / DAYS_PER_UNIT
-            m = data["avg_repeat_value_eur"]
+            m = data["avg_repeat_value"]
             bg = fit_bgnbd(x, t_x, T)
             if bg.converged:
                 gg = fit_gamma_gamma(x, m)

@@ -5,13 +5,13 @@
 
     Emits CTEs (continue the caller's `with`; end with a comma) reading three CTEs the
     caller defines before:
-    - order_facts (customer_key, ordered_at, ordered_date, is_purchase, net_revenue_eur);
+    - order_facts (customer_key, ordered_at, ordered_date, is_purchase, net_revenue);
     - contacts (department, customer_key, reference_at): customers the department
       reached, one row each, reference_at the first such contact;
     - touched (department, customer_key): every customer the department dealt with,
       reached or not; they are not clean controls.
     and defines customer_spend (department, customer_key, customer_group, window_days,
-    purchases_before, spend_before_eur, spend_after_eur).
+    purchases_before, spend_before, spend_after).
 
     Per department: 'contacted' = the customers of contacts; 'not_contacted' = buyers
     not in touched, each given one contacted customer's reference time (a stable hash
@@ -25,7 +25,7 @@ purchases as (
     select
         customer_key,
         ordered_at,
-        net_revenue_eur
+        net_revenue
     from order_facts
     where is_purchase
 ),
@@ -127,10 +127,10 @@ customer_spend as (
         eligible.window_days,
         count(purchases.ordered_at) filter (where purchases.ordered_at < eligible.reference_at)
             as purchases_before,
-        coalesce(sum(purchases.net_revenue_eur) filter (where purchases.ordered_at < eligible.reference_at), 0)
-            as spend_before_eur,
-        coalesce(sum(purchases.net_revenue_eur) filter (where purchases.ordered_at >= eligible.reference_at), 0)
-            as spend_after_eur
+        coalesce(sum(purchases.net_revenue) filter (where purchases.ordered_at < eligible.reference_at), 0)
+            as spend_before,
+        coalesce(sum(purchases.net_revenue) filter (where purchases.ordered_at >= eligible.reference_at), 0)
+            as spend_after
     from eligible
     left join purchases
         on eligible.customer_key = purchases.customer_key

@@ -20,9 +20,10 @@ lines as (
         orders.customer_key,
         coalesce(products.category, 'unknown') as category,
         order_lines.product_id,
-        order_lines.line_amount_eur,
-        order_lines.unit_price_eur < products.list_price_eur * (1 - {{ var('needs_discount_threshold') }})
-            as is_discounted
+        round(order_lines.line_amount * orders.rate_to_reporting, 2) as line_amount,
+        -- list prices are in the reporting currency: the unit price converted, unrounded
+        order_lines.unit_price * orders.rate_to_reporting
+            < products.list_price * (1 - {{ var('needs_discount_threshold') }}) as is_discounted
     from order_lines
     inner join orders on order_lines.order_id = orders.order_id
     left join products on order_lines.product_id = products.product_id
@@ -32,8 +33,8 @@ by_category as (
     select
         customer_key,
         category,
-        sum(line_amount_eur) as spend_eur,
-        sum(line_amount_eur) filter (where is_discounted) as discounted_spend_eur,
+        sum(line_amount) as spend,
+        sum(line_amount) filter (where is_discounted) as discounted_spend,
         count(distinct product_id) as products
     from lines
     group by customer_key, category
@@ -42,9 +43,9 @@ by_category as (
 final as (
     select
         customer_key,
-        (array_agg(category order by spend_eur desc, category))[1] as favourite_category,
-        max(spend_eur) / nullif(sum(spend_eur), 0) as favourite_category_share,
-        coalesce(sum(discounted_spend_eur), 0) / nullif(sum(spend_eur), 0) as discounted_share,
+        (array_agg(category order by spend desc, category))[1] as favourite_category,
+        max(spend) / nullif(sum(spend), 0) as favourite_category_share,
+        coalesce(sum(discounted_spend), 0) / nullif(sum(spend), 0) as discounted_share,
         count(*) as categories_bought,
         sum(products) as products_bought
     from by_category

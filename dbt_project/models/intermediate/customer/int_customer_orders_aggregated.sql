@@ -11,8 +11,8 @@ final as (
         count(*) filter (where is_purchase) as orders_completed,
         count(*) filter (where order_status in ('returned', 'partially_returned')) as orders_returned,
         count(*) filter (where order_status = 'cancelled') as orders_cancelled,
-        coalesce(sum(net_revenue_eur), 0) as revenue_eur,
-        coalesce(sum(refund_amount_eur), 0) as refunded_eur,
+        coalesce(sum(net_revenue), 0) as revenue,
+        coalesce(sum(refund_amount), 0) as refunded,
         min(ordered_at) filter (where is_purchase) as first_order_at,
         max(ordered_at) filter (where is_purchase) as last_order_at,
         min(ordered_date) filter (where is_purchase) as first_order_date,
@@ -21,8 +21,8 @@ final as (
         (array_agg(distinct ordered_date order by ordered_date desc) filter (where is_purchase))[2]
             as previous_order_date,
         count(distinct ordered_date) filter (where is_purchase) as purchase_days,
-        coalesce(sum(net_revenue_eur) filter (where is_purchase), 0)
-            / nullif(count(*) filter (where is_purchase), 0) as average_order_value_eur,
+        coalesce(sum(net_revenue) filter (where is_purchase), 0)
+            / nullif(count(*) filter (where is_purchase), 0) as average_order_value,
         max(updated_at) as sales_updated_at
     from orders
     group by customer_key

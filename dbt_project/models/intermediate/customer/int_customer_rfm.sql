@@ -11,7 +11,7 @@ buyers as (
         customer_key,
         {{ as_of_date() }} - last_order_date as recency_days,
         orders_completed as frequency,
-        revenue_eur as monetary_eur
+        revenue as monetary
     from orders
     where orders_completed > 0
 ),
@@ -21,10 +21,10 @@ scored as (
         customer_key,
         recency_days,
         frequency,
-        monetary_eur,
+        monetary,
         cast(ceil(5 * cume_dist() over (order by recency_days desc)) as integer) as recency_score,
         cast(ceil(5 * cume_dist() over (order by frequency)) as integer) as frequency_score,
-        cast(ceil(5 * cume_dist() over (order by monetary_eur)) as integer) as monetary_score
+        cast(ceil(5 * cume_dist() over (order by monetary)) as integer) as monetary_score
     from buyers
 ),
 
@@ -33,7 +33,7 @@ final as (
         customer_key,
         recency_days,
         frequency,
-        monetary_eur,
+        monetary,
         recency_score,
         frequency_score,
         monetary_score,

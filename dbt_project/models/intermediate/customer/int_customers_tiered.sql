@@ -23,10 +23,10 @@ facts as (
     select
         customers.customer_key,
         customers.anchor_type,
-        coalesce(orders.revenue_eur, 0) as revenue_eur,
+        coalesce(orders.revenue, 0) as revenue,
         orders.last_order_date,
         coalesce(orders.orders_completed, 0) as orders_completed,
-        coalesce(value.predicted_clv_eur, 0) as predicted_clv_eur
+        coalesce(value.predicted_clv, 0) as predicted_clv
     from customers
     left join orders on customers.customer_key = orders.customer_key
     left join value on customers.customer_key = value.customer_key
@@ -36,17 +36,17 @@ ranked as (
     select
         *,
         case
-            when revenue_eur > 0
-                then row_number() over (partition by revenue_eur > 0 order by revenue_eur desc, customer_key)
+            when revenue > 0
+                then row_number() over (partition by revenue > 0 order by revenue desc, customer_key)
         end as revenue_rank,
-        count(*) filter (where revenue_eur > 0) over () as buyers,
+        count(*) filter (where revenue > 0) over () as buyers,
         case
-            when predicted_clv_eur > 0
+            when predicted_clv > 0
                 then row_number() over (
-                    partition by predicted_clv_eur > 0 order by predicted_clv_eur desc, customer_key
+                    partition by predicted_clv > 0 order by predicted_clv desc, customer_key
                 )
         end as value_rank,
-        count(*) filter (where predicted_clv_eur > 0) over () as valued
+        count(*) filter (where predicted_clv > 0) over () as valued
     from facts
 ),
 
@@ -71,9 +71,9 @@ final as (
             else {{ tier_case('value_rank', 'valued', 'value_tiers') }}
         end as value_tier,
         revenue_rank,
-        revenue_eur,
+        revenue,
         value_rank,
-        predicted_clv_eur
+        predicted_clv
     from ranked
 )
 

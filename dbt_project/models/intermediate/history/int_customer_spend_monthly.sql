@@ -6,7 +6,7 @@
     orders once per customer and period keeps int_customer_tiers_monthly's work
     proportional to buyers x snapshots. -#}
 with orders as (
-    select customer_key, ordered_date, is_purchase, net_revenue_eur
+    select customer_key, ordered_date, is_purchase, net_revenue
     from {{ ref('int_orders_attributed') }}
     where ordered_date < {{ as_of_date() }}
 ),
@@ -19,7 +19,7 @@ by_period as (
             {{ as_of_date() }}
         ) as snapshot_date,
         min(ordered_date) as period_first_order_date,
-        sum(net_revenue_eur) as period_revenue_eur,
+        sum(net_revenue) as period_revenue,
         count(*) filter (where is_purchase) as period_purchases,
         max(ordered_date) filter (where is_purchase) as period_last_purchase_date
     from orders
@@ -31,7 +31,7 @@ final as (
         customer_key,
         snapshot_date,
         period_first_order_date,
-        period_revenue_eur,
+        period_revenue,
         period_purchases,
         period_last_purchase_date
     from by_period

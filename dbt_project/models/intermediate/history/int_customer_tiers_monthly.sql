@@ -32,7 +32,7 @@ with entries as (
 ),
 
 orders_by_period as (
-    select customer_key, snapshot_date, period_revenue_eur, period_purchases, period_last_purchase_date
+    select customer_key, snapshot_date, period_revenue, period_purchases, period_last_purchase_date
     from {{ ref('int_customer_spend_monthly') }}
 ),
 
@@ -61,11 +61,11 @@ buyer_snapshots as (
         buyer_entries.tier_before_order,
         buyer_entries.first_seen_date,
         snapshots.snapshot_date,
-        coalesce(orders_by_period.period_revenue_eur, 0) as period_revenue_eur,
-        sum(coalesce(orders_by_period.period_revenue_eur, 0)) over running as revenue_eur,
+        coalesce(orders_by_period.period_revenue, 0) as period_revenue,
+        sum(coalesce(orders_by_period.period_revenue, 0)) over running as revenue,
         sum(coalesce(orders_by_period.period_purchases, 0)) over running as orders_completed,
         max(orders_by_period.period_last_purchase_date) over running as last_order_date,
-        lead(coalesce(orders_by_period.period_revenue_eur, 0)) over running as next_period_revenue_eur
+        lead(coalesce(orders_by_period.period_revenue, 0)) over running as next_period_revenue
     from buyer_entries
     inner join snapshots on snapshots.snapshot_date >= buyer_entries.first_order_snapshot_date
     left join orders_by_period
@@ -78,12 +78,12 @@ buyers_ranked as (
     select
         *,
         case
-            when revenue_eur > 0
+            when revenue > 0
                 then row_number() over (
-                    partition by snapshot_date, revenue_eur > 0 order by revenue_eur desc, customer_key
+                    partition by snapshot_date, revenue > 0 order by revenue desc, customer_key
                 )
         end as revenue_rank,
-        count(*) filter (where revenue_eur > 0) over (partition by snapshot_date) as buyers
+        count(*) filter (where revenue > 0) over (partition by snapshot_date) as buyers
     from buyer_snapshots
 ),
 
@@ -117,9 +117,9 @@ buyers_final as (
             case when tier_before_order is not null then 'none' end
         ) as previous_revenue_tier,
         revenue_rank,
-        revenue_eur,
-        period_revenue_eur,
-        next_period_revenue_eur,
+        revenue,
+        period_revenue,
+        next_period_revenue,
         orders_completed,
         last_order_date
     from buyers_tiered
@@ -127,7 +127,7 @@ buyers_final as (
 ),
 
 first_period_revenue as (
-    select orders_by_period.customer_key, orders_by_period.period_revenue_eur
+    select orders_by_period.customer_key, orders_by_period.period_revenue
     from orders_by_period
     inner join entries
         on orders_by_period.customer_key = entries.customer_key
@@ -146,14 +146,14 @@ waiting_final as (
             as previous_activity_tier,
         case when snapshots.snapshot_date > entries.entry_snapshot_date then 'none' end as previous_revenue_tier,
         null::bigint as revenue_rank,
-        0 as revenue_eur,
-        0 as period_revenue_eur,
+        0 as revenue,
+        0 as period_revenue,
         case
             when snapshots.next_snapshot_date is null then null
             when snapshots.next_snapshot_date = entries.first_order_snapshot_date
-                then first_period_revenue.period_revenue_eur
+                then first_period_revenue.period_revenue
             else 0
-        end as next_period_revenue_eur,
+        end as next_period_revenue,
         0 as orders_completed,
         null::date as last_order_date
     from entries
@@ -169,13 +169,13 @@ waiting_final as (
 tiered as (
     select
         customer_key, snapshot_date, first_seen_date, activity_tier, revenue_tier, previous_activity_tier,
-        previous_revenue_tier, revenue_rank, revenue_eur, period_revenue_eur, next_period_revenue_eur,
+        previous_revenue_tier, revenue_rank, revenue, period_revenue, next_period_revenue,
         orders_completed, last_order_date
     from buyers_final
     union all
     select
         customer_key, snapshot_date, first_seen_date, activity_tier, revenue_tier, previous_activity_tier,
-        previous_revenue_tier, revenue_rank, revenue_eur, period_revenue_eur, next_period_revenue_eur,
+        previous_revenue_tier, revenue_rank, revenue, period_revenue, next_period_revenue,
         orders_completed, last_order_date
     from waiting_final
 ),
@@ -190,9 +190,9 @@ final as (
         previous_activity_tier,
         previous_revenue_tier,
         cast(revenue_rank as bigint) as revenue_rank,
-        revenue_eur,
-        period_revenue_eur,
-        next_period_revenue_eur,
+        revenue,
+        period_revenue,
+        next_period_revenue,
         cast(orders_completed as bigint) as orders_completed,
         cast(last_order_date as date) as last_order_date,
         first_seen_date

@@ -1,4 +1,8 @@
-{#- One row per order with the resolved customer it belongs to and its money.
+{#- One row per order with the resolved customer it belongs to and its money, in
+    var('reporting_currency'): an order in another currency is converted by the rate valid on
+    its ordered_date (stg_sales__currency_rates), line by line rounded to the cent, its refund
+    likewise. Converting here, not in the incremental staging tables, means a corrected rate
+    applies to every order at the next build.
 
     An order's net revenue is its lines' amount less what was refunded; cancelled
     orders and fully returned ones bring none. A purchase is an order the customer
@@ -17,14 +21,32 @@ shop_ids as (
     where identifier_type = 'shop_customer_id'
 ),
 
+rates as (
+    select * from {{ ref('stg_sales__currency_rates') }}
+),
+
+order_rates as (
+    select
+        orders.order_id,
+        case
+            when orders.currency_code = '{{ var("reporting_currency") }}' then 1
+            else rates.rate
+        end as rate_to_reporting
+    from orders
+    left join rates
+        on orders.currency_code = rates.currency_code
+        and orders.ordered_date between rates.valid_from and rates.valid_until
+),
+
 order_amounts as (
     select
-        order_id,
-        sum(line_amount_eur) as order_amount_eur,
-        sum(quantity) as item_count,
+        order_lines.order_id,
+        sum(round(order_lines.line_amount * order_rates.rate_to_reporting, 2)) as order_amount,
+        sum(order_lines.quantity) as item_count,
         count(*) as line_count
     from order_lines
-    group by order_id
+    inner join order_rates on order_lines.order_id = order_rates.order_id
+    group by order_lines.order_id
 ),
 
 final as (
@@ -37,17 +59,21 @@ final as (
         orders.order_status,
         orders.is_purchase,
         orders.sales_channel,
-        coalesce(order_amounts.order_amount_eur, 0) as order_amount_eur,
+        orders.currency_code,
+        order_rates.rate_to_reporting,
+        coalesce(order_amounts.order_amount, 0) as order_amount,
         coalesce(order_amounts.item_count, 0) as item_count,
         coalesce(order_amounts.line_count, 0) as line_count,
-        orders.refund_amount_eur,
+        round(orders.refund_amount * order_rates.rate_to_reporting, 2) as refund_amount,
         case
             when orders.order_status in ('cancelled', 'returned') then 0
-            else coalesce(order_amounts.order_amount_eur, 0) - orders.refund_amount_eur
-        end as net_revenue_eur,
+            else coalesce(order_amounts.order_amount, 0)
+                - round(orders.refund_amount * order_rates.rate_to_reporting, 2)
+        end as net_revenue,
         orders.updated_at
     from orders
     inner join shop_ids on orders.customer_id = shop_ids.customer_id
+    inner join order_rates on orders.order_id = order_rates.order_id
     left join order_amounts on orders.order_id = order_amounts.order_id
 )
 

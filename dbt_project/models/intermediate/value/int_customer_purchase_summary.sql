@@ -5,7 +5,7 @@
     with positive net revenue): several orders on one day are one transaction. The
     first purchase day starts the customer's history; frequency counts the repeat
     purchase days after it, recency_days is the first to the last purchase day,
-    tenure_days the first purchase day to the as-of date, and avg_repeat_value_eur
+    tenure_days the first purchase day to the as-of date, and avg_repeat_value
     the mean net revenue of the repeat purchase days (null without repeats). -#}
 with orders as (
     select * from {{ ref('int_orders_attributed') }}
@@ -15,11 +15,11 @@ purchase_days as (
     select
         customer_key,
         ordered_date as purchase_date,
-        sum(net_revenue_eur) as revenue_eur
+        sum(net_revenue) as revenue
     from orders
     where
         is_purchase
-        and net_revenue_eur > 0
+        and net_revenue > 0
         and ordered_date <= {{ as_of_date() }}
     group by customer_key, ordered_date
 ),
@@ -28,7 +28,7 @@ numbered as (
     select
         customer_key,
         purchase_date,
-        revenue_eur,
+        revenue,
         row_number() over (partition by customer_key order by purchase_date) as purchase_day_number
     from purchase_days
 ),
@@ -39,7 +39,7 @@ summarized as (
         count(*) as purchase_days,
         min(purchase_date) as first_purchase_date,
         max(purchase_date) as last_purchase_date,
-        avg(revenue_eur) filter (where purchase_day_number > 1) as avg_repeat_value_eur
+        avg(revenue) filter (where purchase_day_number > 1) as avg_repeat_value
     from numbered
     group by customer_key
 ),
@@ -51,7 +51,7 @@ final as (
         purchase_days - 1 as frequency,
         last_purchase_date - first_purchase_date as recency_days,
         {{ as_of_date() }} - first_purchase_date as tenure_days,
-        round(avg_repeat_value_eur, 4) as avg_repeat_value_eur,
+        round(avg_repeat_value, 4) as avg_repeat_value,
         first_purchase_date,
         last_purchase_date,
         {{ as_of_date() }} as as_of_date

@@ -19,8 +19,8 @@ current_predictions as (
         customer_key,
         predicted_purchases,
         probability_alive,
-        expected_order_value_eur,
-        predicted_clv_eur
+        expected_order_value,
+        predicted_clv
     from predictions
     where as_of_date = {{ as_of_date() }}
 ),
@@ -31,13 +31,13 @@ final as (
         summary.frequency,
         summary.recency_days,
         summary.tenure_days,
-        summary.avg_repeat_value_eur,
+        summary.avg_repeat_value,
         summary.first_purchase_date,
         summary.last_purchase_date,
         current_predictions.predicted_purchases,
         current_predictions.probability_alive,
-        current_predictions.expected_order_value_eur,
-        current_predictions.predicted_clv_eur,
+        current_predictions.expected_order_value,
+        current_predictions.predicted_clv,
         current_predictions.customer_key is not null as value_model_fitted,
         summary.as_of_date
     from summary

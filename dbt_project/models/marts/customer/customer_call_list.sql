@@ -23,9 +23,9 @@ candidates as (
         value_tier,
         revenue_tier,
         lifecycle_stage,
-        predicted_clv_eur,
+        predicted_clv,
         probability_alive,
-        revenue_eur,
+        revenue,
         last_order_at,
         last_contact_at,
         follow_up_calls,
@@ -50,7 +50,7 @@ ranked as (
     select
         *,
         row_number() over (
-            order by predicted_clv_eur desc nulls last, revenue_eur desc, customer_key
+            order by predicted_clv desc nulls last, revenue desc, customer_key
         ) as call_rank
     from candidates
 ),
@@ -66,9 +66,9 @@ final as (
         value_tier,
         revenue_tier,
         lifecycle_stage,
-        predicted_clv_eur,
+        predicted_clv,
         probability_alive,
-        revenue_eur,
+        revenue,
         last_order_at,
         last_contact_at,
         days_since_contact,

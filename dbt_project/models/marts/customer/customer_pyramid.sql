@@ -10,7 +10,7 @@ final as (
         activity_tier,
         revenue_tier,
         revenue_rank,
-        cast(revenue_eur as numeric(14, 2)) as revenue_eur
+        cast(revenue as numeric(14, 2)) as revenue
     from tiers
 )
 

@@ -8,7 +8,7 @@
     and the run's as_of_date, marked is_current). The current snapshot is the pyramid
     of customer_pyramid; a tier without customers at a date has no row. -#}
 with tiers as (
-    select snapshot_date, activity_tier, revenue_tier, revenue_eur
+    select snapshot_date, activity_tier, revenue_tier, revenue
     from {{ ref('int_customer_tiers_monthly') }}
 ),
 
@@ -19,7 +19,7 @@ by_tiers as (
         activity_tier,
         revenue_tier,
         count(*) as customers,
-        sum(revenue_eur) as revenue_eur
+        sum(revenue) as revenue
     from tiers
     group by snapshot_date, activity_tier, revenue_tier
 ),
@@ -30,7 +30,7 @@ by_tier as (
         'activity' as pyramid,
         activity_tier as tier,
         sum(customers) as customers,
-        sum(revenue_eur) as revenue_eur
+        sum(revenue) as revenue
     from by_tiers
     group by snapshot_date, activity_tier
     union all
@@ -39,7 +39,7 @@ by_tier as (
         'revenue' as pyramid,
         revenue_tier as tier,
         sum(customers) as customers,
-        sum(revenue_eur) as revenue_eur
+        sum(revenue) as revenue
     from by_tiers
     group by snapshot_date, revenue_tier
 ),
@@ -53,11 +53,11 @@ final as (
         tier,
         {{ tier_rank('pyramid', 'tier') }} as tier_order,
         cast(customers as bigint) as customers,
-        cast(revenue_eur as numeric(16, 2)) as revenue_eur,
+        cast(revenue as numeric(16, 2)) as revenue,
         cast(customers::numeric / sum(customers) over (partition by snapshot_date, pyramid) as numeric(7, 6))
             as share_of_customers,
         cast(
-            coalesce(revenue_eur / nullif(sum(revenue_eur) over (partition by snapshot_date, pyramid), 0), 0)
+            coalesce(revenue / nullif(sum(revenue) over (partition by snapshot_date, pyramid), 0), 0)
             as numeric(7, 6)
         ) as share_of_revenue
     from by_tier

@@ -43,12 +43,12 @@ with tiers as (
         previous_activity_tier,
         previous_revenue_tier,
         revenue_rank,
-        revenue_eur
+        revenue
     from {{ ref('int_customer_tiers_monthly') }}
 ),
 
 orders as (
-    select customer_key, ordered_date, net_revenue_eur
+    select customer_key, ordered_date, net_revenue
     from {{ ref('int_orders_attributed') }}
     where ordered_date >= {{ as_of_date() }} - {{ recent_days }}
         and ordered_date < {{ as_of_date() }}
@@ -80,7 +80,7 @@ what_if as (
 ),
 
 current_tiers as (
-    select customer_key, activity_tier, revenue_rank, revenue_eur
+    select customer_key, activity_tier, revenue_rank, revenue
     from tiers
     where is_current
 ),
@@ -88,11 +88,11 @@ current_tiers as (
 -- rule 1: top 20 % of buyers by net revenue
 top_buyers as (
     select
-        sum(revenue_eur) filter (where revenue_rank <= ceil(buyers * 0.2)) / nullif(sum(revenue_eur), 0)
+        sum(revenue) filter (where revenue_rank <= ceil(buyers * 0.2)) / nullif(sum(revenue), 0)
             as measured_value,
         max(buyers) as buyers
     from (
-        select revenue_rank, revenue_eur, count(*) over () as buyers
+        select revenue_rank, revenue, count(*) over () as buyers
         from current_tiers
         where revenue_rank is not null
     ) as ranked
@@ -101,10 +101,10 @@ top_buyers as (
 -- rule 2: recent revenue from existing customers (first purchase before the period)
 recent_revenue as (
     select
-        sum(orders.net_revenue_eur) filter (
+        sum(orders.net_revenue) filter (
             where customer_orders.first_order_date < {{ as_of_date() }} - {{ recent_days }}
-        ) / nullif(sum(orders.net_revenue_eur), 0) as measured_value,
-        sum(orders.net_revenue_eur) as revenue_eur
+        ) / nullif(sum(orders.net_revenue), 0) as measured_value,
+        sum(orders.net_revenue) as revenue
     from orders
     left join customer_orders on orders.customer_key = customer_orders.customer_key
 ),
@@ -285,8 +285,8 @@ rules as (
         1.0,
         false,
         'Share of the net revenue of the last {{ recent_days }} days ('
-        || coalesce(round(recent_revenue.revenue_eur, 2), 0)
-        || ' EUR) from customers whose first purchase was before them.'
+        || coalesce(round(recent_revenue.revenue, 2), 0)
+        || ' ' || '{{ var("reporting_currency") }}' || ') from customers whose first purchase was before them.'
     from recent_revenue
     union all
     select

@@ -20,8 +20,8 @@ with snapshots as (
         revenue_tier,
         previous_activity_tier,
         previous_revenue_tier,
-        period_revenue_eur,
-        next_period_revenue_eur
+        period_revenue,
+        next_period_revenue
     from {{ ref('int_customer_tiers_monthly') }}
 ),
 
@@ -42,8 +42,8 @@ moves as (
         previous_revenue_tier,
         revenue_tier,
         count(*) as customers,
-        sum(period_revenue_eur) as period_revenue_eur,
-        sum(next_period_revenue_eur) as next_period_revenue_eur
+        sum(period_revenue) as period_revenue,
+        sum(next_period_revenue) as next_period_revenue
     from snapshots
     group by 1, 2, 3, 4, 5
 ),
@@ -55,8 +55,8 @@ by_pyramid as (
         previous_activity_tier as from_tier,
         activity_tier as to_tier,
         sum(customers) as customers,
-        sum(period_revenue_eur) as period_revenue_eur,
-        sum(next_period_revenue_eur) as next_period_revenue_eur
+        sum(period_revenue) as period_revenue,
+        sum(next_period_revenue) as next_period_revenue
     from moves
     group by 1, 2, 3, 4
     union all
@@ -66,8 +66,8 @@ by_pyramid as (
         previous_revenue_tier,
         revenue_tier,
         sum(customers),
-        sum(period_revenue_eur),
-        sum(next_period_revenue_eur)
+        sum(period_revenue),
+        sum(next_period_revenue)
     from moves
     group by 1, 2, 3, 4
 ),
@@ -84,11 +84,11 @@ final as (
         {{ tier_rank('by_pyramid.pyramid', 'by_pyramid.from_tier') }}
         - {{ tier_rank('by_pyramid.pyramid', 'by_pyramid.to_tier') }} as tiers_moved,
         cast(by_pyramid.customers as bigint) as customers,
-        cast(by_pyramid.period_revenue_eur as numeric(16, 2)) as period_revenue_eur,
+        cast(by_pyramid.period_revenue as numeric(16, 2)) as period_revenue,
         cast(
-            case when snapshot_dates.next_snapshot_date is not null then by_pyramid.next_period_revenue_eur end
+            case when snapshot_dates.next_snapshot_date is not null then by_pyramid.next_period_revenue end
             as numeric(16, 2)
-        ) as next_period_revenue_eur
+        ) as next_period_revenue
     from by_pyramid
     inner join snapshot_dates on by_pyramid.snapshot_date = snapshot_dates.snapshot_date
 )

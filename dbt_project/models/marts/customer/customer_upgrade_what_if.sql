@@ -29,8 +29,8 @@ with tiers as (
         revenue_tier,
         previous_revenue_tier,
         revenue_rank,
-        revenue_eur,
-        period_revenue_eur
+        revenue,
+        period_revenue
     from {{ ref('int_customer_tiers_monthly') }}
 ),
 
@@ -67,7 +67,7 @@ buyers as (
         revenue_tier,
         {{ revenue_tier_rank('revenue_tier') }} as tier_rank,
         revenue_rank,
-        revenue_eur
+        revenue
     from tiers
     where is_current and revenue_rank is not null
 ),
@@ -76,7 +76,7 @@ totals as (
     select
         count(*) as buyers,
         count(*) filter (where tier_rank > 1) as buyers_below_top,
-        sum(revenue_eur) as revenue_eur
+        sum(revenue) as revenue
     from buyers
 ),
 
@@ -84,8 +84,8 @@ tier_stats as (
     select
         tier_rank,
         count(*) as customers,
-        avg(revenue_eur) as mean_revenue_eur,
-        cast(percentile_cont(0.5) within group (order by revenue_eur) as numeric) as median_revenue_eur
+        avg(revenue) as mean_revenue,
+        cast(percentile_cont(0.5) within group (order by revenue) as numeric) as median_revenue
     from buyers
     group by tier_rank
 ),
@@ -106,7 +106,7 @@ ranked_in_tier as (
     select
         customer_key,
         tier_rank,
-        revenue_eur,
+        revenue,
         row_number() over (partition by tier_rank order by revenue_rank) as place_in_tier
     from buyers
     where tier_rank > 1
@@ -117,7 +117,7 @@ movers as (
         'nearest_boundary' as variant,
         ranked_in_tier.customer_key,
         ranked_in_tier.tier_rank,
-        ranked_in_tier.revenue_eur
+        ranked_in_tier.revenue
     from ranked_in_tier
     inner join tier_quotas on ranked_in_tier.tier_rank = tier_quotas.tier_rank
     where ranked_in_tier.place_in_tier <= tier_quotas.quota
@@ -126,7 +126,7 @@ movers as (
         'segment' as variant,
         buyers.customer_key,
         buyers.tier_rank,
-        buyers.revenue_eur
+        buyers.revenue
     from buyers
     inner join segment_members on buyers.customer_key = segment_members.customer_key
     where buyers.tier_rank > 1
@@ -137,9 +137,9 @@ moved as (
         movers.variant,
         movers.tier_rank as from_tier_rank,
         count(*) as customers_moved,
-        sum(movers.revenue_eur) as movers_revenue_eur,
-        sum(target.mean_revenue_eur - movers.revenue_eur) as uplift_mean_eur,
-        sum(target.median_revenue_eur - movers.revenue_eur) as uplift_median_eur
+        sum(movers.revenue) as movers_revenue,
+        sum(target.mean_revenue - movers.revenue) as uplift_mean,
+        sum(target.median_revenue - movers.revenue) as uplift_median
     from movers
     inner join tier_stats as target on target.tier_rank = movers.tier_rank - 1
     group by movers.variant, movers.tier_rank
@@ -158,7 +158,7 @@ observed as (
     select
         {{ revenue_tier_rank('tiers.previous_revenue_tier') }} as from_tier_rank,
         count(*) as observed_moves,
-        sum(tiers.period_revenue_eur) as observed_revenue_change_eur
+        sum(tiers.period_revenue) as observed_revenue_change
     from tiers
     inner join window_snapshots on tiers.snapshot_date = window_snapshots.snapshot_date
     where tiers.previous_revenue_tier <> 'none'
@@ -176,14 +176,14 @@ pair_rows as (
         false as is_total,
         coalesce(from_stats.customers, 0) as customers_in_from_tier,
         coalesce(to_stats.customers, 0) as customers_in_to_tier,
-        to_stats.mean_revenue_eur as target_mean_revenue_eur,
-        to_stats.median_revenue_eur as target_median_revenue_eur,
+        to_stats.mean_revenue as target_mean_revenue,
+        to_stats.median_revenue as target_median_revenue,
         coalesce(moved.customers_moved, 0) as customers_moved,
-        coalesce(moved.movers_revenue_eur, 0) as movers_revenue_eur,
-        coalesce(moved.uplift_mean_eur, 0) as uplift_mean_eur,
-        coalesce(moved.uplift_median_eur, 0) as uplift_median_eur,
+        coalesce(moved.movers_revenue, 0) as movers_revenue,
+        coalesce(moved.uplift_mean, 0) as uplift_mean,
+        coalesce(moved.uplift_median, 0) as uplift_median,
         coalesce(observed.observed_moves, 0) as observed_moves,
-        coalesce(observed.observed_revenue_change_eur, 0) as observed_revenue_change_eur
+        coalesce(observed.observed_revenue_change, 0) as observed_revenue_change
     from variants
     cross join tier_pairs
     left join tier_stats as from_stats on tier_pairs.from_tier_rank = from_stats.tier_rank
@@ -204,14 +204,14 @@ total_rows as (
         true as is_total,
         sum(customers_in_from_tier) as customers_in_from_tier,
         null::bigint as customers_in_to_tier,
-        null::numeric as target_mean_revenue_eur,
-        null::numeric as target_median_revenue_eur,
+        null::numeric as target_mean_revenue,
+        null::numeric as target_median_revenue,
         sum(customers_moved) as customers_moved,
-        sum(movers_revenue_eur) as movers_revenue_eur,
-        sum(uplift_mean_eur) as uplift_mean_eur,
-        sum(uplift_median_eur) as uplift_median_eur,
+        sum(movers_revenue) as movers_revenue,
+        sum(uplift_mean) as uplift_mean,
+        sum(uplift_median) as uplift_median,
         sum(observed_moves) as observed_moves,
-        sum(observed_revenue_change_eur) as observed_revenue_change_eur
+        sum(observed_revenue_change) as observed_revenue_change
     from pair_rows
     group by variant_order, variant
 ),
@@ -232,23 +232,23 @@ final as (
         all_rows.is_total,
         {{ as_of_date() }} as as_of_date,
         cast(coalesce(totals.buyers, 0) as bigint) as buyers,
-        cast(coalesce(totals.revenue_eur, 0) as numeric(16, 2)) as buyers_revenue_eur,
+        cast(coalesce(totals.revenue, 0) as numeric(16, 2)) as buyers_revenue,
         cast(all_rows.customers_in_from_tier as bigint) as customers_in_from_tier,
         cast(all_rows.customers_in_to_tier as bigint) as customers_in_to_tier,
         cast(all_rows.customers_moved as bigint) as customers_moved,
         cast(all_rows.customers_moved::numeric / nullif(totals.buyers, 0) as numeric(12, 6))
             as share_of_buyers_moved,
-        cast(all_rows.movers_revenue_eur as numeric(16, 2)) as movers_revenue_eur,
-        cast(all_rows.target_mean_revenue_eur as numeric(16, 2)) as target_mean_revenue_eur,
-        cast(all_rows.target_median_revenue_eur as numeric(16, 2)) as target_median_revenue_eur,
-        cast(all_rows.uplift_mean_eur as numeric(16, 2)) as uplift_mean_eur,
-        cast(all_rows.uplift_median_eur as numeric(16, 2)) as uplift_median_eur,
-        cast(all_rows.uplift_mean_eur / nullif(totals.revenue_eur, 0) as numeric(12, 6)) as uplift_mean_share,
-        cast(all_rows.uplift_median_eur / nullif(totals.revenue_eur, 0) as numeric(12, 6))
+        cast(all_rows.movers_revenue as numeric(16, 2)) as movers_revenue,
+        cast(all_rows.target_mean_revenue as numeric(16, 2)) as target_mean_revenue,
+        cast(all_rows.target_median_revenue as numeric(16, 2)) as target_median_revenue,
+        cast(all_rows.uplift_mean as numeric(16, 2)) as uplift_mean,
+        cast(all_rows.uplift_median as numeric(16, 2)) as uplift_median,
+        cast(all_rows.uplift_mean / nullif(totals.revenue, 0) as numeric(12, 6)) as uplift_mean_share,
+        cast(all_rows.uplift_median / nullif(totals.revenue, 0) as numeric(12, 6))
             as uplift_median_share,
         cast(all_rows.observed_moves as bigint) as observed_moves,
-        cast(all_rows.observed_revenue_change_eur as numeric(16, 2)) as observed_revenue_change_eur,
-        cast(all_rows.observed_revenue_change_eur / nullif(totals.revenue_eur, 0) as numeric(12, 6))
+        cast(all_rows.observed_revenue_change as numeric(16, 2)) as observed_revenue_change,
+        cast(all_rows.observed_revenue_change / nullif(totals.revenue, 0) as numeric(12, 6))
             as observed_change_share
     from all_rows
     cross join totals

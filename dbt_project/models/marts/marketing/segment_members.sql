@@ -42,8 +42,8 @@ final as (
         customers.activity_tier,
         customers.revenue_tier,
         customers.value_tier,
-        customers.revenue_eur,
-        customers.predicted_clv_eur,
+        customers.revenue,
+        customers.predicted_clv,
         customers.last_order_at,
         customers.last_contact_at
     from members

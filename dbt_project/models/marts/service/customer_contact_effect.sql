@@ -29,7 +29,7 @@ order_facts as (
         ordered_at,
         ordered_date,
         is_purchase,
-        net_revenue_eur
+        net_revenue
     from orders
 ),
 
@@ -70,8 +70,8 @@ by_group as (
         department,
         customer_group,
         count(*) as customers,
-        sum(spend_before_eur) as spend_before_eur,
-        sum(spend_after_eur) as spend_after_eur,
+        sum(spend_before) as spend_before,
+        sum(spend_after) as spend_after,
         avg(window_days) as avg_window_days
     from customer_spend
     where purchases_before > 0
@@ -97,12 +97,12 @@ final as (
         groups.group_order,
         {{ as_of_date() }} as as_of_date,
         coalesce(by_group.customers, 0) as customers,
-        cast(coalesce(by_group.spend_before_eur, 0) as numeric(16, 2)) as spend_before_eur,
-        cast(coalesce(by_group.spend_after_eur, 0) as numeric(16, 2)) as spend_after_eur,
-        cast(100 * (by_group.spend_after_eur - by_group.spend_before_eur)
-            / nullif(by_group.spend_before_eur, 0) as numeric(12, 2)) as change_pct,
-        cast((by_group.spend_after_eur - by_group.spend_before_eur) / by_group.customers as numeric(14, 2))
-            as avg_change_per_customer_eur,
+        cast(coalesce(by_group.spend_before, 0) as numeric(16, 2)) as spend_before,
+        cast(coalesce(by_group.spend_after, 0) as numeric(16, 2)) as spend_after,
+        cast(100 * (by_group.spend_after - by_group.spend_before)
+            / nullif(by_group.spend_before, 0) as numeric(12, 2)) as change_pct,
+        cast((by_group.spend_after - by_group.spend_before) / by_group.customers as numeric(14, 2))
+            as avg_change_per_customer,
         cast(by_group.avg_window_days as numeric(6, 1)) as avg_window_days
     from groups
     left join by_group

@@ -22,7 +22,7 @@ renamed as (
         cast(line_number as integer) as line_number,
         trim(product_id) as product_id,
         cast(quantity as integer) as quantity,
-        cast(unit_price as numeric(12, 2)) as unit_price_eur,
+        cast(unit_price as numeric(12, 2)) as unit_price,
         _loaded_at,
         _source_file
     from source
@@ -44,8 +44,8 @@ final as (
         line_number,
         product_id,
         quantity,
-        unit_price_eur,
-        cast(quantity * unit_price_eur as numeric(14, 2)) as line_amount_eur,
+        unit_price,
+        cast(quantity * unit_price as numeric(14, 2)) as line_amount,
         _loaded_at as loaded_at
     from latest
     where version_rank = 1

@@ -23,9 +23,9 @@ renamed as (
         {{ normalize_shop_customer_id('customer_id') }} as customer_id,
         cast(ordered_at as timestamptz) as ordered_at,
         lower(trim(status)) as order_status,
-        upper(coalesce(nullif(trim(currency), ''), 'EUR')) as currency_code,
+        upper(coalesce(nullif(trim(currency), ''), '{{ var("reporting_currency") }}')) as currency_code,
         lower(nullif(trim(channel), '')) as sales_channel,
-        coalesce(cast(nullif(trim(refund_amount), '') as numeric(12, 2)), 0) as refund_amount_eur,
+        coalesce(cast(nullif(trim(refund_amount), '') as numeric(12, 2)), 0) as refund_amount,  -- in currency_code
         cast(coalesce(nullif(updated_at, ''), ordered_at) as timestamptz) as updated_at,
         _loaded_at as loaded_at,
         _source_file as source_file
@@ -44,7 +44,7 @@ versions as (
         built.order_status,
         built.currency_code,
         built.sales_channel,
-        built.refund_amount_eur,
+        built.refund_amount,
         built.updated_at,
         built.loaded_at,
         built.source_file
@@ -76,7 +76,7 @@ final as (
         order_status in ('completed', 'partially_returned') as is_purchase,
         currency_code,
         sales_channel,
-        refund_amount_eur,
+        refund_amount,
         updated_at,
         loaded_at,
         source_file

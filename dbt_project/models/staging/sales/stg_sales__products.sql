@@ -8,7 +8,7 @@ renamed as (
         trim(product_id) as product_id,
         nullif(trim(product_name), '') as product_name,
         lower(nullif(trim(category), '')) as category,
-        cast(list_price as numeric(12, 2)) as list_price_eur,
+        cast(list_price as numeric(12, 2)) as list_price,
         _loaded_at,
         _source_file
     from source
@@ -28,7 +28,7 @@ final as (
         product_id,
         product_name,
         category,
-        list_price_eur
+        list_price
     from latest
     where version_rank = 1
 )
