@@ -37,6 +37,10 @@ def test_the_till_example_a_sales_only_purchase_log_in_usd(external_server, fres
         gates = conn.execute("select stage, bool_and(success) from audit.gate_results where run_id = 'till' "
                              "group by stage order by stage").fetchall()
         freshness = conn.execute("select distinct source_name from audit.source_freshness").fetchall()
+        currency = conn.execute("select currency_code from marts.reporting_currency").fetchall()
+    # the till's dollars are reported as dollars (currency: reporting: USD), not relabelled euros
+    assert {row["Currency"] for row in purchases} == {"USD"} and currency == [("USD",)]
+    assert summary.currency == "USD"
     assert (people, total, orders) == (len(customers), revenue, len(purchases))
     # compact days read in the till's time zone: midnight in New York is 04:00 UTC in summer
     days = sorted(row["Date"] for row in purchases)
