@@ -11,8 +11,8 @@ before it starts and writes them again only when every test passed (crm360.trans
 
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
