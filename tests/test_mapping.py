@@ -9,7 +9,10 @@ import pytest
 from crm360 import ingest
 from crm360.ingest.sources import SourceConfigError, load_config
 
-SALES = """sources:
+# the till's orders are in dollars: the deployment reports in them (a load reads the currency from
+# the sources.yml the settings name, so the fixture below points them at this file)
+SALES = """currency: {reporting: USD}
+sources:
   sales:
     location: till
     tables:
@@ -35,9 +38,11 @@ def _drop(tmp_path, name, text):
 
 
 @pytest.fixture(autouse=True)
-def _tolerant(monkeypatch):
-    """Small files with one bad record each: let the batch keep the good ones."""
+def _tolerant(monkeypatch, tmp_path):
+    """Small files with one bad record each: let the batch keep the good ones. The settings read
+    the sources.yml ``_config`` writes."""
     monkeypatch.setenv("CRM360_MAX_BAD_ROW_FRACTION", "0.5")
+    monkeypatch.setenv("CRM360_SOURCES", str(tmp_path / "sources.yml"))
 
 
 def _rows(db, sql):
