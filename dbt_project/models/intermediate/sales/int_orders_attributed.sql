@@ -1,8 +1,10 @@
+{{ config(post_hook=["{{ ensure_index(['customer_key']) }}"]) }}
 {#- One row per order with the resolved customer it belongs to and its money.
 
     An order's net revenue is its lines' amount less what was refunded; cancelled
     orders and fully returned ones bring none. A purchase is an order the customer
-    kept, wholly or in part (completed or partially returned). -#}
+    kept, wholly or in part (completed or partially returned). Indexed on customer_key: the
+    incremental customer-level models read the orders of the customers a build touched. -#}
 with orders as (
     select * from {{ ref('stg_sales__orders') }}
 ),
