@@ -225,7 +225,7 @@ def _medians(runs: list[dict]) -> dict[str, tuple[float, int]]:
     return out
 
 
-def report(result: dict) -> None:
+def report(result: dict, models: tuple[str, ...] = ()) -> None:
     m, full, day = result["manifest"], result["full"], result["day"]
     print(f"\n## preset {result['preset']}: {m['people']:,} people, {m['orders']:,} orders, "
           f"{m['web_events']:,} web events; median of {result['repeat']} run(s)")
@@ -246,6 +246,14 @@ def report(result: dict) -> None:
     print("slowest dbt models (seconds of their own, full build and one day; dbt runs several at a time):")
     for model in slowest:
         print(f"  {model:<40}{full['_models'][model]:>8.2f}{day['_models'].get(model, 0.0):>10.2f}")
+    if models:
+        print("named dbt models (seconds of their own, full build, one day, day / full):")
+    for model in models:
+        fs, ds = full["_models"].get(model), day["_models"].get(model)
+        if fs is None or ds is None:
+            print(f"  {model:<40}not built")
+            continue
+        print(f"  {model:<40}{fs:>8.2f}{ds:>10.2f}{(f'{ds / fs:.0%}' if fs > 0.005 else '-'):>10}")
     for label, run in (("full build", full), ("one day", day)):
         print(f"slowest dbt tests, {label} (seconds of their own, last repetition):")
         for test, seconds in run["_tests"].items():
@@ -277,6 +285,7 @@ def main() -> None:
     parser.add_argument("--presets", default=None, help="several, comma-separated, e.g. tiny,small,medium")
     parser.add_argument("--landing", default=None, help="drops to reuse (with one preset only)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--models", default="", help="comma-separated dbt models whose seconds to print too")
     args = parser.parse_args()
     presets = (args.presets.split(",") if args.presets else [args.preset or "small"])
     if args.landing and len(presets) > 1:
@@ -288,7 +297,8 @@ def main() -> None:
           f"warehouse: {'configured server' if base.warehouse_url else 'embedded pgserver'}")
     with tempfile.TemporaryDirectory(prefix="crm360_bench_") as tmp:
         for preset in presets:
-            report(bench_preset(preset, args.landing, args.repeat, base, Path(tmp)))
+            report(bench_preset(preset, args.landing, args.repeat, base, Path(tmp)),
+                   tuple(m for m in args.models.split(",") if m))
 
 
 if __name__ == "__main__":

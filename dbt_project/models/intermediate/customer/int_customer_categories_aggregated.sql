@@ -1,10 +1,22 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ clear_affected_customers(['identity', 'sales']) }}",
+    post_hook=["{{ ensure_index(['customer_key']) }}"],
+) }}
 {#- One row per buying customer with what and how they buy: their favourite
     category (the most net spend on kept orders), the share of spend in it, and the
     share of spend bought at a discount (a unit price at least
-    var('needs_discount_threshold') below the product's list price). -#}
+    var('needs_discount_threshold') below the product's list price).
+
+    Incremental on the customers a build touched (int_customers_affected, reasons identity and
+    sales; macros/affected_customers.sql): their rows are deleted and computed again from their
+    orders, read through the customer_key index of int_orders_attributed and the order_id index
+    of the order lines. A product catalogue or rule var change recomputes everyone. #}
+-- depends_on: {{ ref('int_customers_affected') }}
 with orders as (
     select * from {{ ref('int_orders_attributed') }}
-    where is_purchase
+    where is_purchase and {{ affected_filter('customer_key', ['identity', 'sales']) }}
 ),
 
 order_lines as (

@@ -1,3 +1,4 @@
+{{ config(post_hook=["{{ ensure_index(['customer_key']) }}"]) }}
 {#- One row per order with the resolved customer it belongs to and its money, in
     var('reporting_currency'): an order in another currency is converted by the rate valid on
     its ordered_date (stg_sales__currency_rates), line by line rounded to the cent, its refund
@@ -6,7 +7,8 @@
 
     An order's net revenue is its lines' amount less what was refunded; cancelled
     orders and fully returned ones bring none. A purchase is an order the customer
-    kept, wholly or in part (completed or partially returned). -#}
+    kept, wholly or in part (completed or partially returned). Indexed on customer_key: the
+    incremental customer-level models read the orders of the customers a build touched. -#}
 with orders as (
     select * from {{ ref('stg_sales__orders') }}
 ),
