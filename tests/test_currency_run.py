@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from conftest import REPO, make_settings
+from fingerprint import incremental_equals_full_rebuild
 
 from crm360 import pipeline
 from crm360.serve import report
@@ -113,6 +114,9 @@ def test_orders_in_other_currencies_are_converted_and_one_without_a_rate_is_quar
     assert total == expected and pyramid == expected
     assert currency == [("USD",)] and summary.currency == "USD"
     assert json.loads((settings.reports_dir / "latest.json").read_text())["currency"] == "USD"
+    # a day with new rates and another reporting currency, no new row: every customer's amounts
+    # move, and what is built only for the customers a day touched must move with them
+    incremental_equals_full_rebuild(wh, settings, date(2026, 11, 2))
 
 
 def test_a_bad_rates_file_fails_the_sales_load_naming_file_line_and_reason(db, tmp_path, monkeypatch):
