@@ -109,6 +109,8 @@ def _context():
     warnings.filterwarnings("ignore", message=".*more specific PostgresDatasource.*")
     import great_expectations as gx
 
+    # GX logs at INFO where it puts its (unused) docs site: noise in every gate's and check's output
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     try:  # progress bars garble Airflow task logs
         from great_expectations.data_context.types.base import ProgressBarsConfig
