@@ -115,7 +115,10 @@ def test_orders_in_other_currencies_are_converted_and_one_without_a_rate_is_quar
     assert currency == [("USD",)] and summary.currency == "USD"
     assert json.loads((settings.reports_dir / "latest.json").read_text())["currency"] == "USD"
     # a day with new rates and another reporting currency, no new row: every customer's amounts
-    # move, and what is built only for the customers a day touched must move with them
+    # move, so what is built only for the customers a day touched is built for everyone
+    with wh.connect() as conn:
+        affected = conn.execute("select reason, customer_key from intermediate.int_customers_affected").fetchall()
+    assert affected == [("sales", None)], "new rates recompute every customer"
     incremental_equals_full_rebuild(wh, settings, date(2026, 11, 2))
 
 

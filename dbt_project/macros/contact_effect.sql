@@ -35,19 +35,14 @@ history as (
     from order_facts
 ),
 
-reference_pool as (
+{#- each department's reference times in pool order (by time, then customer key), as one array:
+    a not-contacted buyer's draw is an array lookup, computed once per buyer. (Joined to a numbered
+    pool instead, the planner, which cannot see how many rows these CTEs hold, paired every buyer
+    with every contact and hashed the key for each pair: minutes on a few hundred thousand buyers.) -#}
+pool as materialized (
     select
         department,
-        reference_at,
-        row_number() over (partition by department order by reference_at, customer_key) - 1 as pool_index
-    from contacts
-),
-
-{#- materialized: computed once, not once per customer drawing from the pool -#}
-pool_size as materialized (
-    select
-        department,
-        count(*) as pool_size
+        array_agg(reference_at order by reference_at, customer_key) as reference_times
     from contacts
     group by department
 ),
@@ -59,16 +54,17 @@ buyers as (
 
 uncontacted_drawn as (
     select
-        pool_size.department,
+        pool.department,
         buyers.customer_key,
-        mod(('x' || substr(md5(buyers.customer_key), 1, 7))::bit(28)::int, pool_size.pool_size) as pool_index
+        pool.reference_times[
+            1 + mod(('x' || substr(md5(buyers.customer_key), 1, 7))::bit(28)::int, cardinality(pool.reference_times))
+        ] as reference_at
     from buyers
-    cross join pool_size
+    cross join pool
     left join touched
-        on pool_size.department = touched.department
+        on pool.department = touched.department
         and buyers.customer_key = touched.customer_key
     where touched.customer_key is null
-        and pool_size.pool_size > 0
 ),
 
 subjects as (
@@ -80,14 +76,11 @@ subjects as (
     from contacts
     union all
     select
-        uncontacted_drawn.department,
-        uncontacted_drawn.customer_key,
+        department,
+        customer_key,
         'not_contacted' as customer_group,
-        reference_pool.reference_at
+        reference_at
     from uncontacted_drawn
-    inner join reference_pool
-        on uncontacted_drawn.department = reference_pool.department
-        and uncontacted_drawn.pool_index = reference_pool.pool_index
 ),
 
 windowed as (
