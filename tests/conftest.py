@@ -21,6 +21,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 # Airflow reads its home at import: never touch a developer's ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="crm360_airflow_home_"))
@@ -28,15 +29,19 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 import psycopg
 import pytest
+import sales_db
 from psycopg import sql
 
 from crm360.core import schema, warehouse
 from crm360.core.settings import Settings
+from crm360.ingest import IngestError
+from crm360.ingest.mysql import mysql_connection, parse_mysql_url
 
 REPO = Path(__file__).resolve().parent.parent
 # Airflow puts the plugins folder on sys.path; so do the tests.
 sys.path.insert(0, str(REPO / "plugins"))
 SERVER_URL = os.environ.get("CRM360_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+MYSQL_URL = os.environ.get("CRM360_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 
 
 # Fixtures that start or reach a server: a test using one (even through another fixture) is integration.
@@ -267,3 +272,27 @@ def shared_published(embedded_server, tmp_path_factory):
     *handle, name = _publish_tiny(embedded_server, tmp_path_factory)
     yield tuple(handle)
     warehouse.drop_database(embedded_server, name)
+
+
+# The MariaDB a SQL source is read from (tests of crm360.ingest.sql and of its dry run).
+@pytest.fixture(scope="session")
+def mysql_server() -> str:
+    try:
+        with mysql_connection(MYSQL_URL, use_database=False):
+            pass
+    except IngestError as exc:
+        if os.environ.get("CRM360_REQUIRE_SERVER") == "1":
+            pytest.fail(f"MariaDB at {parse_mysql_url(MYSQL_URL)} is required but unreachable: {exc}")
+        pytest.skip(f"no MariaDB at {parse_mysql_url(MYSQL_URL)}: {exc}")
+    return MYSQL_URL
+
+
+@pytest.fixture
+def shop_url(mysql_server) -> str:
+    """A fresh, uniquely named database on the MariaDB server, dropped after the test."""
+    server = parse_mysql_url(mysql_server)
+    url = server.with_database(f"crm360_test_{uuid.uuid4().hex[:10]}")
+    sales_db.ensure_database(url)
+    text = f"mysql://{quote(url.user, safe='')}:{quote(url.password, safe='')}@{url.address}/{url.database}"
+    yield text
+    sales_db.drop_database(url)

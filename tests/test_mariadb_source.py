@@ -7,11 +7,8 @@ server the tests are skipped, unless CRM360_REQUIRE_SERVER=1, where they fail.
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import sales_db
@@ -21,7 +18,6 @@ from crm360.ingest import IngestError, ledger
 from crm360.ingest.mysql import mysql_connection, parse_mysql_url
 from crm360.ingest.sql import SqlSource, SqlTable, load_sql_source, render_value
 
-MYSQL_URL = os.environ.get("CRM360_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 RAW = ("sales_customers", "sales_orders", "sales_order_lines", "sales_products")
 
 HEADERS = {
@@ -72,29 +68,6 @@ NEXT_UNTIL = date(2026, 10, 5)
 FIRST_COUNTS = {"sales_customers": 3, "sales_orders": 4, "sales_order_lines": 6, "sales_products": 2}
 # the 4 October drop adds 1 customer, 2 orders (O5 and O1's new version), 1 line
 NEXT_COUNTS = {"sales_customers": 4, "sales_orders": 6, "sales_order_lines": 7, "sales_products": 2}
-
-
-@pytest.fixture(scope="session")
-def mysql_server() -> str:
-    try:
-        with mysql_connection(MYSQL_URL, use_database=False):
-            pass
-    except IngestError as exc:
-        if os.environ.get("CRM360_REQUIRE_SERVER") == "1":
-            pytest.fail(f"MariaDB at {parse_mysql_url(MYSQL_URL)} is required but unreachable: {exc}")
-        pytest.skip(f"no MariaDB at {parse_mysql_url(MYSQL_URL)}: {exc}")
-    return MYSQL_URL
-
-
-@pytest.fixture
-def shop_url(mysql_server) -> str:
-    """A fresh, uniquely named database on the MariaDB server, dropped after the test."""
-    server = parse_mysql_url(mysql_server)
-    url = server.with_database(f"crm360_test_{uuid.uuid4().hex[:10]}")
-    sales_db.ensure_database(url)
-    text = f"mysql://{quote(url.user, safe='')}:{quote(url.password, safe='')}@{url.address}/{url.database}"
-    yield text
-    sales_db.drop_database(url)
 
 
 @pytest.fixture

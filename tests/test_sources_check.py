@@ -1,11 +1,8 @@
 """crm360 sources check: a dry run on a sample of each bound table, before a run loads them."""
 
 import json
-import os
 import shutil
-import uuid
 from datetime import date
-from urllib.parse import quote
 
 import pytest
 import sales_db
@@ -15,7 +12,7 @@ from conftest import REPO
 from crm360 import cli
 from crm360.core.settings import Settings
 from crm360.ingest import IngestError, load_source
-from crm360.ingest.mysql import mysql_connection, parse_mysql_url
+from crm360.ingest.mysql import mysql_connection
 from crm360.quality import preview
 
 TILL = REPO / "examples" / "till"
@@ -203,37 +200,17 @@ def test_the_cli_checks_in_the_configured_warehouse(db, tmp_path, monkeypatch, c
     assert "GATE FAILS: raw_sales_customers.email" in out
 
 
-MYSQL_URL = os.environ.get("CRM360_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
-
-
-@pytest.fixture
-def shop(tmp_path):
-    try:
-        with mysql_connection(MYSQL_URL, use_database=False):
-            pass
-    except IngestError as exc:
-        if os.environ.get("CRM360_REQUIRE_SERVER") == "1":
-            pytest.fail(f"MariaDB at {parse_mysql_url(MYSQL_URL)} is required but unreachable: {exc}")
-        pytest.skip(f"no MariaDB at {parse_mysql_url(MYSQL_URL)}: {exc}")
-    url = parse_mysql_url(MYSQL_URL).with_database(f"crm360_test_{uuid.uuid4().hex[:10]}")
-    sales_db.ensure_database(url)
-    try:
-        yield f"mysql://{quote(url.user, safe='')}:{quote(url.password, safe='')}@{url.address}/{url.database}"
-    finally:
-        sales_db.drop_database(url)
-
-
-def test_a_sql_source_is_sampled_by_its_newest_rows_and_gated(db, shop, tmp_path, monkeypatch):
+def test_a_sql_source_is_sampled_by_its_newest_rows_and_gated(db, shop_url, tmp_path, monkeypatch):
     _, files = _sales_files(tmp_path / "drops")
-    sales_db.publish_drops(files, shop)  # the typed columns refuse 30 February, year 1 and -2 stay
-    with mysql_connection(shop) as conn, conn.cursor() as cur:
+    sales_db.publish_drops(files, shop_url)  # the typed columns refuse 30 February, year 1 and -2 stay
+    with mysql_connection(shop_url) as conn, conn.cursor() as cur:
         cur.execute("UPDATE customers SET email = ''")
         conn.commit()
     document = yaml.safe_load((REPO / "examples" / "sources.mariadb.yml").read_text())
     document["sources"] = {"sales": document["sources"]["sales"]}
     config = tmp_path / "sources.yml"
     config.write_text(yaml.safe_dump(document))
-    monkeypatch.setenv("CRM360_SALES_DB_URL", shop)
+    monkeypatch.setenv("CRM360_SALES_DB_URL", shop_url)
     settings = _settings(tmp_path, config, tmp_path / "empty", monkeypatch)
     before = _warehouse_state(db)
     results = {r.table: r for r in preview.check(settings, sample=5, wh=db, as_of=AS_OF)}
