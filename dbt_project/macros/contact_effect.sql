@@ -35,14 +35,19 @@ history as (
     from order_facts
 ),
 
-{#- each department's reference times in pool order (by time, then customer key), as one array:
-    a not-contacted buyer's draw is an array lookup, computed once per buyer. (Joined to a numbered
-    pool instead, the planner, which cannot see how many rows these CTEs hold, paired every buyer
-    with every contact and hashed the key for each pair: minutes on a few hundred thousand buyers.) -#}
+{#- each department's reference times in pool order (by time, then customer key), as one array -#}
 pool as materialized (
     select
         department,
         array_agg(reference_at order by reference_at, customer_key) as reference_times
+    from contacts
+    group by department
+),
+
+pool_size as materialized (
+    select
+        department,
+        count(*) as pool_size
     from contacts
     group by department
 ),
@@ -52,19 +57,32 @@ buyers as (
     from purchases
 ),
 
-uncontacted_drawn as (
+{#- A not-contacted buyer's draw: a position in the pool from a hash of the key, computed once per
+    buyer (materialized), then looked up in the pool's array by a subquery that returns the one
+    time. Both shapes tried before went wrong on a few hundred thousand buyers, because the planner
+    cannot see how many rows these CTEs hold: joined to a numbered pool, the draw was evaluated as
+    a join filter on every buyer and contact pair (minutes); with the array joined to every buyer
+    row, the rows were sorted with their copy of a 50,000-element array and spilled gigabytes. -#}
+uncontacted as materialized (
     select
-        pool.department,
+        pool_size.department,
         buyers.customer_key,
-        pool.reference_times[
-            1 + mod(('x' || substr(md5(buyers.customer_key), 1, 7))::bit(28)::int, cardinality(pool.reference_times))
-        ] as reference_at
+        1 + mod(('x' || substr(md5(buyers.customer_key), 1, 7))::bit(28)::int, pool_size.pool_size) as pool_position
     from buyers
-    cross join pool
+    cross join pool_size
     left join touched
-        on pool.department = touched.department
+        on pool_size.department = touched.department
         and buyers.customer_key = touched.customer_key
     where touched.customer_key is null
+),
+
+uncontacted_drawn as (
+    select
+        department,
+        customer_key,
+        (select pool.reference_times[uncontacted.pool_position] from pool
+         where pool.department = uncontacted.department) as reference_at
+    from uncontacted
 ),
 
 subjects as (
