@@ -1,6 +1,6 @@
 """The customer-level models built for the customers a day touched (int_customers_affected) equal a
 full rebuild: a day that moves an order to another customer, merges a new shop record into two
-people's identifiers and brings new orders, then a day after an erasure. Each day must stay
+people's identifiers, reprices a product and brings new orders, then a day after an erasure. Each day must stay
 incremental (no "everyone" row), list the customers it touched and not the others."""
 
 from __future__ import annotations
@@ -51,6 +51,22 @@ def _customers(wh) -> int:
         return conn.execute("select count(*) from intermediate.int_customers_resolved").fetchone()[0]
 
 
+def _a_bought_product(wh, besides: set[str]) -> tuple[dict, set]:
+    """A product some customers bought, not one of ``besides`` (its catalogue row as a drop would hold
+    it), and its buyers' keys."""
+    with wh.connect() as conn:
+        product_id, name, category, price = conn.execute(
+            "select p.product_id, p.product_name, p.category, p.list_price from staging.stg_sales__products p "
+            "where exists (select 1 from staging.stg_sales__order_lines l where l.product_id = p.product_id) "
+            "and p.product_id <> all(%s) order by p.product_id limit 1", (sorted(besides),)).fetchone()
+        buyers = {key for (key,) in conn.execute(
+            "select distinct o.customer_key from intermediate.int_orders_attributed o "
+            "join staging.stg_sales__order_lines l on l.order_id = o.order_id where l.product_id = %s",
+            (product_id,)).fetchall()}
+    row = {"product_id": product_id, "product_name": name, "category": category, "list_price": str(price)}
+    return row, buyers
+
+
 @pytest.mark.timeout(1800)
 def test_a_day_rebuilds_only_the_customers_it_touched(world):  # noqa: F811
     wh, settings, landing, _ = world
@@ -79,6 +95,13 @@ def test_a_day_rebuilds_only_the_customers_it_touched(world):  # noqa: F811
     customer_fields, _ = _rows(day2 / "customers.csv")
     _append(day2 / "customers.csv", customer_fields,
             {**person_a, "customer_id": "C9999990", "phone": person_b["phone"]})
+    # a product's list price changes: its buyers' discount shares change, no one else's
+    catalogue = day2 / "products.csv"
+    if not catalogue.exists():  # the day brought no catalogue rows: a file of one
+        catalogue.write_text(",".join(_rows(next(first.parent.glob("*/products.csv")))[0]) + "\n", encoding="utf-8")
+    product_fields, listed = _rows(catalogue)
+    repriced, buyers = _a_bought_product(wh, {p["product_id"] for p in listed})
+    _append(catalogue, product_fields, {**repriced, "list_price": f"{float(repriced['list_price']) * 3:.2f}"})
     pipeline.run_all(as_of_after(landing), "day2", wh, landing=landing, settings=settings)
 
     affected = _affected(wh)
@@ -86,6 +109,7 @@ def test_a_day_rebuilds_only_the_customers_it_touched(world):  # noqa: F811
     assert {old_key, new_key} <= affected["sales"], "the order's customer before and after"
     assert affected.get("identity"), "the new shop record changed the identity graph"
     assert _key(wh, "C9999990") in affected["identity"]
+    assert buyers <= affected["sales"], "the repriced product's buyers"
     touched = set().union(*affected.values())
     assert len(touched) < _customers(wh) / 2, f"{len(touched)} customers recomputed for a day"
     with wh.connect() as conn:

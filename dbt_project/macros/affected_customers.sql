@@ -3,7 +3,7 @@
     int_customers_affected lists, per build, the customer keys whose inputs changed since the
     last build that completed the customer-level models, with the reason ('identity', 'sales',
     'web'); a row with a null key means every customer, for that reason. What "the last build"
-    saw is kept in the int_customer_*_seen models, built after the incremental consumers: a build
+    saw is kept in the int_*_seen models, built after the incremental consumers: a build
     that fails before them leaves the old state, so the next build recomputes a superset.
 
     A consumer is an incremental model with incremental_strategy='append' whose pre-hook is
@@ -12,7 +12,7 @@
     "everyone" it is emptied and computed whole; else its affected keys' rows are deleted and
     computed again (a key that lost all its rows stays deleted). -#}
 
-{#- The relation of a model of this project's int_customer_*_seen state, or none if it was never
+{#- The relation of a model of this project's int_*_seen state, or none if it was never
     built. Read without ref(): it is the previous build's state, written after the consumers. -#}
 {% macro customer_state_relation(name) -%}
     {{ return(adapter.get_relation(database=this.database, schema=this.schema, identifier=name)) }}
@@ -59,11 +59,6 @@
 {#- The digest of the project vars the consumers' rules read: a change recomputes everyone. -#}
 {% macro customer_rules_digest() -%}
     md5('{{ tojson([var("needs_discount_threshold")]) }}')
-{%- endmacro %}
-
-{#- The digest of the product catalogue (an aggregate over stg_sales__products). -#}
-{% macro products_digest() -%}
-    md5(coalesce(string_agg(row(product_id, category, list_price)::text, ',' order by product_id), ''))
 {%- endmacro %}
 
 {#- The digest of the exchange rates and the reporting currency (int_orders_attributed converts by

@@ -12,7 +12,8 @@
     Incremental on the customers a build touched (int_customers_affected, reasons identity and
     sales; macros/affected_customers.sql): their rows are deleted and computed again from their
     orders, read through the customer_key index of int_orders_attributed and the order_id index
-    of the order lines. A product catalogue or rule var change recomputes everyone. #}
+    of the order lines. A product's changed category or list price recomputes its buyers; changed
+    exchange rates or rule vars recompute everyone. #}
 -- depends_on: {{ ref('int_customers_affected') }}
 with orders as (
     select * from {{ ref('int_orders_attributed') }}

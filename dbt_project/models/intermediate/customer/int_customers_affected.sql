@@ -9,7 +9,7 @@
     - web: the current key of a visitor with web events loaded since then.
     A row with a null key means everyone, for its reason: the first build or a full refresh
     ('all'), a day that replaced files of a source (its rebuilt staging keeps no trace of the rows
-    it lost), a changed product catalogue or a changed rule var ('sales').
+    it lost), changed exchange rates or reporting currency, or a changed rule var ('sales').
     Customers whose time-based attributes change without a new row (recency, lifecycle windows)
     are not listed: those attributes are computed by the non-incremental models from as_of_date. #}
 -- depends_on: {{ ref('int_identifiers_linked') }}
@@ -21,7 +21,9 @@
 {%- set keys_seen = customer_state_relation('int_customer_keys_seen') -%}
 {%- set orders_seen = customer_state_relation('int_order_customers_seen') -%}
 {%- set inputs_seen = customer_state_relation('int_customer_inputs_seen') -%}
-{%- if flags.FULL_REFRESH or keys_seen is none or orders_seen is none or inputs_seen is none %}
+{%- set products_seen = customer_state_relation('int_products_seen') -%}
+{%- if flags.FULL_REFRESH or keys_seen is none or orders_seen is none or inputs_seen is none
+      or products_seen is none %}
 select cast(null as text) as customer_key, 'all' as reason
 {%- else %}
 with seen as (
@@ -29,7 +31,6 @@ with seen as (
         coalesce(max(loaded_at) filter (where input = 'orders'), '-infinity') as orders_loaded_at,
         coalesce(max(loaded_at) filter (where input = 'order_lines'), '-infinity') as lines_loaded_at,
         coalesce(max(loaded_at) filter (where input = 'web_events'), '-infinity') as events_loaded_at,
-        max(digest) filter (where input = 'products') as products_digest,
         max(digest) filter (where input = 'rates') as rates_digest,
         max(digest) filter (where input = 'rules') as rules_digest
     from {{ inputs_seen }}
@@ -61,6 +62,16 @@ new_orders as (
     where orders.loaded_at > (select orders_loaded_at from seen)
 ),
 
+changed_products as (
+    -- a product added, removed, or with another category or list price than the last build saw
+    select coalesce(products.product_id, before.product_id) as product_id
+    from {{ ref('stg_sales__products') }} as products
+    full join {{ products_seen }} as before on products.product_id = before.product_id
+    where products.product_id is null or before.product_id is null
+        or products.category is distinct from before.category
+        or products.list_price is distinct from before.list_price
+),
+
 sales_customers as (
     -- the order's customer now, and before if the order changed hands
     select customer_id as shop_customer_id from new_orders
@@ -73,6 +84,11 @@ sales_customers as (
     from {{ ref('stg_sales__order_lines') }} as order_lines
     inner join {{ ref('stg_sales__orders') }} as orders on order_lines.order_id = orders.order_id
     where order_lines.loaded_at > (select lines_loaded_at from seen)
+    union
+    select orders.customer_id
+    from {{ ref('stg_sales__order_lines') }} as order_lines
+    inner join {{ ref('stg_sales__orders') }} as orders on order_lines.order_id = orders.order_id
+    where order_lines.product_id in (select product_id from changed_products)
 ),
 
 sales_changes as (
@@ -89,10 +105,6 @@ web_changes as (
     ) as visitors
     inner join linked
         on linked.identifier_type = 'visitor_id' and linked.identifier_value = visitors.visitor_id
-),
-
-products as (
-    select {{ products_digest() }} as products_digest from {{ ref('stg_sales__products') }}
 ),
 
 rates as (
@@ -117,9 +129,8 @@ everyone as (
     select source as reason from replaced
     union
     select 'sales'
-    from seen cross join products cross join rates
-    where seen.products_digest is distinct from products.products_digest
-        or seen.rates_digest is distinct from rates.rates_digest
+    from seen cross join rates
+    where seen.rates_digest is distinct from rates.rates_digest
         or seen.rules_digest is distinct from {{ customer_rules_digest() }}
 )
 
