@@ -158,7 +158,20 @@ def one_run(wh, settings: Settings, landing: Path, as_of: date, run_id: str) -> 
     out["tests"] = (built["test_seconds"], 0)
     out["_models"] = models  # {model: seconds}: the slowest are printed
     out["_tests"] = built["slowest_tests"]  # {test: seconds}, the ten slowest of this run
+    out["_affected"] = affected_counts(wh)
     return out
+
+
+def affected_counts(wh) -> dict[str, str]:
+    """What the build's int_customers_affected held, per reason: a count of customer keys, or
+    'everyone'; and the customers in customer_360, to set it against."""
+    with wh.connect() as conn:
+        rows = conn.execute("select reason, bool_or(customer_key is null), count(customer_key) "
+                            "from intermediate.int_customers_affected group by reason order by reason").fetchall()
+        customers = conn.execute("select count(*) from marts.customer_360").fetchone()[0]
+    counts = {reason: ("everyone" if everyone else f"{n:,}") for reason, everyone, n in rows}
+    counts["customers"] = f"{customers:,}"
+    return counts
 
 
 def _recorded_config(landing: Path, preset: str) -> GeneratorConfig:
@@ -222,6 +235,7 @@ def _medians(runs: list[dict]) -> dict[str, tuple[float, int]]:
     out["_models"] = {m: statistics.median(r["_models"].get(m, 0.0) for r in runs) for m in runs[0]["_models"]}
     out["_tests"] = runs[-1]["_tests"]  # the last repetition's: the slowest tests differ between runs
     out["_dbt_starts"] = runs[-1]["_dbt_starts"]  # the same in every repetition
+    out["_affected"] = runs[-1]["_affected"]
     return out
 
 
@@ -242,6 +256,9 @@ def report(result: dict, models: tuple[str, ...] = ()) -> None:
     # dbt runs several nodes at a time: these sums of their own seconds can exceed dbt_build's wall time
     for part in ("models", "tests"):
         print(f"  {part:<12}{full[part][0]:>10.2f}{'':>10}{day[part][0]:>10.2f}   (sum over dbt's nodes)")
+    print("customers the build marked affected, per reason: full build "
+          + ", ".join(f"{k} {v}" for k, v in full["_affected"].items()) + "; one day "
+          + ", ".join(f"{k} {v}" for k, v in day["_affected"].items()))
     slowest = sorted(full["_models"], key=lambda m: -(full["_models"][m] + day["_models"].get(m, 0.0)))[:SLOWEST]
     print("slowest dbt models (seconds of their own, full build and one day; dbt runs several at a time):")
     for model in slowest:
