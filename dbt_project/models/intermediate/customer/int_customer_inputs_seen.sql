@@ -3,6 +3,8 @@
     of the exchange rates and the rule vars it used (the catalogue it saw is int_products_seen). Built after the incremental consumers of
     int_customers_affected. #}
 -- depends_on: {{ ref('int_customer_categories_aggregated') }}
+-- depends_on: {{ ref('int_customer_orders_aggregated') }}
+-- depends_on: {{ ref('int_customer_web_aggregated') }}
 select 'orders' as input, max(loaded_at) as loaded_at, cast(null as text) as digest from {{ ref('stg_sales__orders') }}
 union all
 select 'order_lines', max(loaded_at), null from {{ ref('stg_sales__order_lines') }}

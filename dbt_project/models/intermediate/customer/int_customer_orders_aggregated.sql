@@ -1,7 +1,19 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ clear_affected_customers(['identity', 'sales']) }}",
+    post_hook=["{{ ensure_index(['customer_key']) }}"],
+) }}
 {#- One row per resolved customer who placed at least one order, over all of
-    their shop records (an account and its guest checkouts are one customer). -#}
+    their shop records (an account and its guest checkouts are one customer).
+
+    Incremental on the customers a build touched (int_customers_affected, reasons identity and
+    sales; macros/affected_customers.sql): their rows are deleted and computed again from their
+    orders, read through the customer_key index of int_orders_attributed. -#}
+-- depends_on: {{ ref('int_customers_affected') }}
 with orders as (
     select * from {{ ref('int_orders_attributed') }}
+    where {{ affected_filter('customer_key', ['identity', 'sales']) }}
 ),
 
 final as (

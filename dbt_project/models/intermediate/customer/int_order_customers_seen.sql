@@ -9,6 +9,8 @@
     so int_customers_affected finds the customer an order left. Built after the incremental
     consumers of int_customers_affected (their refs above), from the orders loaded since. #}
 -- depends_on: {{ ref('int_customer_categories_aggregated') }}
+-- depends_on: {{ ref('int_customer_orders_aggregated') }}
+-- depends_on: {{ ref('int_customer_web_aggregated') }}
 select
     order_id,
     customer_id as shop_customer_id,
