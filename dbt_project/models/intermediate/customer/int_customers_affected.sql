@@ -4,8 +4,9 @@
       (int_customer_keys_seen): both the old and the new keys of a merge or a split, a key whose
       person was erased (their identifiers are gone);
     - sales: the current key of an order's customer, for orders loaded since then (new or
-      changed: the customer before and after a change of the order's customer), and for the
-      orders of order lines loaded since then;
+      changed: the customer before and after a change of the order's customer), for the
+      orders of order lines loaded since then, and for the orders of products whose category or
+      list price changed since then (against int_products_seen);
     - web: the current key of a visitor with web events loaded since then.
     A row with a null key means everyone, for its reason: the first build or a full refresh
     ('all'), a day that replaced files of a source (its rebuilt staging keeps no trace of the rows
