@@ -81,15 +81,12 @@ sales_customers as (
     from new_orders
     inner join {{ orders_seen }} as before on new_orders.order_id = before.order_id
     union
+    -- the orders of order lines loaded since, or of a changed product
     select orders.customer_id
     from {{ ref('stg_sales__order_lines') }} as order_lines
     inner join {{ ref('stg_sales__orders') }} as orders on order_lines.order_id = orders.order_id
     where order_lines.loaded_at > (select lines_loaded_at from seen)
-    union
-    select orders.customer_id
-    from {{ ref('stg_sales__order_lines') }} as order_lines
-    inner join {{ ref('stg_sales__orders') }} as orders on order_lines.order_id = orders.order_id
-    where order_lines.product_id in (select product_id from changed_products)
+        or order_lines.product_id in (select product_id from changed_products)
 ),
 
 sales_changes as (
