@@ -26,4 +26,8 @@ def test_dbt_unit_tests_pass(db, tmp_path):
     assert {"customer_rules_of_thumb_all_eight_rules", "customer_rules_of_thumb_without_data_and_small_uplift",
             "customer_upgrade_what_if_raises_revenue_by_about_half",
             "customer_upgrade_what_if_flat_pyramid_gains_little", "customer_contact_effect_per_department"} <= names
+    # baskets: the pairs counted once per purchase, then the rules read off the counts
+    assert {"int_product_pairs_counted_counts_each_purchase_once", "product_affinity_support_confidence_lift",
+            "int_customer_products_keeps_ordered_products_and_last_purchases",
+            "customer_next_product_ranks_rules_of_recent_products"} <= names
     assert len(tests) >= 8

@@ -101,6 +101,23 @@ def test_every_personal_column_of_the_project_is_tagged_and_reachable():
     assert tables["sales.sales_customers"].key == "shop_customer_id"
 
 
+def test_the_customer_state_is_written_after_every_consumer_of_the_affected_customers():
+    """A consumer of int_customers_affected (its pre-hook clears the affected keys) must be built
+    before each int_*_seen state model: a state written first, then a consumer failing, would make
+    the next build miss the changes that consumer never took up (macros/affected_customers.sql)."""
+    nodes = manifest.load().data["nodes"]
+    models = {n["name"]: n for n in nodes.values() if n["resource_type"] == "model"}
+    consumers = {name for name, n in models.items()
+                 if any("clear_affected_customers" in hook["sql"] for hook in n["config"].get("pre-hook", []))}
+    states = {name for name, n in models.items()
+              if name.startswith("int_") and name.endswith("_seen") and n["fqn"][1:3] == ["intermediate", "customer"]}
+    assert {"int_customer_orders_aggregated", "int_customer_products"} <= consumers
+    assert {"int_customer_keys_seen", "int_order_customers_seen", "int_products_seen"} <= states
+    missing = {state: sorted(consumers - {nodes[d]["name"] for d in models[state]["depends_on"]["nodes"]})
+               for state in sorted(states)}
+    assert not any(missing.values()), f"state models built without waiting for these consumers: {missing}"
+
+
 def test_the_warehouse_holds_no_untagged_personal_column(shared_published):
     wh, settings, _, _ = shared_published
     with wh.connect() as conn:

@@ -42,8 +42,9 @@
 
 {#- 'delta' when this incremental model can add the rows loaded since its last build; 'rebuild'
     when it must be computed from all of its input (a first build, a full refresh, or a gated
-    attempt since its last build that replaced or put back files of the source). -#}
-{% macro build_mode(source_name, this_column='loaded_at') -%}
+    attempt since its last build that replaced or put back files of the source). `built`: the
+    table whose newest `this_column` marks the last build, if not the model's own. -#}
+{% macro build_mode(source_name, this_column='loaded_at', built=none) -%}
     {%- if not is_incremental() -%}
         {{ return('rebuild') }}
     {%- endif -%}
@@ -54,7 +55,7 @@
         select exists (
             select 1 from audit.load_attempts as a
             where a.source = '{{ source_name }}' and a.status = 'gated' and a.replaced_files > 0
-              and a.loaded_at > coalesce((select max(built.{{ this_column }}) from {{ this }} as built),
+              and a.loaded_at > coalesce((select max(built.{{ this_column }}) from {{ built or this }} as built),
                                          '-infinity'::timestamptz)
               and a.loaded_at < {{ load_horizon(source_name) }})
     {%- endset -%}

@@ -1,9 +1,9 @@
 {#- One row per ordered product pair (antecedent, consequent) bought in the same
     purchase: association rule "who buys the antecedent also buys the consequent".
 
-    Baskets are purchases (orders kept wholly or in part) as sorted arrays of
-    distinct products. Each basket's unordered pairs are built once and counted; both
-    directions of a pair are then read off the same count:
+    Baskets are purchases (orders kept wholly or in part) as sets of distinct products;
+    int_product_pairs_counted keeps, day by day, how many purchases hold each unordered pair and
+    each product. Both directions of a pair are read off the same count:
       support    = purchases holding both / all purchases
       confidence = purchases holding both / purchases holding the antecedent
       lift       = confidence / (purchases holding the consequent / all purchases)
@@ -13,57 +13,32 @@ with orders as (
     select * from {{ ref('int_orders_attributed') }}
 ),
 
-order_lines as (
-    select * from {{ ref('stg_sales__order_lines') }}
+counted as (
+    select product_a, product_b, orders_with_both
+    from {{ ref('int_product_pairs_counted') }}
 ),
 
 products as (
     select * from {{ ref('stg_sales__products') }}
 ),
 
-purchases as (
-    select order_id
+purchase_count as (
+    select count(*) as purchase_orders
     from orders
     where is_purchase
 ),
 
-purchase_count as (
-    select count(*) as purchase_orders
-    from purchases
-),
-
-baskets as (
-    select
-        order_lines.order_id,
-        array_agg(distinct order_lines.product_id order by order_lines.product_id) as products
-    from order_lines
-    inner join purchases on order_lines.order_id = purchases.order_id
-    where order_lines.product_id is not null
-    group by order_lines.order_id
-),
-
 product_orders as (
-    select
-        basket_product.product_id,
-        count(*) as orders_with_product
-    from baskets
-    cross join lateral unnest(baskets.products) as basket_product (product_id)
-    group by basket_product.product_id
+    select product_a as product_id, orders_with_both as orders_with_product
+    from counted
+    where product_a = product_b
 ),
 
-{#- each basket's unordered pairs, once: products are sorted, so position i < j -#}
 pairs as (
-    select
-        first_product.product_id as product_a,
-        second_product.product_id as product_b,
-        count(*) as orders_with_both
-    from baskets
-    cross join lateral unnest(baskets.products) with ordinality as first_product (product_id, position)
-    cross join lateral unnest(baskets.products) with ordinality as second_product (product_id, position)
-    where cardinality(baskets.products) > 1
-        and first_product.position < second_product.position
-    group by first_product.product_id, second_product.product_id
-    having count(*) >= {{ var('affinity_min_orders') }}
+    select product_a, product_b, orders_with_both
+    from counted
+    where product_a < product_b
+        and orders_with_both >= {{ var('affinity_min_orders') }}
 ),
 
 kept_pairs as (
