@@ -111,7 +111,7 @@ def test_the_customer_state_is_written_after_every_consumer_of_the_affected_cust
                  if any("clear_affected_customers" in hook["sql"] for hook in n["config"].get("pre-hook", []))}
     states = {name for name, n in models.items()
               if name.startswith("int_") and name.endswith("_seen") and n["fqn"][1:3] == ["intermediate", "customer"]}
-    assert {"int_customer_orders_aggregated", "int_customer_products"} <= consumers
+    assert {"int_customer_orders_aggregated", "int_customer_web_aggregated"} <= consumers
     assert {"int_customer_keys_seen", "int_order_customers_seen", "int_products_seen"} <= states
     missing = {state: sorted(consumers - {nodes[d]["name"] for d in models[state]["depends_on"]["nodes"]})
                for state in sorted(states)}

@@ -4,7 +4,6 @@
     int_customers_affected. #}
 -- depends_on: {{ ref('int_customer_categories_aggregated') }}
 -- depends_on: {{ ref('int_customer_orders_aggregated') }}
--- depends_on: {{ ref('int_customer_products') }}
 -- depends_on: {{ ref('int_customer_web_aggregated') }}
 select 'orders' as input, max(loaded_at) as loaded_at, cast(null as text) as digest from {{ ref('stg_sales__orders') }}
 union all

@@ -10,7 +10,6 @@
     consumers of int_customers_affected (their refs above), from the orders loaded since. #}
 -- depends_on: {{ ref('int_customer_categories_aggregated') }}
 -- depends_on: {{ ref('int_customer_orders_aggregated') }}
--- depends_on: {{ ref('int_customer_products') }}
 -- depends_on: {{ ref('int_customer_web_aggregated') }}
 select
     order_id,

@@ -4,7 +4,6 @@
     consumers of int_customers_affected (their refs above), so a failed build keeps the old one. #}
 -- depends_on: {{ ref('int_customer_categories_aggregated') }}
 -- depends_on: {{ ref('int_customer_orders_aggregated') }}
--- depends_on: {{ ref('int_customer_products') }}
 -- depends_on: {{ ref('int_customer_web_aggregated') }}
 select
     product_id,

@@ -4,17 +4,19 @@
     products to offer next, from the rules in product_affinity.
 
     The customer's var('next_product_recent_products') most recently bought distinct
-    products (int_customer_products) are the antecedents; each brings its
-    var('next_product_rules_per_product') strongest rules (by lift, positive associations
-    only: lift > 1). Products the
+    products are the antecedents; each brings its var('next_product_rules_per_product')
+    strongest rules (by lift, positive associations only: lift > 1). Products the
     customer has already ordered (any order not cancelled, returns included) are never
     suggested. A product reached from several antecedents keeps its most confident
     rule; suggestions rank by confidence (the share of the antecedent's buyers who
     also bought it), then lift. Both limits bound the work at about
     buyers x recent products x rules per product candidate rows. -#}
-with customer_products as (
-    select customer_key, product_id, last_bought_at
-    from {{ ref('int_customer_products') }}
+with orders as (
+    select * from {{ ref('int_orders_attributed') }}
+),
+
+order_lines as (
+    select * from {{ ref('stg_sales__order_lines') }}
 ),
 
 products as (
@@ -23,6 +25,18 @@ products as (
 
 affinity as (
     select * from {{ ref('product_affinity') }}
+),
+
+customer_products as (
+    select
+        orders.customer_key,
+        order_lines.product_id,
+        max(orders.ordered_at) filter (where orders.is_purchase) as last_bought_at
+    from orders
+    inner join order_lines on orders.order_id = order_lines.order_id
+    where orders.order_status <> 'cancelled'
+        and order_lines.product_id is not null
+    group by orders.customer_key, order_lines.product_id
 ),
 
 bought_by_recency as (
