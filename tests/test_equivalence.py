@@ -22,7 +22,6 @@ from fingerprint import incremental_equals_full_rebuild
 from crm360 import pipeline
 from crm360.quality import gates
 from crm360.synthetic.generate import GeneratorConfig, generate, generate_next_day
-from crm360.transform.dbt import DbtError
 
 pytestmark = pytest.mark.e2e
 
@@ -90,36 +89,6 @@ def test_a_corrected_file_does_not_count_twice(world):
         assert conn.execute("select count(*) from staging.stg_sales__orders where order_id = any(%s)",
                             ([old, new],)).fetchone() == (1,)
     incremental_equals_full_rebuild(wh, settings, as_of)
-
-
-def test_a_build_failing_as_it_records_the_counted_baskets_counts_the_day_once(world):
-    """The product pair counts and the baskets they were counted from are written in one
-    transaction (dbt_project/macros/baskets.sql): a day's build failing while it writes the
-    baskets leaves the counts as they were, and the re-run counts the day once. Were the two
-    written apart, the re-run would add the day's pairs a second time."""
-    wh, settings, landing, _ = world
-    as_of = as_of_after(landing)
-    pipeline.run_all(as_of, "day1", wh, landing=landing, settings=settings)
-    generate_next_day(landing, _config())
-    counts = "select count(*), sum(orders_with_both) from intermediate.int_product_pairs_counted"
-    with wh.connect() as conn:
-        before = conn.execute(counts).fetchone()
-        conn.execute("""create function public.refuse_baskets() returns trigger language plpgsql as $$
-                        begin raise exception 'injected: the counted baskets cannot be written'; end $$""")
-        conn.execute("""create trigger refuse_baskets before insert on intermediate.int_product_pairs_counted__baskets
-                        for each statement execute function public.refuse_baskets()""")
-        conn.commit()
-    with pytest.raises(DbtError, match="int_product_pairs_counted"):
-        pipeline.run_all(as_of + timedelta(days=1), "day2", wh, landing=landing, settings=settings)
-    with wh.connect() as conn:
-        assert conn.execute(counts).fetchone() == before, "the failed build changed the pair counts"
-        conn.execute("drop trigger refuse_baskets on intermediate.int_product_pairs_counted__baskets")
-        conn.execute("drop function public.refuse_baskets()")
-        conn.commit()
-    pipeline.run_all(as_of + timedelta(days=1), "day2", wh, landing=landing, settings=settings)
-    with wh.connect() as conn:
-        assert conn.execute(counts).fetchone()[1] > before[1], "the day brought no purchase to count"
-    incremental_equals_full_rebuild(wh, settings, as_of + timedelta(days=1))
 
 
 @pytest.mark.timeout(1800)  # an incremental build and a full rebuild per step of the sequence
