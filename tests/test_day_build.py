@@ -61,9 +61,9 @@ def test_a_day_starts_dbt_once_and_tests_the_rows_it_added(db, tmp_path, monkeyp
     assert day["tests_after"] == second
     not_null = _compiled(settings, "not_null_stg_sales__orders_order_id")
     assert f"loaded_at > '{second['stg_sales__orders']}'::timestamptz" in not_null
-    # unique, and the sessions' tests, read every row
-    for name in ("unique_stg_sales__orders_order_id", "not_null_int_web_events_sessionized_session_id"):
-        assert "loaded_at >" not in _compiled(settings, name), name
+    # the sessions' not_null reads every row: rewriting a visitor keeps old sessions' loaded_at
+    assert "loaded_at >" not in _compiled(settings, "not_null_int_web_events_sessionized_session_id")
+    _unique_reads_the_rows_written(db, settings, second)
 
     # a full build tests every row: the marks are not used (and the rebuilt order is valid again)
     full = pipeline.transform(db, as_of + timedelta(days=1), settings, full_refresh=True, run_id="full")
@@ -84,6 +84,55 @@ def test_a_day_starts_dbt_once_and_tests_the_rows_it_added(db, tmp_path, monkeyp
         pipeline.transform(db, as_of + timedelta(days=1), settings, run_id="failing")
     assert _marks(db) == {}
     json.dumps(day)
+
+
+def _duplicates(db, sql: str, *changes: tuple[str, object]) -> list:
+    """What a compiled unique test finds after the changes (statement, parameters), rolled back."""
+    with db.connect() as conn:
+        for statement, params in changes:
+            conn.execute(statement, params)
+        found = [row[0] for row in conn.execute(sql)]
+        conn.rollback()
+    return found
+
+
+def _unique_reads_the_rows_written(db, settings, marks: dict[str, str]) -> None:
+    """A day's unique test checks the values of the rows the build wrote against every row: a new row
+    repeating an old key is found, a repeat among rows the build did not write is not read."""
+    orders = _compiled(settings, "unique_stg_sales__orders_order_id")
+    assert f"loaded_at > '{marks['stg_sales__orders']}'::timestamptz" in orders
+    copy_order = """insert into staging.stg_sales__orders select * from staging.stg_sales__orders
+                    where order_id = %s"""
+    with db.connect() as conn:
+        old = conn.execute("select min(order_id) from staging.stg_sales__orders where loaded_at <= %s",
+                           (marks["stg_sales__orders"],)).fetchone()[0]
+    assert _duplicates(db, orders, (copy_order, (old,))) == []  # two old rows: tested before, not read
+    with db.connect() as conn:
+        columns = [r[0] for r in conn.execute(
+            "select column_name from information_schema.columns where table_schema = 'staging' "
+            "and table_name = 'stg_sales__orders' order by ordinal_position")]
+    select = ", ".join("now()" if c == "loaded_at" else c for c in columns)
+    repeated = (f"insert into staging.stg_sales__orders select {select}"
+                f" from staging.stg_sales__orders where order_id = %s")
+    assert _duplicates(db, orders, (repeated, (old,))) == [old]  # written today, repeating an old key
+
+    # the sessions rewrite a visitor's rows together, old sessions with their old loaded_at: the test
+    # reads every session of a visitor with a session loaded after the mark
+    sessions = _compiled(settings, "unique_int_web_events_sessionized_session_id")
+    assert "(visitor_id) in (select visitor_id" in sessions, sessions
+    with db.connect() as conn:
+        # a visitor with two sessions: one as the build wrote it (loaded after the mark), one kept old
+        visitor, written, kept = conn.execute(
+            """select visitor_id, max(session_id), min(session_id) from intermediate.int_web_events_sessionized
+               group by visitor_id having count(*) > 1 order by visitor_id limit 1""").fetchone()
+        other = conn.execute("select min(session_id) from intermediate.int_web_events_sessionized "
+                             "where visitor_id <> %s", (visitor,)).fetchone()[0]
+    rewrite = ("update intermediate.int_web_events_sessionized set loaded_at = now() where session_id = %s",
+               (written,))
+    copy = """insert into intermediate.int_web_events_sessionized
+              select * from intermediate.int_web_events_sessionized where session_id = %s"""
+    assert _duplicates(db, sessions, rewrite, (copy, (kept,))) == [kept]
+    assert _duplicates(db, sessions, rewrite, (copy, (other,))) == []
 
 
 def date_after(manifest: dict):

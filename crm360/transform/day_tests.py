@@ -16,8 +16,12 @@ The marks are sound by construction:
 - a mark is not used when a gated load since replaced files (the incremental models are then
   rebuilt from all their input: every row is new), nor when the dbt project changed since (a test
   added or changed must read the old rows too);
-- tests whose verdict on old rows can change with new rows (``unique``, ``relationships``) and
-  models whose rewritten rows keep an old ``loaded_at`` (sessions) read the whole table.
+- ``unique`` is the one test whose verdict on old rows can change with new rows that a day
+  bounds: a duplicate needs a row the build wrote, so the values of the rows written since the
+  mark (those loaded after it, and every row of a unique_key they have: the sessions rewrite a
+  visitor's old sessions with their old ``loaded_at``) are checked against the whole table;
+- ``relationships`` (a parent row can go), the other tests and the row-level tests of models whose
+  rewritten rows keep an old ``loaded_at`` (sessions) read the whole table.
 
 A bare ``dbt build`` (no ``ENV``) tests every row.
 """
