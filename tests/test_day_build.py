@@ -1,5 +1,6 @@
-"""The fixed cost of a day (issue 21): a run starts dbt once, and a day's row-level tests on the
-incremental models read the rows the build added, while a full build tests every row."""
+"""The fixed cost of a day (issue 21): a run starts dbt once, a day's row-level tests on the
+incremental models read the rows the build added and their unique tests check the rows it wrote
+against every row, while a full build tests every row."""
 
 from __future__ import annotations
 
