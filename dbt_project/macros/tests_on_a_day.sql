@@ -51,16 +51,15 @@ select
     {{ column_name }} as unique_field,
     count(*) as n_records
 from {{ model }}
-where {{ column_name }} is not null {{ written_since_mark(model, [column_name]) }}
+where {{ column_name }} is not null {{ written_since_mark(model, column_name) }}
 group by {{ column_name }}
 having count(*) > 1
 {%- endmacro %}
 
-{#- `and (columns) in (<their values on the rows written since the mark>)`, or nothing when every
-    row is to be read. Rows with a null in the columns are not matched: fit for a test that ignores
-    them. `model` is what a generic test is handed: the relation as text
+{#- `and <column> in (<its values on the rows written since the mark>)`, or nothing when every row
+    is to be read. `model` is what a generic test is handed: the relation as text
     ("db"."schema"."name"), or a subquery under a `where` config. -#}
-{% macro written_since_mark(model, columns) -%}
+{% macro written_since_mark(model, column) -%}
     {%- set parts = (model | string).replace('"', '').split('.') -%}
     {%- if (model | string).startswith('(') or parts | length != 3 -%}
         {{ return('') }}
@@ -71,15 +70,14 @@ having count(*) > 1
         {{ return('') }}
     {%- endif -%}
     {%- set key = rewritten_together(relation) -%}
-    {%- set cols = columns | join(', ') -%}
-    {%- if key and key != columns -%}
+    {%- if key and key != [column] -%}
         {%- set written -%}
             ({{ key | join(', ') }}) in (select {{ key | join(', ') }} from {{ relation }} where {{ since }})
         {%- endset -%}
     {%- else -%}
         {%- set written = since -%}
     {%- endif -%}
-    {{ return('and (' ~ cols ~ ') in (select ' ~ cols ~ ' from ' ~ relation ~ ' where ' ~ written ~ ')') }}
+    {{ return('and ' ~ column ~ ' in (select ' ~ column ~ ' from ' ~ relation ~ ' where ' ~ written ~ ')') }}
 {%- endmacro %}
 
 {#- The columns of the unique_key of the model behind a relation (a list; empty without one): the
