@@ -102,18 +102,28 @@ def test_every_personal_column_of_the_project_is_tagged_and_reachable():
 
 
 def test_the_customer_state_is_written_after_every_consumer_of_the_affected_customers():
-    """A consumer of int_customers_affected (its pre-hook clears the affected keys) must be built
-    before each int_*_seen state model: a state written first, then a consumer failing, would make
-    the next build miss the changes that consumer never took up (macros/affected_customers.sql)."""
+    """A consumer of int_customers_affected (a model built on it: the customer-level models, the
+    orders) must be built before each int_*_seen state model: a state written first, then a consumer
+    failing, would make the next build miss the changes that consumer never took up
+    (macros/affected_customers.sql)."""
     nodes = manifest.load().data["nodes"]
     models = {n["name"]: n for n in nodes.values() if n["resource_type"] == "model"}
-    consumers = {name for name, n in models.items()
-                 if any("clear_affected_customers" in hook["sql"] for hook in n["config"].get("pre-hook", []))}
+    affected = models["int_customers_affected"]["unique_id"]
+    consumers = {name for name, n in models.items() if affected in n["depends_on"]["nodes"]}
     states = {name for name, n in models.items()
               if name.startswith("int_") and name.endswith("_seen") and n["fqn"][1:3] == ["intermediate", "customer"]}
-    assert {"int_customer_orders_aggregated", "int_customer_web_aggregated"} <= consumers
+    assert {"int_customer_orders_aggregated", "int_customer_web_aggregated", "int_orders_attributed"} <= consumers
     assert {"int_customer_keys_seen", "int_order_customers_seen", "int_products_seen"} <= states
-    missing = {state: sorted(consumers - {nodes[d]["name"] for d in models[state]["depends_on"]["nodes"]})
+
+    def ancestors(unique_id: str, found: set[str]) -> set[str]:
+        for parent in nodes.get(unique_id, {}).get("depends_on", {}).get("nodes", []):
+            if parent not in found:
+                found.add(parent)
+                ancestors(parent, found)
+        return found
+
+    missing = {state: sorted(consumers - {nodes[a]["name"] for a in ancestors(models[state]["unique_id"], set())
+                                          if a in nodes})
                for state in sorted(states)}
     assert not any(missing.values()), f"state models built without waiting for these consumers: {missing}"
 

@@ -67,3 +67,70 @@
     md5('{{ var("reporting_currency") }}' || coalesce(string_agg(row(currency_code, valid_from, valid_until, rate)::text,
                                                   ',' order by currency_code, valid_from), ''))
 {%- endmacro %}
+
+{#- The ids of the orders a build computes again in int_orders_attributed (its delta mode): orders
+    loaded since the last build that completed the customer-level models (int_customer_inputs_seen),
+    the orders of the order lines loaded since, and every order of a shop customer id whose customer
+    key changed (int_customers_affected, reason identity). How far that build read is put in as
+    literals: a range on the loaded_at indexes the planner can see is small. -#}
+{% macro affected_order_ids() -%}
+    {%- set seen = customer_state_relation('int_customer_inputs_seen') -%}
+    {%- set since = {'orders': '-infinity', 'order_lines': '-infinity'} -%}
+    {%- if execute and seen is not none -%}
+        {%- for input in since -%}
+            {%- do since.update({input: run_query("select " ~ seen_loaded_at(seen, input) ~ "::text")
+                                                  .columns[0].values()[0]}) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select order_id from {{ ref('stg_sales__orders') }}
+    where loaded_at > '{{ since["orders"] }}'::timestamptz
+    union
+    select order_id from {{ ref('stg_sales__order_lines') }}
+    where loaded_at > '{{ since["order_lines"] }}'::timestamptz
+    union
+    select orders.order_id
+    from {{ ref('stg_sales__orders') }} as orders
+    inner join {{ ref('int_identifiers_linked') }} as linked
+        on linked.identifier_type = 'shop_customer_id' and linked.identifier_value = orders.customer_id
+    where linked.customer_key in (select customer_key from {{ ref('int_customers_affected') }}
+                                  where reason = 'identity')
+{%- endmacro %}
+
+{#- How far the last build that completed the customer-level models read an incremental staging
+    model (`input` of int_customer_inputs_seen: orders, order_lines, web_events), as an expression;
+    -infinity when it read none. -#}
+{% macro seen_loaded_at(seen, input) -%}
+    coalesce((select max(loaded_at) from {{ seen }} where input = '{{ input }}'), '-infinity')
+{%- endmacro %}
+
+{#- The pre-hook of int_orders_attributed, in its transaction: empty it on a rebuild (the reasons of
+    affected_mode(['identity', 'sales']): a first build, a full refresh, a replaced sales file,
+    changed rates or rules); else stage the ids of the orders computed again in the temporary table
+    crm360_affected_orders (dropped at commit) and delete their rows and every row of a customer
+    key whose identity changed (an order whose customer merged into another key, or was erased,
+    leaves its old key). -#}
+{% macro clear_affected_orders() -%}
+    {%- if not is_incremental() -%}
+        select 1
+    {%- elif affected_mode(['identity', 'sales']) == 'rebuild' -%}
+        delete from {{ this }}
+    {%- else -%}
+        drop table if exists pg_temp.crm360_affected_orders;
+        create temporary table crm360_affected_orders on commit drop as {{ affected_order_ids() }};
+        analyze pg_temp.crm360_affected_orders;
+        delete from {{ this }} where order_id in (select order_id from pg_temp.crm360_affected_orders);
+        delete from {{ this }}
+        where customer_key in (select customer_key from {{ ref('int_customers_affected') }}
+                               where reason = 'identity')
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A predicate on an order id column of int_orders_attributed: true on a rebuild, else the orders
+    its pre-hook staged. -#}
+{% macro affected_orders_filter(column) -%}
+    {%- if affected_mode(['identity', 'sales']) == 'rebuild' -%}
+        true
+    {%- else -%}
+        {{ column }} in (select order_id from pg_temp.crm360_affected_orders)
+    {%- endif -%}
+{%- endmacro %}

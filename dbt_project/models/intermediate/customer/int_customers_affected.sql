@@ -29,12 +29,11 @@ select cast(null as text) as customer_key, 'all' as reason
 {%- else %}
 with seen as (
     select
-        coalesce(max(loaded_at) filter (where input = 'orders'), '-infinity') as orders_loaded_at,
-        coalesce(max(loaded_at) filter (where input = 'order_lines'), '-infinity') as lines_loaded_at,
-        coalesce(max(loaded_at) filter (where input = 'web_events'), '-infinity') as events_loaded_at,
-        max(digest) filter (where input = 'rates') as rates_digest,
-        max(digest) filter (where input = 'rules') as rules_digest
-    from {{ inputs_seen }}
+        {{ seen_loaded_at(inputs_seen, 'orders') }} as orders_loaded_at,
+        {{ seen_loaded_at(inputs_seen, 'order_lines') }} as lines_loaded_at,
+        {{ seen_loaded_at(inputs_seen, 'web_events') }} as events_loaded_at,
+        (select max(digest) from {{ inputs_seen }} where input = 'rates') as rates_digest,
+        (select max(digest) from {{ inputs_seen }} where input = 'rules') as rules_digest
 ),
 
 linked as (

@@ -1,26 +1,41 @@
-{{ config(post_hook=["{{ ensure_index(['customer_key']) }}"]) }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ clear_affected_orders() }}",
+    post_hook=["{{ ensure_index(['customer_key']) }}", "{{ ensure_index(['order_id']) }}"],
+) }}
 {#- One row per order with the resolved customer it belongs to and its money, in
     var('reporting_currency'): an order in another currency is converted by the rate valid on
     its ordered_date (stg_sales__currency_rates), line by line rounded to the cent, its refund
-    likewise. Converting here, not in the incremental staging tables, means a corrected rate
-    applies to every order at the next build.
+    likewise.
 
     An order's net revenue is its lines' amount less what was refunded; cancelled
     orders and fully returned ones bring none. A purchase is an order the customer
     kept, wholly or in part (completed or partially returned). Indexed on customer_key: the
-    incremental customer-level models read the orders of the customers a build touched. -#}
-with orders as (
+    incremental customer-level models read the orders of the customers a build touched.
+
+    Incremental by order (macros/affected_customers.sql, clear_affected_orders): a build deletes
+    and computes again the orders loaded since the last build that completed the customer-level
+    models, the orders of the order lines loaded since, and every order of the customers whose
+    identity changed (int_customers_affected, reason identity: the old key's rows go, the new
+    key's come). Changed exchange rates or reporting currency, a replaced sales file, a first
+    build or a full refresh compute every order: the conversion happens here, not in the
+    incremental staging tables, so a corrected rate reaches every order at the next build. -#}
+-- depends_on: {{ ref('int_customers_affected') }}
+with shop_ids as (
+    select identifier_value as customer_id, customer_key
+    from {{ ref('int_identifiers_linked') }}
+    where identifier_type = 'shop_customer_id'
+),
+
+orders as (
     select * from {{ ref('stg_sales__orders') }}
+    where {{ affected_orders_filter('order_id') }}
 ),
 
 order_lines as (
     select * from {{ ref('stg_sales__order_lines') }}
-),
-
-shop_ids as (
-    select identifier_value as customer_id, customer_key
-    from {{ ref('int_identifiers_linked') }}
-    where identifier_type = 'shop_customer_id'
+    where {{ affected_orders_filter('order_id') }}
 ),
 
 rates as (
