@@ -31,6 +31,7 @@ begin
     drop table if exists pg_temp.crm360_cc_first;
     drop table if exists pg_temp.crm360_cc_labels;
     drop table if exists pg_temp.crm360_cc_changed;
+    drop table if exists pg_temp.crm360_cc_offered;
     perform set_config('work_mem', '256MB', true);
     execute format(
         'create temp table crm360_cc_edges as '
@@ -102,6 +103,10 @@ begin
     end loop;
     raise notice 'crm360_connected_components: % rounds', rounds;
     return query select node, label from pg_temp.crm360_cc_labels;
+    -- the result is held: the work tables need not outlive the call in the model's session
+    drop table pg_temp.crm360_cc_edges;
+    drop table pg_temp.crm360_cc_labels;
+    drop table pg_temp.crm360_cc_changed;
 end
 $fn$;
 {%- endmacro %}
