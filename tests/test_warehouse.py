@@ -40,17 +40,21 @@ def test_configured_url_wins_and_nothing_is_created_in_it(external_server, fresh
 
 def test_a_database_crm360_creates_sorts_text_by_code_point(server, fresh_db):
     """Embedded or on a configured server: collation C (bytes, abbreviated keys: the sorts on
-    customer keys are the build's), the server's character classes kept (lower() of an accent)."""
+    customer keys are the build's), the server's character classes kept (lower() of an accented
+    e-mail is what it is in the server's own databases)."""
     wh = fresh_db(server, migrated=False)
+    probe = "select lower('ÉLODIE@EXAMPLE.ORG')"
     with wh.connect() as conn:
         collate, ctype = conn.execute(
             "select datcollate, datctype from pg_database where datname = current_database()").fetchone()
         order = [r[0] for r in conn.execute("select x from (values ('b'), ('B'), ('a'), ('é'), ('Z')) v (x) "
                                             "order by x")]
+        lowered = conn.execute(probe).fetchone()[0]
     assert collate == "C"
     assert order == ["B", "Z", "a", "b", "é"]
     with server.with_database("postgres").connect() as conn:
         server_ctype = conn.execute("select datctype from pg_database where datname = 'template0'").fetchone()[0]
+        assert lowered == conn.execute(probe).fetchone()[0]
     assert ctype == server_ctype
 
 
