@@ -75,18 +75,12 @@
     literals: a range on the loaded_at indexes the planner can see is small. -#}
 {% macro affected_order_ids() -%}
     {%- set seen = customer_state_relation('int_customer_inputs_seen') -%}
-    {%- set since = {'orders': '-infinity', 'order_lines': '-infinity'} -%}
+    {%- set since = ['-infinity', '-infinity'] -%}
     {%- if execute and seen is not none -%}
-        {%- for input in since -%}
-            {%- do since.update({input: run_query("select " ~ seen_loaded_at(seen, input) ~ "::text")
-                                                  .columns[0].values()[0]}) -%}
-        {%- endfor -%}
+        {%- set since = run_query("select " ~ seen_loaded_at(seen, 'orders') ~ "::text, "
+                                  ~ seen_loaded_at(seen, 'order_lines') ~ "::text").rows[0] -%}
     {%- endif -%}
-    select order_id from {{ ref('stg_sales__orders') }}
-    where loaded_at > '{{ since["orders"] }}'::timestamptz
-    union
-    select order_id from {{ ref('stg_sales__order_lines') }}
-    where loaded_at > '{{ since["order_lines"] }}'::timestamptz
+    {{ orders_loaded_since(since[0], since[1]) }}
     union
     select orders.order_id
     from {{ ref('stg_sales__orders') }} as orders
@@ -94,6 +88,15 @@
         on linked.identifier_type = 'shop_customer_id' and linked.identifier_value = orders.customer_id
     where linked.customer_key in (select customer_key from {{ ref('int_customers_affected') }}
                                   where reason = 'identity')
+{%- endmacro %}
+
+{#- The ids of the staged orders loaded after `orders_after`, and of the orders of the order lines
+    loaded after `lines_after` (timestamps as text): the orders new or changed in staging since
+    then. int_orders_attributed and the product pair counts (macros/baskets.sql) start from them. -#}
+{% macro orders_loaded_since(orders_after, lines_after) -%}
+    select order_id from {{ ref('stg_sales__orders') }} where loaded_at > '{{ orders_after }}'::timestamptz
+    union
+    select order_id from {{ ref('stg_sales__order_lines') }} where loaded_at > '{{ lines_after }}'::timestamptz
 {%- endmacro %}
 
 {#- How far the last build that completed the customer-level models read an incremental staging

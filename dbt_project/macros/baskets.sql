@@ -84,9 +84,7 @@
                         .columns[0].values()[0] if execute else '-infinity' %}
     create temporary table crm360_changed_baskets as
     with changed_orders as (
-        select order_id from {{ ref('stg_sales__orders') }} where loaded_at > '{{ watermark }}'::timestamptz
-        union
-        select order_id from {{ ref('stg_sales__order_lines') }} where loaded_at > '{{ watermark }}'::timestamptz
+        {{ orders_loaded_since(watermark, watermark) }}
         union
         -- erased since: their orders are gone from staging
         select counted.order_id
