@@ -11,7 +11,11 @@
     - shared device: a visitor id that logged in as, or gave, more accounts or e-mails
       than identity_max_claims_per_visitor.
     Placeholder phones never get here: staging makes them null. A blocked e-mail or
-    phone belongs to no customer; a shared device stays an (anonymous) visitor. -#}
+    phone belongs to no customer; a shared device stays an (anonymous) visitor.
+
+    node_id is a function of the identifier alone (identifier_node_id), so an identifier keeps
+    its node from build to build: int_identity_components, which is kept by the day, labels a
+    component by its smallest node id, and a full rebuild gives every component the same label. -#}
 with shop_customers as (
     select * from {{ ref('stg_sales__customers') }}
 ),
@@ -123,7 +127,7 @@ guarded as (
 final as (
     select
         identifier_id,
-        row_number() over (order by identifier_id) as node_id,
+        {{ identifier_node_id('identifier_id') }} as node_id,
         identifier_type,
         identifier_value,
         first_seen_at,
