@@ -84,6 +84,27 @@ def test_a_new_warehouse_gets_every_revision_once(server, fresh_db):
     schema.require_current(wh)
 
 
+def test_a_server_older_than_crm360_needs_is_refused_before_anything_is_created(server, fresh_db, monkeypatch):
+    wh = fresh_db(server, migrated=False)
+    with wh.connect() as conn:
+        running = int(conn.execute("show server_version_num").fetchone()[0])
+    monkeypatch.setattr(schema, "MIN_SERVER_VERSION", running + 10000)  # as if this server were too old
+    with pytest.raises(schema.ServerTooOld, match=rf"runs PostgreSQL {running // 10000}\.\d+; crm360 needs "
+                                                  rf"{running // 10000 + 1} or newer"):
+        schema.migrate(wh)
+    assert revision(wh) is None
+    assert not [s for (s,) in catalog(wh)["schemas"]]
+
+
+def test_server_versions_are_named_as_postgresql_names_them():
+    with pytest.raises(schema.ServerTooOld, match=r"PostgreSQL 13\.16; crm360 needs 14 or newer"):
+        schema.require_server_version(130016, "a server")
+    with pytest.raises(schema.ServerTooOld, match=r"PostgreSQL 9\.6\.24;"):
+        schema.require_server_version(90624, "a server")
+    schema.require_server_version(140000, "a server")
+    schema.require_server_version(170002, "a server")
+
+
 def test_migrations_started_together_apply_once(external_server, fresh_db):
     """Three processes (three ingest DAGs starting at once, say) on an empty warehouse: one applies
     the revisions, the others wait on the lock and find nothing left to do."""

@@ -36,6 +36,8 @@ VERSION_TABLE = "schema_version"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _LOCK = "crm360.migrate"
 COMMAND = "crm360 migrate"
+# the oldest PostgreSQL crm360's SQL runs on (bit_xor, in the identity graph's edge digests, came in 14)
+MIN_SERVER_VERSION = 140000
 
 
 class WarehouseOutdated(Crm360Error):
@@ -44,6 +46,20 @@ class WarehouseOutdated(Crm360Error):
 
 class MigrationError(Crm360Error):
     """A migration could not be applied; nothing of it was."""
+
+
+class ServerTooOld(Crm360Error):
+    """The warehouse's PostgreSQL is older than crm360's SQL needs."""
+
+
+def require_server_version(version_num: int, where: str) -> None:
+    """Stop, naming the server's version and the oldest one crm360 runs on, below MIN_SERVER_VERSION
+    (``version_num`` as PostgreSQL's server_version_num: 150004 for 15.4, 90624 for 9.6.24)."""
+    if version_num < MIN_SERVER_VERSION:
+        def name(n: int) -> str:
+            return f"{n // 10000}.{n % 10000}" if n >= 100000 else f"{n // 10000}.{n // 100 % 100}.{n % 100}"
+        raise ServerTooOld(f"the warehouse ({where}) runs PostgreSQL {name(version_num)}; crm360 needs "
+                           f"{MIN_SERVER_VERSION // 10000} or newer")
 
 
 @dataclass(frozen=True)
@@ -132,6 +148,7 @@ def migrate(wh: Warehouse, revision: str = "head", wait: float | None = None) ->
     engine = _engine(wh)
     try:
         with engine.begin() as conn:
+            require_server_version(int(conn.exec_driver_sql("show server_version_num").scalar()), wh.describe())
             conn.exec_driver_sql("select pg_advisory_xact_lock(hashtext(%(k)s))", {"k": _LOCK})
             before = current(conn.connection.driver_connection)
             if before != wanted:
