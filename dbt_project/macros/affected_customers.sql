@@ -137,3 +137,17 @@
         {{ column }} in (select order_id from pg_temp.crm360_affected_orders)
     {%- endif -%}
 {%- endmacro %}
+
+{#- A join condition: `shop` (stg_sales__customers) is the shop record of the anchor identifier
+    `linked` (int_identifiers_linked), when the anchor is a shop customer id. -#}
+{% macro anchor_shop_record(linked, shop) -%}
+    {{ linked }}.is_anchor and {{ linked }}.identifier_type = 'shop_customer_id'
+    and {{ shop }}.customer_id = {{ linked }}.identifier_value
+{%- endmacro %}
+
+{#- A digest of the anchor's shop record's e-mail and phone (null for other identifiers): what
+    int_customers_resolved takes its primary contacts from, compared by int_customers_affected. -#}
+{% macro anchor_contacts_digest(linked, shop) -%}
+    case when {{ anchor_shop_record(linked, shop) }}
+        then md5(coalesce({{ shop }}.email, '') || ' ' || coalesce({{ shop }}.phone_e164, '')) end
+{%- endmacro %}

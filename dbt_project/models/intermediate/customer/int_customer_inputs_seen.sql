@@ -5,6 +5,7 @@
 -- depends_on: {{ ref('int_customer_categories_aggregated') }}
 -- depends_on: {{ ref('int_customer_orders_aggregated') }}
 -- depends_on: {{ ref('int_customer_web_aggregated') }}
+-- depends_on: {{ ref('int_customers_resolved') }}
 select 'orders' as input, max(loaded_at) as loaded_at, cast(null as text) as digest from {{ ref('stg_sales__orders') }}
 union all
 select 'order_lines', max(loaded_at), null from {{ ref('stg_sales__order_lines') }}

@@ -1,10 +1,17 @@
 {#- The identity mapping the last build that completed the customer-level models saw: one row per
-    identifier (a digest of it, no value) with its customer key. Built after the incremental
-    consumers of int_customers_affected (their refs above), so a failed build keeps the old one. #}
+    identifier (a digest of it, no value) with its customer key, when it was first seen, and for an
+    anchor shop record a digest of its e-mail and phone (int_customers_resolved's primary contacts).
+    Built after the incremental consumers of int_customers_affected (their refs above), so a failed
+    build keeps the old one. #}
 -- depends_on: {{ ref('int_customer_categories_aggregated') }}
 -- depends_on: {{ ref('int_customer_orders_aggregated') }}
 -- depends_on: {{ ref('int_customer_web_aggregated') }}
+-- depends_on: {{ ref('int_customers_resolved') }}
 select
-    md5(identifier_id) as identifier_hash,
-    customer_key
-from {{ ref('int_identifiers_linked') }}
+    md5(linked.identifier_id) as identifier_hash,
+    linked.customer_key,
+    linked.first_seen_at,
+    {{ anchor_contacts_digest('linked', 'shop_customers') }} as contacts_digest
+from {{ ref('int_identifiers_linked') }} as linked
+left join {{ ref('stg_sales__customers') }} as shop_customers
+    on {{ anchor_shop_record('linked', 'shop_customers') }}

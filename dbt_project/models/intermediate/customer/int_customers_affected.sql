@@ -7,7 +7,10 @@
       changed: the customer before and after a change of the order's customer), for the
       orders of order lines loaded since then, and for the orders of products whose category or
       list price changed since then (against int_products_seen);
-    - web: the current key of a visitor with web events loaded since then.
+    - web: the current key of a visitor with web events loaded since then;
+    - profile: a key that kept its identifiers, one of which was first seen at another time, or
+      whose anchor's shop record has another e-mail or phone (what int_customers_resolved shows
+      beyond the identifiers themselves).
     A row with a null key means everyone, for its reason: the first build or a full refresh
     ('all'), a day that replaced files of a source (its rebuilt staging keeps no trace of the rows
     it lost), changed exchange rates or reporting currency, or a changed rule var ('sales').
@@ -18,8 +21,11 @@
 -- depends_on: {{ ref('stg_sales__order_lines') }}
 -- depends_on: {{ ref('stg_web__events') }}
 -- depends_on: {{ ref('stg_sales__products') }}
+-- depends_on: {{ ref('stg_sales__customers') }}
 -- depends_on: {{ ref('stg_sales__currency_rates') }}
 {%- set keys_seen = customer_state_relation('int_customer_keys_seen') -%}
+{%- set keys_seen_columns = adapter.get_columns_in_relation(keys_seen) | map(attribute='name') | list
+                            if execute and keys_seen is not none else [] -%}
 {%- set orders_seen = customer_state_relation('int_order_customers_seen') -%}
 {%- set inputs_seen = customer_state_relation('int_customer_inputs_seen') -%}
 {%- set products_seen = customer_state_relation('int_products_seen') -%}
@@ -37,8 +43,16 @@ with seen as (
 ),
 
 linked as (
-    select md5(identifier_id) as identifier_hash, identifier_type, identifier_value, customer_key
-    from {{ ref('int_identifiers_linked') }}
+    select
+        md5(linked.identifier_id) as identifier_hash,
+        linked.identifier_type,
+        linked.identifier_value,
+        linked.customer_key,
+        linked.first_seen_at,
+        {{ anchor_contacts_digest('linked', 'shop_customers') }} as contacts_digest
+    from {{ ref('int_identifiers_linked') }} as linked
+    left join {{ ref('stg_sales__customers') }} as shop_customers
+        on {{ anchor_shop_record('linked', 'shop_customers') }}
 ),
 
 shop_keys as (
@@ -54,6 +68,21 @@ identity_changes as (
     cross join lateral (values (before.customer_key), (linked.customer_key)) as changed (customer_key)
     where before.customer_key is distinct from linked.customer_key
         and changed.customer_key is not null
+),
+
+profile_changes as (
+    -- a key that kept its identifiers, one of which was first seen at another time, or whose
+    -- anchor's shop record has another e-mail or phone (int_customers_resolved's primary contacts)
+    {%- if 'contacts_digest' in keys_seen_columns %}
+    select distinct linked.customer_key
+    from {{ keys_seen }} as before
+    inner join linked
+        on before.identifier_hash = linked.identifier_hash and before.customer_key = linked.customer_key
+    where (before.first_seen_at, before.contacts_digest) is distinct from (linked.first_seen_at, linked.contacts_digest)
+    {%- else %}
+    -- the last build's mapping kept neither: everyone, once
+    select cast(null as text) as customer_key
+    {%- endif %}
 ),
 
 new_orders as (
@@ -134,6 +163,8 @@ everyone as (
 select cast(null as text) as customer_key, reason from everyone
 union all
 select customer_key, 'identity' from identity_changes
+union all
+select customer_key, 'profile' from profile_changes
 union all
 select customer_key, 'sales' from sales_changes
 union all

@@ -11,6 +11,7 @@
 -- depends_on: {{ ref('int_customer_categories_aggregated') }}
 -- depends_on: {{ ref('int_customer_orders_aggregated') }}
 -- depends_on: {{ ref('int_customer_web_aggregated') }}
+-- depends_on: {{ ref('int_customers_resolved') }}
 select
     order_id,
     customer_id as shop_customer_id,

@@ -5,6 +5,7 @@
 -- depends_on: {{ ref('int_customer_categories_aggregated') }}
 -- depends_on: {{ ref('int_customer_orders_aggregated') }}
 -- depends_on: {{ ref('int_customer_web_aggregated') }}
+-- depends_on: {{ ref('int_customers_resolved') }}
 select
     product_id,
     category,

@@ -1,7 +1,19 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ clear_affected_customers(['identity', 'profile']) }}",
+    post_hook=["{{ ensure_index(['customer_key']) }}"],
+) }}
 {#- One row per resolved customer (a real person or company, or an anonymous
-    visitor), with its anchor and every identifier linked to it. -#}
+    visitor), with its anchor and every identifier linked to it.
+
+    Incremental on the customers a build touched (int_customers_affected, reasons identity and
+    profile; macros/affected_customers.sql): a key that gained or lost an identifier, or whose
+    identifiers' first sightings or anchor's contacts changed, is computed again. -#}
+-- depends_on: {{ ref('int_customers_affected') }}
 with identifiers as (
     select * from {{ ref('int_identifiers_linked') }}
+    where {{ affected_filter('customer_key', ['identity', 'profile']) }}
 ),
 
 shop_customers as (
