@@ -7,11 +7,18 @@
 -- depends_on: {{ ref('int_customer_orders_aggregated') }}
 -- depends_on: {{ ref('int_customer_web_aggregated') }}
 -- depends_on: {{ ref('int_customers_resolved') }}
+with linked as (
+    select * from {{ ref('int_identifiers_linked') }}
+),
+
+shop_customers as (
+    select * from {{ ref('stg_sales__customers') }}
+)
+
 select
     md5(linked.identifier_id) as identifier_hash,
     linked.customer_key,
     linked.first_seen_at,
     {{ anchor_contacts_digest('linked', 'shop_customers') }} as contacts_digest
-from {{ ref('int_identifiers_linked') }} as linked
-left join {{ ref('stg_sales__customers') }} as shop_customers
-    on {{ anchor_shop_record('linked', 'shop_customers') }}
+from linked
+left join shop_customers on {{ anchor_shop_record('linked', 'shop_customers') }}

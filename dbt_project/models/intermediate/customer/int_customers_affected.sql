@@ -42,17 +42,24 @@ with seen as (
         (select max(digest) from {{ inputs_seen }} where input = 'rules') as rules_digest
 ),
 
+identifiers as (
+    select * from {{ ref('int_identifiers_linked') }}
+),
+
+shop_customers as (
+    select * from {{ ref('stg_sales__customers') }}
+),
+
 linked as (
     select
-        md5(linked.identifier_id) as identifier_hash,
-        linked.identifier_type,
-        linked.identifier_value,
-        linked.customer_key,
-        linked.first_seen_at,
-        {{ anchor_contacts_digest('linked', 'shop_customers') }} as contacts_digest
-    from {{ ref('int_identifiers_linked') }} as linked
-    left join {{ ref('stg_sales__customers') }} as shop_customers
-        on {{ anchor_shop_record('linked', 'shop_customers') }}
+        md5(identifiers.identifier_id) as identifier_hash,
+        identifiers.identifier_type,
+        identifiers.identifier_value,
+        identifiers.customer_key,
+        identifiers.first_seen_at,
+        {{ anchor_contacts_digest('identifiers', 'shop_customers') }} as contacts_digest
+    from identifiers
+    left join shop_customers on {{ anchor_shop_record('identifiers', 'shop_customers') }}
 ),
 
 shop_keys as (
