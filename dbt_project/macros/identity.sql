@@ -32,8 +32,16 @@
     {%- if not is_incremental() or not execute -%}
         {{ return('rebuild') }}
     {%- endif -%}
-    {%- set kept = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
-    {{ return('delta' if column in kept else 'rebuild') }}
+    {{ return('delta' if column in column_names(this) else 'rebuild') }}
+{%- endmacro %}
+
+{#- The names of a relation's columns as the database has them (none when not executing or no
+    relation): what a model built by an earlier version of crm360 lacks. -#}
+{% macro column_names(relation) -%}
+    {%- if not execute or relation is none -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {{ return(adapter.get_columns_in_relation(relation) | map(attribute='name') | list) }}
 {%- endmacro %}
 
 {#- Per node on a used edge of `edges`: a digest of those edges (the other end and the rule of

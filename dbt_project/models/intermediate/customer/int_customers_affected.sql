@@ -24,8 +24,7 @@
 -- depends_on: {{ ref('stg_sales__customers') }}
 -- depends_on: {{ ref('stg_sales__currency_rates') }}
 {%- set keys_seen = customer_state_relation('int_customer_keys_seen') -%}
-{%- set keys_seen_columns = adapter.get_columns_in_relation(keys_seen) | map(attribute='name') | list
-                            if execute and keys_seen is not none else [] -%}
+{%- set keys_seen_columns = column_names(keys_seen) -%}
 {%- set orders_seen = customer_state_relation('int_order_customers_seen') -%}
 {%- set inputs_seen = customer_state_relation('int_customer_inputs_seen') -%}
 {%- set products_seen = customer_state_relation('int_products_seen') -%}
