@@ -134,36 +134,51 @@ first_period_revenue as (
         and orders_by_period.snapshot_date = entries.first_order_snapshot_date
 ),
 
--- customers seen but without an order yet: one row per snapshot, tier fixed
-waiting_final as (
+-- customers seen but without an order yet, each with the revenue of their first order period,
+-- joined before the rows are spread over the snapshots (materialized: inlined, the planner joined
+-- after spreading and sorted the 1.9 million rows of a medium history to merge them)
+waiting_entries as materialized (
     select
         entries.customer_key,
-        snapshots.snapshot_date,
         entries.first_seen_date,
-        entries.waiting_tier as activity_tier,
+        entries.waiting_tier,
+        entries.entry_snapshot_date,
+        entries.first_order_snapshot_date,
+        first_period_revenue.period_revenue as first_period_revenue
+    from entries
+    left join first_period_revenue on entries.customer_key = first_period_revenue.customer_key
+),
+
+-- one row per snapshot before the first order, tier fixed
+waiting_final as (
+    select
+        waiting_entries.customer_key,
+        snapshots.snapshot_date,
+        waiting_entries.first_seen_date,
+        waiting_entries.waiting_tier as activity_tier,
         'none' as revenue_tier,
-        case when snapshots.snapshot_date > entries.entry_snapshot_date then entries.waiting_tier end
+        case when snapshots.snapshot_date > waiting_entries.entry_snapshot_date then waiting_entries.waiting_tier end
             as previous_activity_tier,
-        case when snapshots.snapshot_date > entries.entry_snapshot_date then 'none' end as previous_revenue_tier,
+        case when snapshots.snapshot_date > waiting_entries.entry_snapshot_date then 'none' end
+            as previous_revenue_tier,
         null::bigint as revenue_rank,
         0 as revenue,
         0 as period_revenue,
         case
             when snapshots.next_snapshot_date is null then null
-            when snapshots.next_snapshot_date = entries.first_order_snapshot_date
-                then first_period_revenue.period_revenue
+            when snapshots.next_snapshot_date = waiting_entries.first_order_snapshot_date
+                then waiting_entries.first_period_revenue
             else 0
         end as next_period_revenue,
         0 as orders_completed,
         null::date as last_order_date
-    from entries
+    from waiting_entries
     inner join snapshots
-        on snapshots.snapshot_date >= entries.entry_snapshot_date
+        on snapshots.snapshot_date >= waiting_entries.entry_snapshot_date
         and (
-            entries.first_order_snapshot_date is null
-            or snapshots.snapshot_date < entries.first_order_snapshot_date
+            waiting_entries.first_order_snapshot_date is null
+            or snapshots.snapshot_date < waiting_entries.first_order_snapshot_date
         )
-    left join first_period_revenue on entries.customer_key = first_period_revenue.customer_key
 ),
 
 tiered as (
