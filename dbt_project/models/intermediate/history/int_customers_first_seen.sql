@@ -25,8 +25,7 @@ ticket_customers as (
 ),
 
 web_customers as (
-    select customer_key, first_web_visit_at
-    from {{ ref('int_customer_web_aggregated') }}
+    {{ customer_first_web_visits() }}
 ),
 
 shop_ids as (

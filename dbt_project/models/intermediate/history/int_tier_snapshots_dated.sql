@@ -13,8 +13,7 @@ ticket_customers as (
 ),
 
 web_customers as (
-    select first_web_visit_at
-    from {{ ref('int_customer_web_aggregated') }}
+    {{ customer_first_web_visits() }}
 ),
 
 -- history starts in the first month with orders, tickets or web visits
