@@ -25,7 +25,9 @@ def test_dbt_unit_tests_pass(db, tmp_path):
     # the eight pyramid rules, rule 8's what-if holding and not, each department's effect
     assert {"customer_rules_of_thumb_all_eight_rules", "customer_rules_of_thumb_without_data_and_small_uplift",
             "customer_upgrade_what_if_raises_revenue_by_about_half",
-            "customer_upgrade_what_if_flat_pyramid_gains_little", "customer_contact_effect_per_department"} <= names
+            "customer_upgrade_what_if_flat_pyramid_gains_little", "customer_contact_effect_per_department",
+            "customer_contact_effect_follow_up_groups_and_windows",
+            "customer_follow_up_effect_is_the_follow_up_department"} <= names
     # baskets: the pairs counted once per purchase, then the rules read off the counts
     assert {"int_product_pairs_counted_counts_each_purchase_once", "product_affinity_support_confidence_lift",
             "customer_next_product_ranks_rules_of_recent_products"} <= names

@@ -1,7 +1,6 @@
 {#- How existing customers' net spending changed after a contact, against comparable
-    customers without one, per department. Shared by customer_follow_up_effect (one
-    department, follow-up calls) and customer_contact_effect (every department whose
-    contacts the data holds).
+    customers without one, per department: customer_contact_effect (every department whose
+    contacts the data holds), whose follow-up department customer_follow_up_effect reads.
 
     Emits CTEs (continue the caller's `with`; end with a comma) reading three CTEs the
     caller defines before:

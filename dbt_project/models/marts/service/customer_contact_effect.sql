@@ -5,7 +5,7 @@
 
     Departments whose contacts the data holds, each with its reference time:
     - sales_follow_up: outbound follow-up calls that reached the customer, the first
-      such call (the customers of customer_follow_up_effect, with the same figures);
+      such call (customer_follow_up_effect shows this department's figures);
     - service: inbound service tickets (follow-up calls aside) that were resolved, the
       first resolution; a customer with any inbound ticket is no control.
     Marketing's segment exports are logged without their members (audit.segment_exports

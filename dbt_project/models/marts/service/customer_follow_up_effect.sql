@@ -16,67 +16,17 @@
       window would be under var('follow_up_min_window_days') days, or whose after-window
       has not fully elapsed by the as-of date, are left out.
     - Existing customer: at least one purchase in the before-window.
-    The groups and windows are those of the macro contact_effect_ctes, which
-    customer_contact_effect applies to every department. -#}
-{%- set window_days = var('follow_up_window_days') -%}
-{%- set min_window_days = var('follow_up_min_window_days') -%}
-with orders as (
-    select * from {{ ref('int_orders_attributed') }}
+    The figures are customer_contact_effect's for the department sales_follow_up (the macro
+    contact_effect_ctes, applied there to every department), read from it rather than
+    computed a second time from every order. -#}
+with contact_effect as (
+    select * from {{ ref('customer_contact_effect') }}
 ),
 
-tickets as (
-    select * from {{ ref('int_tickets_attributed') }}
-),
-
-order_facts as (
-    select
-        customer_key,
-        ordered_at,
-        ordered_date,
-        is_purchase,
-        net_revenue
-    from orders
-),
-
-follow_up_calls as (
-    select
-        customer_key,
-        created_at,
-        call_outcome
-    from tickets
-    where is_follow_up_call
-        and customer_key is not null
-),
-
-touched as (
-    select distinct
-        'sales_follow_up' as department,
-        customer_key
-    from follow_up_calls
-),
-
-contacts as (
-    select
-        'sales_follow_up' as department,
-        customer_key,
-        min(created_at) as reference_at
-    from follow_up_calls
-    where call_outcome = 'reached'
-    group by customer_key
-),
-
-{{ contact_effect_ctes(window_days, min_window_days) }}
-
-by_group as (
-    select
-        customer_group,
-        count(*) as customers,
-        sum(spend_before) as spend_before,
-        sum(spend_after) as spend_after,
-        avg(window_days) as avg_window_days
-    from customer_spend
-    where purchases_before > 0
-    group by customer_group
+follow_up as (
+    select *
+    from contact_effect
+    where department = 'sales_follow_up'
 ),
 
 {#- the published study's figures: change in spending over the next year -#}
@@ -92,17 +42,15 @@ final as (
         benchmark.customer_group,
         benchmark.group_order,
         {{ as_of_date() }} as as_of_date,
-        coalesce(by_group.customers, 0) as customers,
-        cast(coalesce(by_group.spend_before, 0) as numeric(16, 2)) as spend_before,
-        cast(coalesce(by_group.spend_after, 0) as numeric(16, 2)) as spend_after,
-        cast(100 * (by_group.spend_after - by_group.spend_before)
-            / nullif(by_group.spend_before, 0) as numeric(12, 2)) as change_pct,
-        cast((by_group.spend_after - by_group.spend_before) / by_group.customers as numeric(14, 2))
-            as avg_change_per_customer,
-        cast(by_group.avg_window_days as numeric(6, 1)) as avg_window_days,
+        coalesce(follow_up.customers, 0) as customers,
+        cast(coalesce(follow_up.spend_before, 0) as numeric(16, 2)) as spend_before,
+        cast(coalesce(follow_up.spend_after, 0) as numeric(16, 2)) as spend_after,
+        cast(follow_up.change_pct as numeric(12, 2)) as change_pct,
+        cast(follow_up.avg_change_per_customer as numeric(14, 2)) as avg_change_per_customer,
+        cast(follow_up.avg_window_days as numeric(6, 1)) as avg_window_days,
         cast(benchmark.published_change_pct as numeric(5, 1)) as published_change_pct
     from benchmark
-    left join by_group on benchmark.customer_group = by_group.customer_group
+    left join follow_up on benchmark.customer_group = follow_up.customer_group
 )
 
 select * from final
