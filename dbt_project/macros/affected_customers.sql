@@ -145,9 +145,16 @@
     and {{ shop }}.customer_id = {{ linked }}.identifier_value
 {%- endmacro %}
 
-{#- A digest of the anchor's shop record's e-mail and phone (null for other identifiers): what
-    int_customers_resolved takes its primary contacts from, compared by int_customers_affected. -#}
-{% macro anchor_contacts_digest(linked, shop) -%}
+{#- The columns of an identifier's state, kept by int_customer_keys_seen and compared with it by
+    int_customers_affected (one definition, or the two would differ on every identifier): a digest
+    of the identifier (no value), its customer key, when it was first seen, and for an anchor shop
+    record (`shop` joined on anchor_shop_record, else null) a digest of its e-mail and phone, what
+    int_customers_resolved takes its primary contacts from. -#}
+{% macro identifier_state_columns(linked, shop) -%}
+    md5({{ linked }}.identifier_id) as identifier_hash,
+    {{ linked }}.customer_key,
+    {{ linked }}.first_seen_at,
     case when {{ anchor_shop_record(linked, shop) }}
         then md5(coalesce({{ shop }}.email, '') || ' ' || coalesce({{ shop }}.phone_e164, '')) end
+        as contacts_digest
 {%- endmacro %}

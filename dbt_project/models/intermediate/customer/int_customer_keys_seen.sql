@@ -16,9 +16,6 @@ shop_customers as (
 )
 
 select
-    md5(linked.identifier_id) as identifier_hash,
-    linked.customer_key,
-    linked.first_seen_at,
-    {{ anchor_contacts_digest('linked', 'shop_customers') }} as contacts_digest
+    {{ identifier_state_columns('linked', 'shop_customers') }}
 from linked
 left join shop_customers on {{ anchor_shop_record('linked', 'shop_customers') }}

@@ -51,12 +51,9 @@ shop_customers as (
 
 linked as (
     select
-        md5(identifiers.identifier_id) as identifier_hash,
         identifiers.identifier_type,
         identifiers.identifier_value,
-        identifiers.customer_key,
-        identifiers.first_seen_at,
-        {{ anchor_contacts_digest('identifiers', 'shop_customers') }} as contacts_digest
+        {{ identifier_state_columns('identifiers', 'shop_customers') }}
     from identifiers
     left join shop_customers on {{ anchor_shop_record('identifiers', 'shop_customers') }}
 ),
